@@ -1,0 +1,47 @@
+"""Dataset readers for the real layouts, a synthetic generator writing the same layouts, text transforms.
+
+The text transforms pull in MONAI and the text encoders; they are imported on first use, so the readers and
+the generator (and the ``lmseg make-synthetic`` / ``check-data`` commands) start in a fraction of a second.
+"""
+
+from lmseg_components.data.check import check_dataset, detect_layout
+from lmseg_components.data.lvit import (
+    LVIT_SPLITS,
+    check_lvit,
+    find_text_table,
+    read_lvit_split,
+    read_text_table,
+)
+from lmseg_components.data.msd import ORGAN_PROMPT, check_msd, organ_prompt, read_msd, read_msd_labels
+from lmseg_components.data.problems import DataProblem, DatasetValidationError
+from lmseg_components.data.synthetic import describe_zones, make_synthetic_lvit, make_synthetic_msd
+
+__all__ = [
+    "LVIT_SPLITS",
+    "ORGAN_PROMPT",
+    "DataProblem",
+    "DatasetValidationError",
+    "EncodeTextd",
+    "TokenizeTextd",
+    "check_dataset",
+    "check_lvit",
+    "check_msd",
+    "describe_zones",
+    "detect_layout",
+    "find_text_table",
+    "make_synthetic_lvit",
+    "make_synthetic_msd",
+    "organ_prompt",
+    "read_lvit_split",
+    "read_msd",
+    "read_msd_labels",
+    "read_text_table",
+]
+
+
+def __getattr__(name: str):
+    if name in ("EncodeTextd", "TokenizeTextd"):
+        from lmseg_components.data import text_transforms
+
+        return getattr(text_transforms, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

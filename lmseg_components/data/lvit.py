@@ -1,0 +1,239 @@
+"""Reader for the LViT layout of 2D text-guided datasets (QaTa-COV19, MosMedData+).
+
+Layout::
+
+    <root>/Train_Folder/img/<image>.png
+    <root>/Train_Folder/labelcol/<mask>.png        # binary, 0/255 (or 0/1)
+    <root>/Train_Folder/Train_text.xlsx            # columns Image, Description
+    <root>/Val_Folder/...  Val_text.xlsx
+    <root>/Test_Folder/... Test_text.xlsx
+
+QaTa-COV19 names masks ``mask_<image>`` and its ``Image`` column holds the mask name; MosMedData+ uses the
+same name for image and mask. Both are recognised row by row. A CSV with the same two columns can replace the
+xlsx (``<split>_text.csv`` beside it, or the GuideDecoder-style ``<root>/prompt/<split>.csv``).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from lmseg_components.data.problems import DataProblem, DatasetValidationError
+
+__all__ = ["LVIT_SPLITS", "find_text_table", "read_text_table", "read_lvit_split", "check_lvit"]
+
+LVIT_SPLITS = ("Train", "Val", "Test")
+IMAGE_COLUMN = "Image"
+TEXT_COLUMN = "Description"
+QATA_MASK_PREFIX = "mask_"
+
+
+def find_text_table(root: str | Path, split: str) -> Path | None:
+    """Return the text table of ``split`` (xlsx first, then CSV variants), or None when there is none."""
+    root = Path(root)
+    folder = root / f"{split}_Folder"
+    for candidate in (
+        folder / f"{split}_text.xlsx",
+        folder / f"{split}_text.csv",
+        root / "prompt" / f"{split.lower()}.csv",
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_text_table(path: str | Path) -> list[tuple[int, str, str]]:
+    """Read an ``Image`` / ``Description`` table from xlsx or CSV.
+
+    Returns:
+        ``(row, image, description)`` triples; ``row`` is the 1-based spreadsheet row (header is row 1).
+
+    Raises:
+        DatasetValidationError: the file cannot be read or lacks one of the two columns.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".csv":
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                rows = [list(r) for r in csv.reader(f)]
+        else:
+            from openpyxl import load_workbook
+
+            workbook = load_workbook(path, read_only=True, data_only=True)
+            try:
+                rows = [list(r) for r in workbook.worksheets[0].iter_rows(values_only=True)]
+            finally:
+                workbook.close()
+    except Exception as e:  # any parser error becomes one problem naming the file
+        raise DatasetValidationError([DataProblem(str(path), f"cannot read text table: {e}")]) from e
+    if not rows:
+        raise DatasetValidationError([DataProblem(str(path), "text table is empty (no header row)")])
+    header = [str(c).strip() if c is not None else "" for c in rows[0]]
+    missing = [c for c in (IMAGE_COLUMN, TEXT_COLUMN) if c not in header]
+    if missing:
+        raise DatasetValidationError(
+            [DataProblem(str(path), f"missing column(s) {missing}; header is {header}", row=1)]
+        )
+    i_img, i_txt = header.index(IMAGE_COLUMN), header.index(TEXT_COLUMN)
+    table = []
+    for number, row in enumerate(rows[1:], start=2):
+        if all(c is None or str(c).strip() == "" for c in row):
+            continue
+        image = row[i_img] if i_img < len(row) else None
+        text = row[i_txt] if i_txt < len(row) else None
+        table.append((number, "" if image is None else str(image).strip(), "" if text is None else str(text).strip()))
+    return table
+
+
+def _resolve_pair(value: str, img_dir: Path, mask_dir: Path) -> tuple[Path | None, Path | None]:
+    """Map a table value to (image, mask) paths under either naming convention; None where not found."""
+    candidates = [(value, value), (value, QATA_MASK_PREFIX + value)]
+    if value.startswith(QATA_MASK_PREFIX):
+        candidates.insert(0, (value[len(QATA_MASK_PREFIX) :], value))
+    image = mask = None
+    for image_name, mask_name in candidates:
+        if image is None and (img_dir / image_name).is_file():
+            image = img_dir / image_name
+        if (img_dir / image_name).is_file() and (mask_dir / mask_name).is_file():
+            return img_dir / image_name, mask_dir / mask_name
+    for _, mask_name in candidates:
+        if (mask_dir / mask_name).is_file():
+            mask = mask_dir / mask_name
+            break
+    return image, mask
+
+
+def _open_image(path: Path, problems: list[DataProblem], row: int | None) -> np.ndarray | None:
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im)
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        problems.append(DataProblem(str(path), f"unreadable or corrupt image ({e})", row=row))
+        return None
+
+
+def _check_pair(image: Path, mask: Path, row: int, strict_masks: bool, problems: list[DataProblem]) -> None:
+    img = _open_image(image, problems, row)
+    msk = _open_image(mask, problems, row)
+    if img is None or msk is None:
+        return
+    if img.shape[:2] != msk.shape[:2]:
+        problems.append(
+            DataProblem(
+                str(mask),
+                f"mask size {msk.shape[1]}x{msk.shape[0]} differs from image {image.name} "
+                f"size {img.shape[1]}x{img.shape[0]}",
+                row=row,
+            )
+        )
+    if msk.ndim == 3:
+        if not all(np.array_equal(msk[..., 0], msk[..., c]) for c in range(1, min(msk.shape[2], 3))):
+            problems.append(DataProblem(str(mask), "mask has differing colour channels, expected a grey mask", row))
+        msk = msk[..., 0]
+    values = np.unique(msk)
+    if strict_masks and not (set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1}):
+        shown = values[:8].tolist()
+        problems.append(DataProblem(str(mask), f"non-binary mask: values {shown}, expected 0/255 or 0/1", row=row))
+
+
+def read_lvit_split(
+    root: str | Path,
+    split: str = "Train",
+    text_file: str | Path | None = None,
+    validate: bool = True,
+    strict_masks: bool = True,
+) -> list[dict]:
+    """Read one split of an LViT-layout dataset into MONAI-style records.
+
+    Args:
+        root: dataset root holding ``<split>_Folder``.
+        split: one of ``Train``, ``Val``, ``Test``.
+        text_file: text table to use instead of the one found by :func:`find_text_table`.
+        validate: open every image and mask and check sizes and mask values (see ``strict_masks``).
+        strict_masks: report masks whose values are not {0, 255} or {0, 1}.
+
+    Returns:
+        one dict per text row: ``image`` and ``label`` (absolute paths), ``text``, ``name`` (image file name),
+        ``case_id`` (image stem).
+
+    Raises:
+        DatasetValidationError: listing every problem found, each naming its file and row.
+    """
+    records, problems = _read_split(Path(root), split, text_file, validate, strict_masks)
+    if problems:
+        raise DatasetValidationError(problems)
+    return records
+
+
+def check_lvit(root: str | Path, strict_masks: bool = True) -> list[DataProblem]:
+    """Every problem found in every split present under ``root`` (at least one split must exist)."""
+    root = Path(root)
+    present = [s for s in LVIT_SPLITS if (root / f"{s}_Folder").is_dir()]
+    if not present:
+        return [
+            DataProblem(str(root), f"no split folder found (expected one of {[s + '_Folder' for s in LVIT_SPLITS]})")
+        ]
+    problems: list[DataProblem] = []
+    for split in present:
+        problems += _read_split(root, split, None, True, strict_masks)[1]
+    return problems
+
+
+def _read_split(
+    root: Path, split: str, text_file: str | Path | None, validate: bool, strict_masks: bool
+) -> tuple[list[dict], list[DataProblem]]:
+    if split not in LVIT_SPLITS:
+        raise ValueError(f"split must be one of {LVIT_SPLITS}, got {split!r}.")
+    folder = root / f"{split}_Folder"
+    img_dir, mask_dir = folder / "img", folder / "labelcol"
+    problems = [DataProblem(str(d), "folder is missing") for d in (img_dir, mask_dir) if not d.is_dir()]
+    table_path = Path(text_file) if text_file is not None else find_text_table(root, split)
+    if table_path is None:
+        problems.append(DataProblem(str(folder / f"{split}_text.xlsx"), "text table is missing (xlsx or csv)"))
+    if problems:
+        return [], problems
+    try:
+        table = read_text_table(table_path)
+    except DatasetValidationError as e:
+        return [], e.problems
+
+    records: list[dict] = []
+    seen: dict[str, int] = {}
+    for row, value, text in table:
+        if not value:
+            problems.append(DataProblem(str(table_path), "empty Image cell", row=row))
+            continue
+        if not text:
+            problems.append(DataProblem(str(table_path), f"empty Description for {value!r}", row=row))
+        image, mask = _resolve_pair(value, img_dir, mask_dir)
+        if image is None:
+            problems.append(DataProblem(str(table_path), f"text row names {value!r} but no image in {img_dir}", row))
+        if mask is None:
+            problems.append(DataProblem(str(table_path), f"no mask for {value!r} in {mask_dir}", row=row))
+        if image is None or mask is None:
+            continue
+        if image.name in seen:
+            problems.append(
+                DataProblem(str(table_path), f"image {image.name} already described in row {seen[image.name]}", row)
+            )
+            continue
+        seen[image.name] = row
+        if validate:
+            _check_pair(image, mask, row, strict_masks, problems)
+        records.append(
+            {
+                "image": str(image.resolve()),
+                "label": str(mask.resolve()),
+                "text": text,
+                "name": image.name,
+                "case_id": image.stem,
+            }
+        )
+    for orphan in sorted(p for p in img_dir.iterdir() if p.is_file() and p.name not in seen):
+        if not any(v in (orphan.name, QATA_MASK_PREFIX + orphan.name) for _, v, _ in table):
+            problems.append(DataProblem(str(orphan), f"image has no text row in {table_path.name}"))
+    return records, problems

@@ -1,0 +1,137 @@
+"""Reader for Medical Segmentation Decathlon-style 3D NIfTI datasets (MSD-Spleen, AbdomenCT-1k, WORD).
+
+Layout::
+
+    <root>/dataset.json          # {"labels": {"0": "background", "1": "spleen", ...},
+                                 #  "training": [{"image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz"}]}
+    <root>/imagesTr/*.nii.gz
+    <root>/labelsTr/*.nii.gz
+
+Reading checks headers only (existence, NIfTI header, image/label shape and affine agreement);
+``check_msd(deep=True)`` also decodes every voxel, catching truncated files and label values outside ``labels``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lmseg_components.data.problems import DataProblem, DatasetValidationError
+
+__all__ = ["ORGAN_PROMPT", "organ_prompt", "read_msd_labels", "read_msd", "check_msd"]
+
+ORGAN_PROMPT = "A computerized tomography of a {organ}"
+AFFINE_ATOL = 1e-3
+
+
+def organ_prompt(organ: str) -> str:
+    """The per-organ text prompt, e.g. ``A computerized tomography of a spleen``."""
+    return ORGAN_PROMPT.format(organ=organ.replace("_", " "))
+
+
+def _load_dataset_json(root: Path) -> tuple[dict | None, list[DataProblem]]:
+    path = root / "dataset.json"
+    if not path.is_file():
+        return None, [DataProblem(str(path), "dataset.json is missing")]
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        return None, [DataProblem(str(path), f"cannot parse dataset.json: {e}")]
+    problems = []
+    labels = meta.get("labels")
+    if not isinstance(labels, dict) or not labels:
+        problems.append(DataProblem(str(path), "dataset.json has no 'labels' map"))
+    elif not all(str(k).isdigit() for k in labels):
+        problems.append(DataProblem(str(path), f"'labels' keys must be integers, got {list(labels)}"))
+    return meta, problems
+
+
+def read_msd_labels(root: str | Path) -> dict[int, str]:
+    """The ``labels`` map of ``dataset.json`` as ``{index: name}``, background included."""
+    meta, problems = _load_dataset_json(Path(root))
+    if problems:
+        raise DatasetValidationError(problems)
+    return {int(k): str(v) for k, v in meta["labels"].items()}
+
+
+def read_msd(root: str | Path, section: str = "training") -> list[dict]:
+    """Read the ``section`` list of an MSD-style dataset into MONAI-style records.
+
+    Returns:
+        one dict per case: ``image``, ``label`` (absolute paths), ``text`` (one organ prompt per foreground
+        label, in label order), ``name`` (image file name), ``case_id`` (name without ``.nii.gz``).
+
+    Raises:
+        DatasetValidationError: listing every problem found (missing files, unreadable headers,
+            image/label shape or affine mismatch), each naming its file.
+    """
+    records, problems = _read(Path(root), section, deep=False)
+    if problems:
+        raise DatasetValidationError(problems)
+    return records
+
+
+def check_msd(root: str | Path, section: str = "training", deep: bool = True) -> list[DataProblem]:
+    """Every problem found in an MSD-style dataset; ``deep`` decodes all voxels too."""
+    return _read(Path(root), section, deep)[1]
+
+
+def _case_id(name: str) -> str:
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def _read(root: Path, section: str, deep: bool) -> tuple[list[dict], list[DataProblem]]:
+    import nibabel as nib
+
+    meta, problems = _load_dataset_json(root)
+    if meta is None or problems:
+        return [], problems
+    labels = {int(k): str(v) for k, v in meta["labels"].items()}
+    prompts = [organ_prompt(name) for k, name in sorted(labels.items()) if k != 0]
+    entries = meta.get(section)
+    json_path = str(root / "dataset.json")
+    if not isinstance(entries, list):
+        return [], [DataProblem(json_path, f"dataset.json has no '{section}' list")]
+    records = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
+            problems.append(DataProblem(json_path, f"{section}[{index}] needs 'image' and 'label' keys"))
+            continue
+        image, label = (root / entry["image"]).resolve(), (root / entry["label"]).resolve()
+        headers = {}
+        for path in (image, label):
+            if not path.is_file():
+                problems.append(DataProblem(str(path), f"file listed in {section}[{index}] is missing"))
+                continue
+            try:
+                vol = nib.load(str(path))
+                headers[path] = (vol.shape[:3], vol.affine)
+                if deep:
+                    data = np.asarray(vol.dataobj)
+                    if path == label:
+                        extra = sorted(set(np.unique(data).astype(int).tolist()) - set(labels))
+                        if extra:
+                            problems.append(DataProblem(str(path), f"label values {extra} not in 'labels' map"))
+            except Exception as e:  # nibabel raises many types for corrupt files
+                problems.append(DataProblem(str(path), f"unreadable or corrupt NIfTI ({e})"))
+        if len(headers) == 2:
+            (shape_i, aff_i), (shape_l, aff_l) = headers[image], headers[label]
+            if shape_i != shape_l:
+                problems.append(DataProblem(str(label), f"label shape {shape_l} differs from image shape {shape_i}"))
+            elif not np.allclose(aff_i, aff_l, atol=AFFINE_ATOL):
+                problems.append(DataProblem(str(label), f"label affine differs from image {image.name} affine"))
+        records.append(
+            {
+                "image": str(image),
+                "label": str(label),
+                "text": prompts,
+                "name": image.name,
+                "case_id": _case_id(image.name),
+            }
+        )
+    return records, problems

@@ -1,0 +1,58 @@
+import subprocess
+import sys
+
+
+def _lmseg(*args):
+    return subprocess.run([sys.executable, "-m", "lmseg_components.cli", *args], capture_output=True, text=True)
+
+
+def test_make_synthetic_then_check_data(tmp_path):
+    run = _lmseg(
+        "make-synthetic",
+        "--out",
+        str(tmp_path / "lvit"),
+        "--size",
+        "40",
+        "--n-train",
+        "3",
+        "--n-val",
+        "1",
+        "--n-test",
+        "1",
+        "--seed",
+        "5",
+    )
+    assert run.returncode == 0, run.stderr
+    assert '"text_ignoring_oracle_mdice"' in run.stdout
+    check = _lmseg("check-data", str(tmp_path / "lvit"))
+    assert check.returncode == 0 and "valid lvit dataset" in check.stdout
+
+    run = _lmseg("make-synthetic", "--out", str(tmp_path / "msd"), "--kind", "msd", "--n-cases", "2")
+    assert run.returncode == 0, run.stderr
+    assert _lmseg("check-data", str(tmp_path / "msd")).returncode == 0
+
+
+def test_check_data_failure_is_a_clear_message(tmp_path):
+    _lmseg(
+        "make-synthetic",
+        "--out",
+        str(tmp_path),
+        "--size",
+        "40",
+        "--n-train",
+        "2",
+        "--n-val",
+        "1",
+        "--n-test",
+        "1",
+    )
+    (tmp_path / "Test_Folder" / "img" / "syn_test_0000.png").write_bytes(b"broken")
+    check = _lmseg("check-data", str(tmp_path))
+    assert check.returncode == 1
+    assert "Traceback" not in check.stdout + check.stderr
+    assert "syn_test_0000.png (row 2): unreadable or corrupt image" in check.stdout
+
+
+def test_unknown_kind(tmp_path):
+    run = _lmseg("make-synthetic", "--out", str(tmp_path), "--kind", "acdc")
+    assert run.returncode != 0 and "--kind must be" in run.stderr
