@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -35,39 +36,40 @@ def test_text_ignoring_oracle_is_bounded(tmp_path):
     summary = make_synthetic_lvit(tmp_path, seed=0, size=64, n_train=150, n_val=0, n_test=0)
     assert 0.4 <= summary["text_ignoring_oracle_mdice"] <= 0.6
     assert json.loads((tmp_path / "synthetic.json").read_text()) == summary
+    assert len(summary["images"]) == 150
 
 
-def _zone_of(mask_region_center, size):
-    row, col = mask_region_center
-    side = "left" if col >= size / 2 else "right"  # radiological convention: patient's left on image right
-    level = ("upper", "middle", "lower")[int(np.clip((row / size - 0.2) / 0.2, 0, 2.999))]
-    return LungZone(level, side)
+def _box(zone, size, half=0.04):
+    row, col = zone.image_center(size)
+    r0, c0, h = int(row - half * size), int(col - half * size), int(2 * half * size) + 1
+    return slice(r0, r0 + h), slice(c0, c0 + h)
 
 
-def test_masks_hold_exactly_the_mentioned_zones(lvit_root):
-    from skimage.measure import label, regionprops
-
-    for record in read_lvit_split(lvit_root, "Train"):
-        mask = np.asarray(Image.open(record["label"])) > 0
-        zones = {_zone_of(p.centroid, mask.shape[0]) for p in regionprops(label(mask))}
-        text = record["text"].lower()
-        for zone in zones:
-            assert zone.side in text
-        assert len(zones) == (2 if (" and " in text) else 1)
+def _zones_in_text(text):
+    zones = set()
+    for part in text.lower().split(" and "):
+        level = re.findall(r"\b(upper|middle|mid|lower)\b", part)[-1]
+        side = re.findall(r"\b(left|right)\b", part)[-1]
+        zones.add(LungZone("middle" if level == "mid" else level, side))
+    return zones
 
 
-def test_image_has_more_blobs_than_the_mask(lvit_root):
-    from skimage.measure import label
-
-    records = read_lvit_split(lvit_root, "Train")
-    extra = 0
-    for record in records:
+def test_masks_hold_exactly_the_mentioned_zones_and_distractors_look_the_same(tmp_path):
+    summary = make_synthetic_lvit(tmp_path, seed=4, size=96, n_train=30, n_val=0, n_test=0)
+    for record in read_lvit_split(tmp_path, "Train"):
         image = np.asarray(Image.open(record["image"])).astype(float)
         mask = np.asarray(Image.open(record["label"])) > 0
-        lesion_level = image[mask].mean()
-        bright = (image > lesion_level - 25) & ~mask
-        extra += sum(1 for r in np.unique(label(bright))[1:] if (label(bright) == r).sum() > 10)
-    assert extra >= len(records)  # every image has at least one unmentioned blob on average
+        layout = summary["images"][record["name"]]
+        mentioned = {LungZone(*z.split()) for z in layout["mentioned"]}
+        distractors = {LungZone(*z.split()) for z in layout["distractors"]}
+        assert len(distractors) >= len(mentioned) and not mentioned & distractors
+        assert _zones_in_text(record["text"]) == mentioned
+        assert {z for z in ALL_ZONES if mask[_box(z, 96, 0.1)].any()} == mentioned
+        # every blob, mentioned or distractor, is brighter than every zone without a blob
+        peak = {z: image[_box(z, 96)].max() for z in ALL_ZONES}
+        empty = [peak[z] for z in set(ALL_ZONES) - mentioned - distractors]
+        if empty:
+            assert min(peak[z] for z in mentioned | distractors) > max(empty)
 
 
 def test_describe_zones_phrasing():

@@ -196,8 +196,9 @@ def make_synthetic_lvit(
         text_format: ``xlsx`` (``<split>_text.xlsx``) or ``csv`` (``<split>_text.csv``).
 
     Returns:
-        summary with the image counts and ``text_ignoring_oracle_mdice``: the per-image Dice of segmenting
-        every blob (mentioned or not), which bounds what a model that ignores the text can reach.
+        summary with the image counts, ``text_ignoring_oracle_mdice`` (the per-image Dice of segmenting every
+        blob, mentioned or not, which bounds what a model that ignores the text can reach) and ``images``: the
+        ``mentioned`` and ``distractors`` zones of each image. It is also written to ``<out>/synthetic.json``.
     """
     if naming not in ("qata", "mosmed"):
         raise ValueError(f"naming must be 'qata' or 'mosmed', got {naming!r}.")
@@ -209,6 +210,7 @@ def make_synthetic_lvit(
     out = Path(out)
     oracle = []
     counts = {}
+    layout = {}
     for split, count in (("Train", n_train), ("Val", n_val), ("Test", n_test)):
         folder = out / f"{split}_Folder"
         (folder / "img").mkdir(parents=True, exist_ok=True)
@@ -228,6 +230,10 @@ def make_synthetic_lvit(
             Image.fromarray((image * 255).round().astype(np.uint8)).save(folder / "img" / name)
             Image.fromarray(mask.astype(np.uint8) * 255).save(folder / "labelcol" / mask_name)
             rows.append((mask_name, describe_zones(targets, rng)))
+            layout[name] = {
+                "mentioned": [f"{z.level} {z.side}" for z in targets],
+                "distractors": sorted(f"{z.level} {z.side}" for z in zones[n_targets:]),
+            }
         _write_table(folder / f"{split}_text.{text_format}", rows)
         counts[split] = count
     summary = {
@@ -237,6 +243,7 @@ def make_synthetic_lvit(
         "counts": counts,
         "naming": naming,
         "text_ignoring_oracle_mdice": float(np.mean(oracle)) if oracle else float("nan"),
+        "images": layout,
     }
     (out / "synthetic.json").write_text(json.dumps(summary, indent=4) + "\n")
     return summary
