@@ -1,3 +1,17 @@
-"""lmseg: shared components for language-guided and retrieval-augmented segmentation bundles."""
+"""lmseg: shared components for language-guided and retrieval-augmented segmentation bundles.
+
+Subpackages are imported on first attribute access, so ``import lmseg_components`` stays cheap and bundle
+configs can write ``$lmseg_components.data.read_lvit_split(...)`` after a plain ``$import lmseg_components``.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
+
+_SUBPACKAGES = ("data", "engines", "losses", "metrics", "networks", "text")
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

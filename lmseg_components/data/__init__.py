@@ -17,11 +17,13 @@ from lmseg_components.data.problems import DataProblem, DatasetValidationError
 from lmseg_components.data.synthetic import describe_zones, make_synthetic_lvit, make_synthetic_msd
 
 __all__ = [
+    "AsGreyd",
     "LVIT_SPLITS",
     "ORGAN_PROMPT",
     "DataProblem",
     "DatasetValidationError",
     "EncodeTextd",
+    "RandLeftRightFlipd",
     "TokenizeTextd",
     "check_dataset",
     "check_lvit",
@@ -36,12 +38,17 @@ __all__ = [
     "read_msd",
     "read_msd_labels",
     "read_text_table",
+    "swap_left_right",
 ]
 
 
 def __getattr__(name: str):
-    if name in ("EncodeTextd", "TokenizeTextd"):
+    if name in ("EncodeTextd", "TokenizeTextd", "RandLeftRightFlipd", "swap_left_right"):
         from lmseg_components.data import text_transforms
 
         return getattr(text_transforms, name)
+    if name == "AsGreyd":
+        from lmseg_components.data.image_transforms import AsGreyd
+
+        return AsGreyd
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,17 +1,19 @@
-"""MONAI dictionary transforms for the ``text`` key: tokenize it, or encode it with a frozen encoder."""
+"""MONAI dictionary transforms for the ``text`` key: tokenize it, encode it with a frozen encoder, and flip
+images left/right together with the words "left"/"right"."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 
 from monai.config import KeysCollection
-from monai.transforms import MapTransform
+from monai.transforms import Flip, MapTransform, RandomizableTransform
 
 from lmseg_components.text.base import TextEncoder
 from lmseg_components.text.cache import TextFeatureCache
 
-__all__ = ["TokenizeTextd", "EncodeTextd"]
+__all__ = ["TokenizeTextd", "EncodeTextd", "RandLeftRightFlipd", "swap_left_right"]
 
 
 def _texts(value, key: Hashable) -> tuple[list[str], bool]:
@@ -78,4 +80,64 @@ class EncodeTextd(MapTransform):
             out = self.output_key or f"{key}_features"
             d[out] = features.tokens[0] if single else features.tokens
             d[f"{out}_pooled"] = features.pooled[0] if single else features.pooled
+        return d
+
+
+_SIDE = re.compile(r"\b(left|right)\b", re.IGNORECASE)
+
+
+def swap_left_right(text: str) -> str:
+    """Swap the words "left" and "right" (any case, whole words), e.g. after a horizontal image flip."""
+
+    def swap(match: re.Match) -> str:
+        word = match.group(0)
+        other = "right" if word.lower() == "left" else "left"
+        if word.isupper():
+            return other.upper()
+        return other.capitalize() if word[0].isupper() else other
+
+    return _SIDE.sub(swap, text)
+
+
+class RandLeftRightFlipd(RandomizableTransform, MapTransform):
+    """Flip image and mask horizontally and swap "left"/"right" in the text, together, with probability ``prob``.
+
+    A horizontal flip moves the patient's left lung to the other side of the image, so the description must
+    change with it; flips that would contradict the text (vertical flips, 90-degree rotations that turn
+    "upper" into "left") are not offered.
+
+    Args:
+        keys: image-like keys to flip.
+        text_key: the text to rewrite.
+        spatial_axis: the horizontal axis of the (channel-first) arrays: 0 for PNGs read by MONAI's
+            ``LoadImage`` (which returns (W, H)), 1 for arrays in (H, W) order.
+        prob: probability of flipping.
+    """
+
+    backend = Flip.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        text_key: str = "text",
+        spatial_axis: int = 0,
+        prob: float = 0.5,
+        allow_missing_keys: bool = False,
+    ):
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.text_key = text_key
+        self.flip = Flip(spatial_axis=spatial_axis)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            d[key] = self.flip(d[key])
+        if self.text_key in d:
+            texts, single = _texts(d[self.text_key], self.text_key)
+            swapped = [swap_left_right(t) for t in texts]
+            d[self.text_key] = swapped[0] if single else swapped
         return d

@@ -1,0 +1,70 @@
+"""Overlay PNGs: the image, the predicted mask outline/fill and the text prompt as a caption."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
+from PIL import Image, ImageDraw
+
+__all__ = ["render_overlay", "SaveOverlayd"]
+
+
+def render_overlay(image: np.ndarray, mask: np.ndarray, caption: str, color=(255, 64, 32), alpha: float = 0.45):
+    """Return an RGB PIL image: ``image`` (H, W) in [0, 1] with ``mask`` (H, W) blended in, caption below."""
+    grey = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=-1).astype(np.float32)
+    m = mask.astype(bool)
+    rgb[m] = (1 - alpha) * rgb[m] + alpha * np.asarray(color, np.float32)
+    h, w = grey.shape
+    lines = textwrap.wrap(caption, width=max(16, w // 7)) or [""]
+    canvas = Image.new("RGB", (w, h + 12 * len(lines) + 6), (0, 0, 0))
+    canvas.paste(Image.fromarray(rgb.astype(np.uint8)), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        draw.text((3, h + 3 + 12 * i), line, fill=(255, 255, 255))
+    return canvas
+
+
+class SaveOverlayd(MapTransform):
+    """Write ``<output_dir>/<image stem>_overlay.png`` for each item: image, predicted mask, text caption.
+
+    Arrays follow MONAI's PNG convention (channel-first, spatial axes (W, H) as ``LoadImage`` returns them), so
+    they are transposed back to (H, W) for the PNG.
+
+    Args:
+        keys: the prediction key (binary mask, (1, W, H)).
+        image_key: the image key ((C, W, H), intensities scaled to [0, 1]).
+        text_key: the text prompt key.
+        output_dir: folder for the PNGs.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        image_key: str = "image",
+        text_key: str = "text",
+        output_dir: str | Path = "./overlays",
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.image_key, self.text_key = image_key, text_key
+        self.output_dir = Path(output_dir)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        image = d[self.image_key]
+        meta = getattr(image, "meta", {})
+        stem = Path(str(meta.get("filename_or_obj", "image"))).name.split(".")[0]
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        for key in self.key_iterator(d):
+            pred = torch.as_tensor(d[key]).detach().cpu().numpy()
+            img = torch.as_tensor(image).detach().cpu().float().numpy().mean(0)
+            overlay = render_overlay(img.T, pred[0].T > 0.5, str(d.get(self.text_key, "")))
+            overlay.save(self.output_dir / f"{stem}_overlay.png")
+        return d

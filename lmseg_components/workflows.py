@@ -1,0 +1,60 @@
+"""Run a bundle's workflows in-process (for ``lmseg demo`` and the benchmarks), exactly as
+``python -m monai.bundle run <workflow>`` would, with CLI-style overrides."""
+
+from __future__ import annotations
+
+import logging.config
+from collections.abc import Sequence
+from pathlib import Path
+
+from monai.bundle import ConfigParser
+
+__all__ = ["BUNDLES_DIR", "bundle_dir", "load_bundle", "run_workflow", "evaluate_metrics"]
+
+BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
+
+
+def bundle_dir(name: str) -> Path:
+    """The folder of bundle ``name`` in this checkout (``bundles/<name>``)."""
+    path = BUNDLES_DIR / name
+    if not (path / "configs" / "metadata.json").is_file():
+        raise FileNotFoundError(f"no bundle {name!r} under {BUNDLES_DIR} (install lmseg from a source checkout).")
+    return path
+
+
+def load_bundle(bundle: str | Path, configs: Sequence[str], overrides: dict | None = None) -> ConfigParser:
+    """Parse ``configs`` (file names under ``<bundle>/configs``) with ``bundle_root`` set to the bundle folder
+    unless overridden; ``overrides`` use the CLI's ids, e.g. ``{"epochs": 2, "validate#datalist": [...]}``."""
+    bundle = Path(bundle)
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / c) for c in configs])
+    parser.read_meta(str(bundle / "configs" / "metadata.json"))
+    parser["bundle_root"] = str(bundle)
+    for key, value in (overrides or {}).items():
+        parser[key] = value
+    return parser
+
+
+def run_workflow(
+    bundle: str | Path, workflow: str, configs: Sequence[str], overrides: dict | None = None, logging_conf: bool = True
+) -> ConfigParser:
+    """Run ``initialize``, then ``workflow`` (e.g. ``training``), then ``finalize``; return the parser so that
+    callers can read the engines' state (``parser.get_parsed_content("validate#evaluator").state.metrics``)."""
+    parser = load_bundle(bundle, configs, overrides)
+    conf = Path(bundle) / "configs" / "logging.conf"
+    if logging_conf and conf.is_file():
+        logging.config.fileConfig(str(conf), disable_existing_loggers=False)
+    for step in ("initialize", workflow, "finalize"):
+        if step in parser:
+            parser.get_parsed_content(step, instantiate=True)
+    return parser
+
+
+def evaluate_metrics(bundle: str | Path, overrides: dict, datalist: list[dict] | None = None) -> dict[str, float]:
+    """Evaluate the trained model of a bundle (``train.json`` + ``evaluate.json``) and return its metrics;
+    ``datalist`` replaces the test records (e.g. with shuffled texts)."""
+    extra = dict(overrides)
+    if datalist is not None:
+        extra["validate#datalist"] = datalist
+    parser = run_workflow(bundle, "evaluating", ["train.json", "evaluate.json"], extra, logging_conf=False)
+    return dict(parser.get_parsed_content("validate#evaluator").state.metrics)
