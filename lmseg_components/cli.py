@@ -1,4 +1,4 @@
-"""The ``lmseg`` command line (python-fire): ``lmseg make-synthetic``, ``lmseg check-data``, ``lmseg demo``."""
+"""The ``lmseg`` command line (python-fire): ``make-synthetic``, ``check-data``, ``demo``, ``verify-bundles``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import fire
 from lmseg_components.data.check import check_dataset
 from lmseg_components.data.synthetic import make_synthetic_lvit, make_synthetic_msd
 
-__all__ = ["make_synthetic", "check_data", "demo", "main"]
+__all__ = ["make_synthetic", "check_data", "demo", "verify_bundles", "main"]
 
 
 def make_synthetic(
@@ -108,15 +108,39 @@ def demo(
     run_workflow(bundle, "evaluating", ["train.json", "evaluate.json"], common)
     run_workflow(bundle, "inference", ["inference.json"], {**common, "num_workers": 0})
     overlays = sorted((root / "eval" / "inference").glob("*_overlay.png"))
-    print("\n=== TIRNet on the synthetic test split (metrics.csv) ===")
-    print((root / "eval" / "metrics.csv").read_text().strip())
+    metrics = dict(line.split(",")[:2] for line in (root / "eval" / "metrics.csv").read_text().split())
+    print(f"\n=== TIRNet on the synthetic test split ({root / 'eval' / 'metrics.csv'}) ===")
+    print(f"{'metric':<8} {'value':>8}")
+    for name, key in (
+        ("m-Dice", "mean_dice"),
+        ("m-IoU", "mean_iou"),
+        ("g-Dice", "global_dice"),
+        ("g-IoU", "global_iou"),
+    ):
+        print(f"{name:<8} {float(metrics['val_' + key]):>8.4f}")
     print(f"per-image Dice: {root / 'eval' / 'val_mean_dice_raw.csv'}")
     print(f"{len(overlays)} overlay PNGs in {root / 'eval' / 'inference'}, e.g. {overlays[0] if overlays else '-'}")
     print(f"TensorBoard: tensorboard --logdir {root / 'eval' / 'tensorboard'}")
 
 
+def verify_bundles(bundles_dir: str | None = None, settings_file: str | None = None, checks=None) -> None:
+    """Run the Model-Zoo-style checks on every bundle and print a bundle x check table; exit 1 on any failure.
+
+    Args:
+        bundles_dir: folder of bundles (default: ``bundles/`` of this checkout).
+        settings_file: per-bundle CI settings (default: ``ci/bundles.json``).
+        checks: a comma-separated subset, e.g. ``files,metadata,json_style``.
+    """
+    from lmseg_components.bundle_checks import verify_bundles as run_checks
+
+    selected = checks.split(",") if isinstance(checks, str) else checks
+    sys.exit(run_checks(bundles_dir, settings_file, selected))
+
+
 def main() -> None:
-    fire.Fire({"make-synthetic": make_synthetic, "check-data": check_data, "demo": demo})
+    fire.Fire(
+        {"make-synthetic": make_synthetic, "check-data": check_data, "demo": demo, "verify-bundles": verify_bundles}
+    )
 
 
 if __name__ == "__main__":

@@ -37,3 +37,16 @@ def test_no_flip_leaves_everything():
     d = {"image": torch.arange(6.0).reshape(1, 3, 2), "text": "left lung"}
     out = flip(d)
     assert out["text"] == "left lung" and torch.equal(out["image"], d["image"])
+
+
+def test_overlay_is_legible_and_marks_the_mask():
+    from lmseg_components.engines import render_overlay
+
+    mask = np.zeros((64, 64), bool)
+    mask[10:20, 40:50] = True
+    caption = "Bilateral pulmonary infection, two infected areas, upper left lung and upper right lung."
+    out = np.asarray(render_overlay(np.full((64, 64), 0.5), mask, caption))
+    assert out.shape[1] == 256 and out.shape[0] > 256  # enlarged 4x, caption rows below
+    assert out[60, 180, 0] > out[60, 180, 2] + 50  # mask pixel (row 15, col 45) x4 is tinted red
+    assert out[200, 20, 0] == out[200, 20, 2]  # outside the mask stays grey
+    assert out[260:, :, :].max() > 200  # caption drawn in white

@@ -66,6 +66,16 @@ def test_cdcb_shape_and_zero_detail():
     assert block(d, torch.randn(2, 8, 6, 6), l_pos).shape == (2, 8, 6, 6)
 
 
+def test_text_pooling_equals_conv1d_then_masked_mean():
+    pool = TextTokenPooling(32, 16)
+    t = _text(3, 12, 32, valid=5)
+    t[1, 7:] = 0
+    t[1, 5:7] = torch.randn(2, 32)  # the second text has 7 tokens
+    mask = (t.abs().sum(-1) > 0).float().unsqueeze(1)
+    reference = (pool.conv(t.transpose(1, 2)) * mask).sum(-1) / mask.sum(-1)
+    assert torch.allclose(pool(t), reference, atol=1e-5)
+
+
 def test_text_pooling_ignores_padding():
     pool = TextTokenPooling(32, 16)
     t = _text(1, 12, 32, valid=5)

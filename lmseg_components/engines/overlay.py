@@ -15,16 +15,29 @@ from PIL import Image, ImageDraw
 __all__ = ["render_overlay", "SaveOverlayd"]
 
 
-def render_overlay(image: np.ndarray, mask: np.ndarray, caption: str, color=(255, 64, 32), alpha: float = 0.45):
-    """Return an RGB PIL image: ``image`` (H, W) in [0, 1] with ``mask`` (H, W) blended in, caption below."""
+def render_overlay(
+    image: np.ndarray,
+    mask: np.ndarray,
+    caption: str,
+    color=(255, 64, 32),
+    alpha: float = 0.45,
+    min_width: int = 256,
+):
+    """Return an RGB PIL image: ``image`` (H, W) in [0, 1] with ``mask`` (H, W) blended in, caption below.
+
+    Images narrower than ``min_width`` are enlarged by an integer factor (nearest) so the caption stays legible.
+    """
     grey = (np.clip(image, 0, 1) * 255).astype(np.uint8)
     rgb = np.repeat(grey[..., None], 3, axis=-1).astype(np.float32)
     m = mask.astype(bool)
     rgb[m] = (1 - alpha) * rgb[m] + alpha * np.asarray(color, np.float32)
-    h, w = grey.shape
+    picture = Image.fromarray(rgb.astype(np.uint8))
+    scale = max(1, -(-min_width // picture.width))
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    w, h = picture.size
     lines = textwrap.wrap(caption, width=max(16, w // 7)) or [""]
     canvas = Image.new("RGB", (w, h + 12 * len(lines) + 6), (0, 0, 0))
-    canvas.paste(Image.fromarray(rgb.astype(np.uint8)), (0, 0))
+    canvas.paste(picture, (0, 0))
     draw = ImageDraw.Draw(canvas)
     for i, line in enumerate(lines):
         draw.text((3, h + 3 + 12 * i), line, fill=(255, 255, 255))

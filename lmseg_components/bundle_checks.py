@@ -1,0 +1,258 @@
+"""The checks the MONAI Model Zoo CI runs on a bundle, for every bundle under ``bundles/``.
+
+Per bundle: required files, metadata against the packaged schema (the Model Zoo's required fields), version
+present in the changelog, 4-space JSON formatting, ``large_files.yml`` format, ``ConfigWorkflow`` properties,
+a 1-epoch train -> evaluate -> inference through ``python -m monai.bundle`` on a tiny synthetic dataset,
+``verify_net_in_out`` and a TorchScript ``ckpt_export`` whose output loads with ``torch.jit.load``.
+Per-bundle dataset kind and tiny overrides come from ``ci/bundles.json``.
+
+    python ci/verify_bundles.py            # or: lmseg verify-bundles
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["CHECKS", "check_bundle", "verify_bundles"]
+
+REQUIRED_FILES = (
+    "configs/metadata.json",
+    "configs/train.json",
+    "configs/evaluate.json",
+    "configs/inference.json",
+    "configs/multi_gpu_train.json",
+    "configs/logging.conf",
+    "docs/README.md",
+    "LICENSE",
+    "large_files.yml",
+)
+SCHEMA = Path(__file__).resolve().parent / "resources" / "bundle_metadata_schema.json"
+
+
+class CheckFailed(Exception):
+    """A check's failure, with the reason shown in the report."""
+
+
+def _bundle_cli(bundle: Path, args: list[str], timeout: int = 900) -> str:
+    run = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args], cwd=bundle, capture_output=True, text=True, timeout=timeout
+    )
+    if run.returncode != 0:
+        tail = (run.stderr or run.stdout).strip().splitlines()[-3:]
+        raise CheckFailed(f"monai.bundle {args[0]} {args[1] if len(args) > 1 else ''} failed: {' | '.join(tail)}")
+    return run.stdout + run.stderr
+
+
+def _overrides(values: dict) -> list[str]:
+    return [item for key, value in values.items() for item in (f"--{key}", json.dumps(value))]
+
+
+def check_files(bundle: Path, ctx: dict) -> str:
+    missing = [f for f in REQUIRED_FILES if not (bundle / f).is_file()]
+    if missing:
+        raise CheckFailed(f"missing {missing}")
+    return f"{len(REQUIRED_FILES)} files"
+
+
+def check_metadata(bundle: Path, ctx: dict) -> str:
+    import jsonschema
+
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    try:
+        jsonschema.validate(meta, json.loads(SCHEMA.read_text()))
+    except jsonschema.ValidationError as e:
+        where = "/".join(map(str, e.absolute_path)) or "metadata"
+        raise CheckFailed(f"configs/metadata.json: {where}: {e.message}") from e
+    if meta["version"] not in meta["changelog"]:
+        raise CheckFailed(f"version {meta['version']} is not a key of changelog")
+    return f"version {meta['version']}"
+
+
+def check_json_style(bundle: Path, ctx: dict) -> str:
+    bad = []
+    for path in sorted((bundle / "configs").glob("*.json")):
+        text = path.read_text()
+        if json.dumps(json.loads(text), indent=4) + "\n" != text:
+            bad.append(path.name)
+    if bad:
+        raise CheckFailed(f"not 4-space indented JSON with unsorted keys: {bad}")
+    return "4-space JSON"
+
+
+def check_large_files(bundle: Path, ctx: dict) -> str:
+    import yaml
+
+    content = yaml.safe_load((bundle / "large_files.yml").read_text()) or {}
+    entries = content.get("large_files")
+    if not isinstance(entries, list) or not entries:
+        raise CheckFailed("large_files.yml needs a non-empty 'large_files' list")
+    for entry in entries:
+        missing = {"path", "url", "hash_val", "hash_type"} - set(entry)
+        if missing:
+            raise CheckFailed(f"large_files entry {entry} lacks {sorted(missing)}")
+    return f"{len(entries)} entries"
+
+
+def check_properties(bundle: Path, ctx: dict) -> str:
+    from monai.bundle import ConfigWorkflow
+
+    configs = bundle / "configs"
+    common = {"bundle_root": str(ctx["root"]), "dataset_dir": str(ctx["data"]), **ctx["overrides"]}
+    for kind, files in (("train", ["train.json"]), ("infer", ["inference.json"])):
+        workflow = ConfigWorkflow(
+            workflow_type=kind,
+            config_file=[str(configs / f) for f in files],
+            meta_file=str(configs / "metadata.json"),
+            logging_file=str(configs / "logging.conf"),
+            **{k: v for k, v in common.items() if kind == "train" or k in ("bundle_root", "dataset_dir")},
+        )
+        workflow.initialize()
+        missing = workflow.check_properties()
+        if missing:
+            raise CheckFailed(f"{kind} workflow lacks required properties {missing}")
+    return "train + infer"
+
+
+def check_train_evaluate_infer(bundle: Path, ctx: dict) -> str:
+    root, data = ctx["root"], ctx["data"]
+    common = ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
+    common += ["--bundle_root", str(root), "--dataset_dir", str(data), *_overrides(ctx["overrides"])]
+    _bundle_cli(bundle, ["run", "training", "--config_file", "configs/train.json", *common])
+    if not (root / "models" / "model.pt").is_file():
+        raise CheckFailed("training wrote no models/model.pt")
+    _bundle_cli(
+        bundle, ["run", "evaluating", "--config_file", "['configs/train.json','configs/evaluate.json']", *common]
+    )
+    if not (root / "eval" / "metrics.csv").is_file():
+        raise CheckFailed("evaluating wrote no eval/metrics.csv")
+    infer = ["--meta_file", "configs/metadata.json", "--bundle_root", str(root), "--dataset_dir", str(data)]
+    infer += _overrides({k: v for k, v in ctx["overrides"].items() if k in ctx["infer_keys"]})
+    _bundle_cli(bundle, ["run", "inference", "--config_file", "configs/inference.json", *infer])
+    outputs = [p for p in (root / "eval").rglob("*") if p.is_file() and "inference" in p.parts]
+    if not outputs:
+        raise CheckFailed("inference wrote nothing under eval/inference")
+    return f"{len(outputs)} inference files"
+
+
+def check_net_in_out(bundle: Path, ctx: dict) -> str:
+    _bundle_cli(
+        bundle,
+        ["verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json"]
+        + ["--config_file", "configs/inference.json", "--device", "cpu"],
+    )
+    return "verified"
+
+
+def check_export(bundle: Path, ctx: dict) -> str:
+    import torch
+
+    checkpoint = ctx["root"] / "models" / "model.pt"
+    if not checkpoint.is_file():
+        raise CheckFailed("no models/model.pt to export (training check failed)")
+    target = ctx["root"] / "models" / "model.ts"
+    args = ["ckpt_export", "network_def", "--filepath", str(target), "--ckpt_file", str(checkpoint)]
+    args += ["--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json"]
+    _bundle_cli(bundle, args + _overrides(ctx["export_overrides"]))
+    torch.jit.load(str(target))
+    return "TorchScript loads"
+
+
+CHECKS: dict[str, Callable[[Path, dict], str]] = {
+    "files": check_files,
+    "metadata": check_metadata,
+    "json_style": check_json_style,
+    "large_files": check_large_files,
+    "properties": check_properties,
+    "train/eval/infer": check_train_evaluate_infer,
+    "net_in_out": check_net_in_out,
+    "ts_export": check_export,
+}
+
+
+def _make_data(spec: dict, out: Path) -> None:
+    from lmseg_components.data import make_synthetic_lvit, make_synthetic_msd
+
+    spec = dict(spec)
+    kind = spec.pop("kind")
+    if kind == "lvit":
+        make_synthetic_lvit(out, **spec)
+    elif kind == "msd":
+        make_synthetic_msd(out, **spec)
+    else:
+        raise ValueError(f"ci/bundles.json: unknown synthetic kind {kind!r}")
+
+
+def check_bundle(
+    bundle: Path, settings: dict, workdir: Path, checks: Sequence[str] | None = None
+) -> dict[str, tuple[bool, str]]:
+    """Run the ``checks`` (default: all of :data:`CHECKS`) on one bundle; returns ``{check: (passed, detail)}``."""
+    root = workdir / bundle.name
+    data = root / "data"
+    _make_data(settings["synthetic"], data)
+    inference = json.loads((bundle / "configs" / "inference.json").read_text())
+    ctx = {
+        "root": root,
+        "data": data,
+        "overrides": settings.get("overrides", {}),
+        "export_overrides": settings.get("export_overrides", {}),
+        "infer_keys": set(inference),
+    }
+    results = {}
+    for name in checks or CHECKS:
+        check = CHECKS[name]
+        try:
+            results[name] = (True, check(bundle, ctx))
+        except CheckFailed as e:
+            results[name] = (False, str(e))
+        except Exception as e:  # a crashing check is a failed check, reported in the table
+            results[name] = (False, f"{type(e).__name__}: {e}")
+    return results
+
+
+def verify_bundles(
+    bundles_dir: str | Path | None = None,
+    settings_file: str | Path | None = None,
+    checks: Sequence[str] | None = None,
+) -> int:
+    """Check every bundle, print a bundle x check table and return the process exit status (0: all pass).
+
+    Args:
+        bundles_dir: folder of bundles (default: this checkout's ``bundles/``).
+        settings_file: per-bundle synthetic data and tiny overrides (default: ``ci/bundles.json``).
+        checks: names of the checks to run (default: all of :data:`CHECKS`).
+    """
+    unknown = sorted(set(checks or ()) - set(CHECKS))
+    if unknown:
+        raise ValueError(f"unknown checks {unknown}; choose from {list(CHECKS)}")
+    repo = Path(__file__).resolve().parents[1]
+    bundles_dir = Path(bundles_dir) if bundles_dir else repo / "bundles"
+    settings_file = Path(settings_file) if settings_file else repo / "ci" / "bundles.json"
+    settings = json.loads(settings_file.read_text())
+    bundles = sorted(p for p in bundles_dir.iterdir() if (p / "configs").is_dir())
+    if not bundles:
+        print(f"no bundle found under {bundles_dir}")
+        return 1
+    report = {}
+    with tempfile.TemporaryDirectory(prefix="lmseg-verify-") as tmp:
+        for bundle in bundles:
+            if bundle.name not in settings:
+                report[bundle.name] = {"settings": (False, f"no entry in {settings_file.name}")}
+                continue
+            print(f"checking {bundle.name} ...", flush=True)
+            report[bundle.name] = check_bundle(bundle, settings[bundle.name], Path(tmp), checks)
+    names = list(checks or CHECKS)
+    width = max(len(n) for n in report) + 2
+    print("\n" + "bundle".ljust(width) + " ".join(n.ljust(len(n) + 1) for n in names))
+    for bundle, results in report.items():
+        cells = [("PASS" if results[n][0] else "FAIL") if n in results else "FAIL" for n in names]
+        print(bundle.ljust(width) + " ".join(c.ljust(len(n) + 1) for c, n in zip(cells, names, strict=True)))
+    failures = [(b, n, d) for b, r in report.items() for n, (ok, d) in r.items() if not ok]
+    for bundle, name, detail in failures:
+        print(f"FAIL {bundle} / {name}: {detail}")
+    print(f"{len(report)} bundle(s), {len(failures)} failed check(s)")
+    return 1 if failures else 0

@@ -1,0 +1,43 @@
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lmseg_components.bundle_checks import verify_bundles
+
+REPO = Path(__file__).resolve().parents[1]
+STATIC = ["files", "metadata", "json_style", "large_files"]
+
+
+@pytest.fixture
+def bundles(tmp_path):
+    shutil.copytree(REPO / "bundles" / "tirnet_lmis" / "configs", tmp_path / "tirnet_lmis" / "configs")
+    for name in ("LICENSE", "large_files.yml", "docs"):
+        source = REPO / "bundles" / "tirnet_lmis" / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / "tirnet_lmis" / name)
+    return tmp_path
+
+
+def test_static_checks_pass_on_the_real_bundle(bundles, capsys):
+    assert verify_bundles(bundles, REPO / "ci" / "bundles.json", STATIC) == 0
+    assert "tirnet_lmis  PASS" in capsys.readouterr().out
+
+
+def test_failures_are_reported_per_check(bundles, capsys):
+    (bundles / "tirnet_lmis" / "LICENSE").unlink()
+    meta_path = bundles / "tirnet_lmis" / "configs" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["version"] = "0.2.0"
+    del meta["network_data_format"]["outputs"]["pred"]["channel_def"]
+    meta_path.write_text(json.dumps(meta, indent=4) + "\n")
+    assert verify_bundles(bundles, REPO / "ci" / "bundles.json", STATIC) == 1
+    out = capsys.readouterr().out
+    assert "FAIL tirnet_lmis / files: missing ['LICENSE']" in out
+    assert "FAIL tirnet_lmis / metadata: configs/metadata.json: network_data_format/outputs/pred:" in out
+    assert "'channel_def' is a required property" in out
+
+
+def test_unknown_check_name():
+    with pytest.raises(ValueError, match="unknown checks"):
+        verify_bundles(checks=["lint"])
