@@ -9,7 +9,7 @@ from pathlib import Path
 import fire
 
 from lmseg_components.data.check import check_dataset
-from lmseg_components.data.synthetic import make_synthetic_lvit, make_synthetic_msd
+from lmseg_components.data.synthetic import make_synthetic_acdc, make_synthetic_lvit, make_synthetic_msd
 
 __all__ = ["make_synthetic", "check_data", "demo", "verify_bundles", "main"]
 
@@ -23,6 +23,7 @@ def make_synthetic(
     n_val: int = 50,
     n_test: int = 100,
     n_cases: int = 12,
+    n_patients: int = 10,
     naming: str = "qata",
     text_format: str = "xlsx",
 ) -> None:
@@ -30,11 +31,13 @@ def make_synthetic(
 
     Args:
         out: output folder.
-        kind: ``lvit`` (2D images + masks + descriptions, QaTa/MosMed layout) or ``msd`` (3D CT NIfTI).
+        kind: ``lvit`` (2D images + masks + descriptions, QaTa/MosMed layout), ``msd`` (3D CT NIfTI) or
+            ``acdc`` (cardiac MRI in the ACDC layout).
         seed: random seed; the same seed gives the same dataset.
         size: lvit image side in pixels.
         n_train, n_val, n_test: lvit images per split.
         n_cases: msd volumes.
+        n_patients: acdc patients (two frames each).
         naming: lvit mask naming, ``qata`` (mask_<image>) or ``mosmed`` (same name).
         text_format: lvit text table, ``xlsx`` or ``csv``.
     """
@@ -42,8 +45,10 @@ def make_synthetic(
         summary = make_synthetic_lvit(out, seed, size, n_train, n_val, n_test, naming, text_format)
     elif kind == "msd":
         summary = make_synthetic_msd(out, seed, n_cases)
+    elif kind == "acdc":
+        summary = make_synthetic_acdc(out, seed, n_patients)
     else:
-        sys.exit(f"error: --kind must be 'lvit' or 'msd', got {kind!r}")
+        sys.exit(f"error: --kind must be 'lvit', 'msd' or 'acdc', got {kind!r}")
     print(json.dumps(summary, indent=2))
 
 

@@ -53,6 +53,8 @@ def test_check_data_failure_is_a_clear_message(tmp_path):
     assert "syn_test_0000.png (row 2): unreadable or corrupt image" in check.stdout
 
 
-def test_unknown_kind(tmp_path):
-    run = _lmseg("make-synthetic", "--out", str(tmp_path), "--kind", "acdc")
+def test_unknown_kind_and_acdc(tmp_path):
+    run = _lmseg("make-synthetic", "--out", str(tmp_path), "--kind", "busi")
     assert run.returncode != 0 and "--kind must be" in run.stderr
+    run = _lmseg("make-synthetic", "--out", str(tmp_path / "acdc"), "--kind", "acdc", "--n-patients", "2")
+    assert run.returncode == 0 and sorted(p.name for p in (tmp_path / "acdc").iterdir()) == ["patient001", "patient002"]

@@ -4,6 +4,7 @@ The text transforms pull in MONAI and the text encoders; they are imported on fi
 the generator (and the ``lmseg make-synthetic`` / ``check-data`` commands) start in a fraction of a second.
 """
 
+from lmseg_components.data.acdc import ACDC_LABELS, load_slices, read_acdc_slices, read_busi, split_by_case
 from lmseg_components.data.check import check_dataset, detect_layout
 from lmseg_components.data.lvit import (
     LVIT_SPLITS,
@@ -14,9 +15,20 @@ from lmseg_components.data.lvit import (
 )
 from lmseg_components.data.msd import ORGAN_PROMPT, check_msd, organ_prompt, read_msd, read_msd_labels
 from lmseg_components.data.problems import DataProblem, DatasetValidationError
-from lmseg_components.data.synthetic import describe_zones, make_synthetic_lvit, make_synthetic_msd
+from lmseg_components.data.synthetic import (
+    describe_zones,
+    make_synthetic_acdc,
+    make_synthetic_lvit,
+    make_synthetic_msd,
+)
 
 __all__ = [
+    "ACDC_LABELS",
+    "load_slices",
+    "make_synthetic_acdc",
+    "read_acdc_slices",
+    "read_busi",
+    "split_by_case",
     "AsGreyd",
     "LVIT_SPLITS",
     "ORGAN_PROMPT",

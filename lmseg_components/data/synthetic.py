@@ -12,6 +12,9 @@ Left and right follow the radiological convention: the patient's left lung is on
 ``msd``: small CT-like volumes in Hounsfield units with three labelled organs (liver, spleen, kidney),
 written as NIfTI with ``dataset.json`` in the Medical Segmentation Decathlon layout.
 
+``acdc``: short-axis cardiac MRI stacks in the ACDC layout (RV, myocardium, LV), for retrieval-augmented
+segmentation.
+
 The same seed and options give identical files and records.
 """
 
@@ -33,12 +36,14 @@ __all__ = [
     "describe_zones",
     "make_synthetic_lvit",
     "make_synthetic_msd",
+    "make_synthetic_acdc",
     "SYNTHETIC_ORGANS",
 ]
 
 LUNG_LEVELS = ("upper", "middle", "lower")
 LUNG_SIDES = ("left", "right")
 SYNTHETIC_ORGANS = {1: "liver", 2: "spleen", 3: "kidney"}
+ACDC_CLASS_NAMES = {"0": "background", "1": "right ventricle", "2": "myocardium", "3": "left ventricle"}
 _ORGAN_HU = {1: 105.0, 2: 160.0, 3: 215.0}
 _COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
 _LEVEL_WORDS = {"upper": ("upper",), "middle": ("middle", "mid"), "lower": ("lower",)}
@@ -324,3 +329,60 @@ def make_synthetic_msd(
     }
     (out / "dataset.json").write_text(json.dumps(meta, indent=4) + "\n")
     return {"kind": "msd", "seed": seed, "n_cases": n_cases, "labels": meta["labels"]}
+
+
+def make_synthetic_acdc(
+    out: str | Path,
+    seed: int = 0,
+    n_patients: int = 10,
+    shape: Sequence[int] = (64, 64, 8),
+    frames: Sequence[int] = (1, 12),
+) -> dict:
+    """Write a synthetic cardiac MRI set in the ACDC layout (``patientXXX/patientXXX_frameYY[_gt].nii.gz``).
+
+    Each frame is a short-axis stack: left-ventricle blood pool (label 3), myocardium ring (2) and a right
+    ventricle crescent (1) that shrink from base to apex, with per-patient size, position and intensity
+    variation; frame 12 (end-systole) is smaller than frame 1 (end-diastole). Intensities are MRI-like
+    (0-1000, int16).
+
+    Returns:
+        summary with the patient count, frames and label map.
+    """
+    import nibabel as nib
+
+    if len(shape) != 3 or min(shape[:2]) < 24 or shape[2] < 2:
+        raise ValueError(f"shape must be (X >= 24, Y >= 24, Z >= 2), got {tuple(shape)}.")
+    rng = np.random.default_rng(seed)
+    out = Path(out)
+    nx, ny, nz = shape
+    xx, yy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
+    affine = np.diag([1.5, 1.5, 8.0, 1.0])
+    for p in range(1, n_patients + 1):
+        patient = f"patient{p:03d}"
+        (out / patient).mkdir(parents=True, exist_ok=True)
+        cx, cy = nx * rng.uniform(0.45, 0.55), ny * rng.uniform(0.45, 0.55)
+        radius = min(nx, ny) * rng.uniform(0.11, 0.15)
+        brightness = rng.uniform(0.8, 1.2)
+        for frame in frames:
+            contraction = 1.0 if frame == frames[0] else rng.uniform(0.7, 0.8)
+            labels = np.zeros(shape, np.uint8)
+            for z in range(nz):
+                taper = 1.0 - 0.6 * z / max(1, nz - 1)  # base (z = 0) to apex
+                r_lv = radius * taper * contraction
+                d = np.hypot(xx - cx, yy - cy)
+                rv = (np.hypot(xx - (cx - 1.6 * r_lv), (yy - cy) * 0.7) < 1.4 * r_lv) & (d > r_lv + 0.35 * radius)
+                if z < nz - 1:
+                    labels[..., z][rv] = 1
+                labels[..., z][d < r_lv + 0.3 * radius] = 2
+                labels[..., z][d < r_lv] = 3
+            intensity = np.full(shape, 350.0, np.float32)
+            for label, value in {1: 750.0, 2: 180.0, 3: 850.0}.items():
+                intensity[labels == label] = value * brightness
+            intensity += 40.0 * rng.standard_normal(shape).astype(np.float32)
+            stem = f"{patient}_frame{frame:02d}"
+            nib.save(
+                nib.Nifti1Image(np.clip(intensity, 0, 1000).astype(np.int16), affine),
+                str(out / patient / f"{stem}.nii.gz"),
+            )
+            nib.save(nib.Nifti1Image(labels, affine), str(out / patient / f"{stem}_gt.nii.gz"))
+    return {"kind": "acdc", "seed": seed, "n_patients": n_patients, "frames": list(frames), "labels": ACDC_CLASS_NAMES}

@@ -1,6 +1,15 @@
 """Ignite handlers and output writers that MONAI does not provide."""
 
 from lmseg_components.engines.checkpoint import ResumableCheckpoint
+from lmseg_components.engines.jras import ContrastiveStep, RebuildIndex, RetrievalHitRate, augment_views
 from lmseg_components.engines.overlay import SaveOverlayd, render_overlay
 
-__all__ = ["ResumableCheckpoint", "SaveOverlayd", "render_overlay"]
+__all__ = [
+    "ContrastiveStep",
+    "RebuildIndex",
+    "ResumableCheckpoint",
+    "RetrievalHitRate",
+    "SaveOverlayd",
+    "augment_views",
+    "render_overlay",
+]

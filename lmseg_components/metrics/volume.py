@@ -17,11 +17,11 @@ def per_class_dice_hd95(
     num_classes: int,
     spacing: Sequence[float] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Dice and 95th-percentile Hausdorff distance of each foreground class, per volume.
+    """Dice and 95th-percentile Hausdorff distance of each foreground class, per volume (or per 2D slice).
 
     Args:
-        pred: (B, 1, X, Y, Z) predicted integer labels.
-        label: (B, 1, X, Y, Z) ground-truth integer labels.
+        pred: (B, 1, X, Y, Z) or (B, 1, X, Y) predicted integer labels.
+        label: ground-truth integer labels of the same shape.
         num_classes: number of classes including background (label 0).
         spacing: voxel size (e.g. from the NIfTI header) so HD95 is in mm; None gives voxels.
 
@@ -29,9 +29,9 @@ def per_class_dice_hd95(
         ``dice`` and ``hd95``: (B, num_classes - 1) tensors, background excluded. A class absent from both
         prediction and ground truth gets NaN (MONAI's convention), so ``nanmean`` averages over present classes.
     """
-    if pred.shape != label.shape or pred.ndim != 5 or pred.shape[1] != 1:
+    if pred.shape != label.shape or pred.ndim not in (4, 5) or pred.shape[1] != 1:
         raise ValueError(
-            f"pred and label must both be (B, 1, X, Y, Z) label volumes, got {tuple(pred.shape)}, {tuple(label.shape)}."
+            f"pred and label must both be (B, 1, X, Y[, Z]) label maps, got {tuple(pred.shape)}, {tuple(label.shape)}."
         )
     p, g = one_hot(pred.long(), num_classes), one_hot(label.long(), num_classes)
     dice = DiceMetric(include_background=False, reduction="none", ignore_empty=True)(p, g)

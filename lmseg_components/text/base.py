@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from lmseg_components.fingerprint import weights_fingerprint
 
 __all__ = ["TextFeatures", "TextEncoder"]
 
@@ -86,9 +87,6 @@ class TextEncoder(nn.Module, ABC):
         It does not depend on where the weights were loaded from, so a cache is valid across machines.
         """
         if not hasattr(self, "_identity"):
-            digest = hashlib.sha256()
-            for key, value in sorted(self.state_dict().items()):
-                digest.update(key.encode())
-                digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-            self._identity = f"{type(self).__name__}|L={self.context_length}|weights={digest.hexdigest()[:16]}"
+            weights = weights_fingerprint(self)
+            self._identity = f"{type(self).__name__}|L={self.context_length}|weights={weights}"
         return self._identity

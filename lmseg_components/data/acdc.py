@@ -1,0 +1,184 @@
+"""Readers for the J-RAS datasets: ACDC (cardiac cine MRI, 2D slices of 3D frames) and BUSI (breast ultrasound),
+plus a patient-level split.
+
+ACDC layout::
+
+    <root>/patient001/patient001_frame01.nii.gz        # image (X, Y, Z)
+    <root>/patient001/patient001_frame01_gt.nii.gz     # labels 0 background, 1 RV, 2 myocardium, 3 LV
+    ...                                                # (the official `training/` or `testing/` folder)
+
+BUSI layout::
+
+    <root>/{benign,malignant,normal}/<name>.png
+    <root>/{benign,malignant,normal}/<name>_mask.png, <name>_mask_1.png, ...   # several masks: their union
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lmseg_components.data.problems import DataProblem, DatasetValidationError
+
+__all__ = ["ACDC_LABELS", "load_slices", "read_acdc_slices", "read_busi", "split_by_case"]
+
+ACDC_LABELS = {0: "background", 1: "right ventricle", 2: "myocardium", 3: "left ventricle"}
+_FRAME = re.compile(r"^(patient\d+)_frame(\d+)\.nii(\.gz)?$")
+_BUSI_MASK = re.compile(r"^(?P<stem>.+)_mask(_\d+)?\.png$")
+
+
+def read_acdc_slices(root: str | Path, min_foreground: int = 0) -> list[dict]:
+    """One record per 2D slice of every annotated ACDC frame under ``root``.
+
+    Args:
+        root: folder holding ``patientXXX`` folders.
+        min_foreground: skip slices whose ground truth has fewer foreground pixels (0 keeps every slice).
+
+    Returns:
+        dicts with ``image`` and ``label`` (frame and ``_gt`` paths), ``slice`` (z index), ``case_id``
+        (patient), ``name`` (``patientXXX_frameYY_zNN``).
+
+    Raises:
+        DatasetValidationError: every problem found (frame without ``_gt``, unreadable NIfTI, shape mismatch).
+    """
+    import nibabel as nib
+
+    root = Path(root)
+    problems: list[DataProblem] = []
+    records: list[dict] = []
+    frames = sorted(p for p in root.glob("patient*/patient*_frame*.nii*") if _FRAME.match(p.name))
+    if not frames:
+        raise DatasetValidationError([DataProblem(str(root), "no patientXXX/patientXXX_frameYY.nii.gz found")])
+    for frame in frames:
+        gt = frame.with_name(frame.name.replace(".nii", "_gt.nii", 1))
+        if not gt.is_file():
+            problems.append(DataProblem(str(frame), f"no ground truth {gt.name}"))
+            continue
+        try:
+            image_shape = nib.load(str(frame)).shape[:3]
+            labels = np.asarray(nib.load(str(gt)).dataobj)
+        except Exception as e:  # nibabel raises many types for corrupt files
+            problems.append(DataProblem(str(frame), f"unreadable NIfTI pair ({e})"))
+            continue
+        if tuple(labels.shape[:3]) != tuple(image_shape):
+            problems.append(DataProblem(str(gt), f"label shape {labels.shape} differs from image shape {image_shape}"))
+            continue
+        extra = sorted(set(np.unique(labels).astype(int).tolist()) - set(ACDC_LABELS))
+        if extra:
+            problems.append(DataProblem(str(gt), f"label values {extra} are not ACDC classes 0-3"))
+            continue
+        patient, number = _FRAME.match(frame.name).group(1, 2)
+        for z in range(labels.shape[2]):
+            if int((labels[..., z] > 0).sum()) < min_foreground:
+                continue
+            records.append(
+                {
+                    "image": str(frame.resolve()),
+                    "label": str(gt.resolve()),
+                    "slice": z,
+                    "case_id": patient,
+                    "name": f"{patient}_frame{number}_z{z:02d}",
+                }
+            )
+    if problems:
+        raise DatasetValidationError(problems)
+    return records
+
+
+def read_busi(root: str | Path, classes: Sequence[str] = ("benign", "malignant", "normal")) -> list[dict]:
+    """One record per BUSI image: ``image``, ``label`` (a list of one or more mask paths, to be united),
+    ``class``, ``case_id`` and ``name``.
+
+    Raises:
+        DatasetValidationError: images without any mask, masks without an image.
+    """
+    root = Path(root)
+    problems: list[DataProblem] = []
+    records: list[dict] = []
+    for cls in classes:
+        folder = root / cls
+        if not folder.is_dir():
+            problems.append(DataProblem(str(folder), "class folder is missing"))
+            continue
+        masks: dict[str, list[Path]] = {}
+        images = []
+        for path in sorted(folder.glob("*.png")):
+            match = _BUSI_MASK.match(path.name)
+            if match:
+                masks.setdefault(match.group("stem"), []).append(path)
+            else:
+                images.append(path)
+        for image in images:
+            if image.stem not in masks:
+                problems.append(DataProblem(str(image), "image has no <name>_mask.png"))
+                continue
+            records.append(
+                {
+                    "image": str(image.resolve()),
+                    "label": [str(m.resolve()) for m in masks.pop(image.stem)],
+                    "class": cls,
+                    "case_id": f"{cls}/{image.stem}",
+                    "name": f"{cls}_{image.stem}",
+                }
+            )
+        for stem, orphans in masks.items():
+            problems += [DataProblem(str(m), f"mask has no image {stem}.png") for m in orphans]
+    if problems:
+        raise DatasetValidationError(problems)
+    return records
+
+
+def split_by_case(
+    records: Sequence[dict], fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0
+) -> tuple[list[dict], ...]:
+    """Split records into len(fractions) parts **by case** (patient), never by slice, reproducibly.
+
+    Every case goes to exactly one part; parts get about ``fraction`` of the cases each (at least one case
+    when there are enough cases).
+    """
+    if not fractions or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(f"fractions must be non-negative and sum to 1, got {list(fractions)}.")
+    cases = sorted({r["case_id"] for r in records})
+    order = np.random.default_rng(seed).permutation(len(cases))
+    bounds = np.round(np.cumsum(fractions) * len(cases)).astype(int)
+    starts = [0, *bounds[:-1]]
+    assignment = {}
+    for part, (start, end) in enumerate(zip(starts, bounds, strict=True)):
+        for i in order[start:end]:
+            assignment[cases[i]] = part
+    parts: list[list[dict]] = [[] for _ in fractions]
+    for record in records:
+        parts[assignment[record["case_id"]]].append(record)
+    return tuple(parts)
+
+
+def load_slices(records: Sequence[dict], intensity_scale: float | None = None) -> list[dict]:
+    """Load ACDC slice records into tensors: ``image`` (1, X, Y) float32 scaled to [0, 1] by the volume's
+    maximum (or divided by ``intensity_scale``), ``label`` (1, X, Y) int64, plus ``name`` and ``case_id``.
+    Each volume is read once."""
+    import nibabel as nib
+    import torch
+
+    cache: dict[str, np.ndarray] = {}
+
+    def volume(path: str) -> np.ndarray:
+        if path not in cache:
+            cache[path] = np.asarray(nib.load(path).dataobj)
+        return cache[path]
+
+    items = []
+    for r in records:
+        image = volume(r["image"]).astype(np.float32)
+        scale = intensity_scale or max(float(image.max()), 1e-6)
+        items.append(
+            {
+                "image": torch.from_numpy(image[..., r["slice"]] / scale)[None],
+                "label": torch.from_numpy(volume(r["label"])[..., r["slice"]].astype(np.int64))[None],
+                "name": r["name"],
+                "case_id": r["case_id"],
+            }
+        )
+    return items

@@ -1,0 +1,191 @@
+"""Ignite handlers that turn MONAI's SupervisedTrainer into J-RAS's alternating joint training.
+
+The trainer's own iteration is the *supervised* step (segmenter, Dice + CE, with guides retrieved by the
+current index). After it, :class:`ContrastiveStep` runs the *contrastive* step (retriever, InfoNCE on two
+augmented views of the same batch). :class:`RebuildIndex` re-embeds the gallery with the current retriever on
+a schedule (each epoch by default, and before each validation) and can persist the index whenever the
+evaluator's key metric improves, so the saved index always matches the saved best model.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from ignite.engine import Engine, Events
+from monai.losses import ContrastiveLoss
+from torch import nn
+
+from lmseg_components.retrieval.augmented import RetrievalAugmentedSegmenter
+
+__all__ = ["RebuildIndex", "ContrastiveStep", "RetrievalHitRate", "augment_views"]
+
+
+def _unwrap(network: nn.Module) -> RetrievalAugmentedSegmenter:
+    module = getattr(network, "module", network)
+    if not isinstance(module, RetrievalAugmentedSegmenter):
+        raise TypeError(f"expected a RetrievalAugmentedSegmenter (optionally DDP-wrapped), got {type(module).__name__}")
+    return module
+
+
+def _batch_value(batch, key: str):
+    """``batch[key]``; MONAI engines decollate the batch into a list of dicts after each iteration."""
+    if isinstance(batch, list):
+        values = [item[key] for item in batch]
+        return torch.stack([torch.as_tensor(v) for v in values]) if isinstance(values[0], torch.Tensor) else values
+    return batch[key]
+
+
+def _set_output(engine: Engine, key: str, value) -> None:
+    """Write ``key`` into the iteration output, into every item when MONAI decollated it (like its ``loss``)."""
+    items = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
+    for item in items:
+        item[key] = value
+
+
+def augment_views(images: torch.Tensor, noise_std: float = 0.05, max_shift: int = 3) -> torch.Tensor:
+    """A random view of a (B, C, H, W) batch: per-image intensity scale/shift, Gaussian noise, small translation."""
+    b = images.shape[0]
+    scale = torch.empty(b, 1, 1, 1, device=images.device).uniform_(0.9, 1.1)
+    shift = torch.empty(b, 1, 1, 1, device=images.device).uniform_(-0.05, 0.05)
+    out = images * scale + shift + noise_std * torch.randn_like(images)
+    if max_shift > 0:
+        dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,)))
+        out = torch.roll(out, shifts=(dx, dy), dims=(-2, -1))
+    return out
+
+
+class RebuildIndex:
+    """Rebuild the network's retrieval index from its current retriever.
+
+    Args:
+        network: the :class:`RetrievalAugmentedSegmenter` (or its DDP wrapper).
+        event: ``epoch_started`` (trainer: every ``interval`` epochs) or ``started`` (evaluator: before each run).
+        interval: epochs between rebuilds with ``epoch_started``.
+        save_path: where to persist the index; with ``save_on_best`` it is written only when the attached
+            evaluator's key metric improves (the same moment ``CheckpointSaver`` writes the best model).
+        save_on_best: see ``save_path``.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        event: str = "epoch_started",
+        interval: int = 1,
+        save_path: str | Path | None = None,
+        save_on_best: bool = True,
+    ):
+        if event not in ("epoch_started", "started"):
+            raise ValueError(f"event must be 'epoch_started' or 'started', got {event!r}.")
+        self.network, self.event, self.interval = network, event, interval
+        self.save_path, self.save_on_best = save_path, save_on_best
+        self.logger = logging.getLogger(__name__)
+
+    def attach(self, engine: Engine) -> None:
+        if not _unwrap(self.network).uses_retrieval:
+            return
+        event = Events.EPOCH_STARTED(every=self.interval) if self.event == "epoch_started" else Events.STARTED
+        engine.add_event_handler(event, self.rebuild)
+        if self.save_path is not None:
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
+
+    def rebuild(self, engine: Engine) -> None:
+        model = _unwrap(self.network)
+        model.rebuild_index()
+        self.logger.info(
+            f"retrieval index rebuilt: {len(model.gallery_ids)} items, retriever {model.retriever_fingerprint()}"
+        )
+
+    def save(self, engine: Engine) -> None:
+        best = getattr(engine.state, "best_metric_epoch", None)
+        if self.save_on_best and best != engine.state.epoch:
+            return
+        _unwrap(self.network).save_index(self.save_path)
+
+
+class ContrastiveStep:
+    """After each supervised iteration, one InfoNCE step of the retriever on two views of the batch.
+
+    Args:
+        network: the :class:`RetrievalAugmentedSegmenter` (or its DDP wrapper).
+        optimizer: optimiser of the retriever's parameters.
+        temperature: NT-Xent temperature (MONAI ``ContrastiveLoss``).
+        image_key: batch key of the images.
+        noise_std, max_shift: strength of :func:`augment_views`.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        temperature: float = 0.1,
+        image_key: str = "image",
+        noise_std: float = 0.05,
+        max_shift: int = 3,
+    ):
+        self.network, self.optimizer = network, optimizer
+        self.loss = ContrastiveLoss(temperature=temperature)
+        self.image_key, self.noise_std, self.max_shift = image_key, noise_std, max_shift
+
+    def attach(self, engine: Engine) -> None:
+        if _unwrap(self.network).uses_retrieval:
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        retriever = _unwrap(self.network).retriever
+        images = torch.as_tensor(_batch_value(engine.state.batch, self.image_key)).to(engine.state.device)
+        if images.shape[0] < 2:
+            return  # InfoNCE needs at least one negative
+        retriever.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        view_a = augment_views(images, self.noise_std, self.max_shift)
+        view_b = augment_views(images, self.noise_std, self.max_shift)
+        loss = self.loss(retriever(view_a), retriever(view_b))
+        loss.backward()
+        self.optimizer.step()
+        _set_output(engine, "contrastive_loss", loss.detach())
+
+
+class RetrievalHitRate:
+    """Fraction of queries whose top-1 guide's mask has foreground Dice with the query's mask above
+    ``threshold`` (mean over the classes present in either), written to the iteration output as ``hit_rate``
+    and accumulated per epoch in ``engine.state.metrics["retrieval_hit_rate"]``.
+    """
+
+    def __init__(self, network: nn.Module, num_classes: int, threshold: float = 0.5, label_key: str = "label"):
+        self.network, self.num_classes, self.threshold, self.label_key = network, num_classes, threshold, label_key
+        self._hits = self._count = 0
+
+    def attach(self, engine: Engine) -> None:
+        if not _unwrap(self.network).uses_retrieval:
+            return
+        engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._publish)
+
+    def _reset(self, engine: Engine) -> None:
+        self._hits = self._count = 0
+
+    def __call__(self, engine: Engine) -> None:
+        model = _unwrap(self.network)
+        if model.last_indices is None:
+            return
+        labels = torch.as_tensor(_batch_value(engine.state.batch, self.label_key)).long()
+        labels = labels.to(model.gallery_labels.device)
+        guides = model.gallery_labels[model.last_indices[:, 0].to(labels.device)]
+        dice = torch.zeros(labels.shape[0], device=labels.device)
+        present = torch.zeros_like(dice)
+        for c in range(1, self.num_classes):
+            q, g = (labels == c).flatten(1).float(), (guides == c).flatten(1).float()
+            denom = q.sum(1) + g.sum(1)
+            dice += torch.where(denom > 0, 2 * (q * g).sum(1) / denom.clamp_min(1), torch.zeros_like(denom))
+            present += (denom > 0).float()
+        score = dice / present.clamp_min(1)
+        hits = int((score > self.threshold).sum())
+        self._hits += hits
+        self._count += labels.shape[0]
+        _set_output(engine, "hit_rate", hits / labels.shape[0])
+
+    def _publish(self, engine: Engine) -> None:
+        engine.state.metrics["retrieval_hit_rate"] = self._hits / max(1, self._count)

@@ -1,0 +1,151 @@
+"""A retrieval-augmented segmentation network (J-RAS) that plugs into MONAI's SupervisedTrainer/Evaluator.
+
+``RetrievalAugmentedSegmenter`` owns the retriever, the guided segmenter, the gallery (training image/label
+pairs) and the index. Its forward embeds the query, retrieves the top-k gallery items (excluding the query
+itself and, optionally, its whole case), blends them one-hot and runs the segmenter. The index is rebuilt from
+the current retriever by :meth:`rebuild_index` (the ``RebuildIndex`` handler calls it on a schedule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lmseg_components.fingerprint import weights_fingerprint
+from lmseg_components.networks.guided import GuidedSegmenter, blend_guides
+from lmseg_components.retrieval.index import RetrievalIndex, create_index, load_index
+
+__all__ = ["RetrievalAugmentedSegmenter"]
+
+
+class RetrievalAugmentedSegmenter(nn.Module):
+    """Retriever + guided segmenter + gallery + index.
+
+    Args:
+        retriever: image -> L2-normalised embedding (e.g. :class:`~lmseg_components.retrieval.Retriever`).
+        segmenter: a :class:`~lmseg_components.networks.GuidedSegmenter`; with ``use_retrieval=False`` the
+            retrieval path is skipped entirely (the baseline).
+        k: guides per query.
+        temperature: softmax temperature of the guide blend.
+        exclude_same_case: also exclude every gallery item of the query's case (other slices of one patient).
+        index_backend: ``torch`` (exact) or a FAISS backend name (see ``create_index``).
+        embed_batch: gallery items embedded per forward pass when rebuilding.
+    """
+
+    def __init__(
+        self,
+        retriever: nn.Module,
+        segmenter: GuidedSegmenter,
+        k: int = 2,
+        temperature: float = 0.1,
+        exclude_same_case: bool = True,
+        index_backend: str = "torch",
+        embed_batch: int = 64,
+    ):
+        super().__init__()
+        if k < 1:
+            raise ValueError(f"k must be positive, got {k}.")
+        self.retriever, self.segmenter = retriever, segmenter
+        self.k, self.temperature, self.exclude_same_case = k, temperature, exclude_same_case
+        self.index_backend, self.embed_batch = index_backend, embed_batch
+        self.register_buffer("gallery_images", torch.empty(0), persistent=False)
+        self.register_buffer("gallery_labels", torch.empty(0, dtype=torch.long), persistent=False)
+        self.gallery_ids: list[str] = []
+        self.gallery_cases: list[str] = []
+        self.index: RetrievalIndex | None = None
+        self.last_indices: torch.Tensor | None = None
+
+    @property
+    def uses_retrieval(self) -> bool:
+        return bool(self.segmenter.use_retrieval)
+
+    def set_gallery(
+        self, images: torch.Tensor, labels: torch.Tensor, ids: Sequence[str], case_ids: Sequence[str]
+    ) -> None:
+        """Gallery of N training items: ``images`` (N, C, H, W), ``labels`` (N, 1, H, W) integer classes."""
+        if images.shape[0] != labels.shape[0] or len(ids) != images.shape[0] or len(case_ids) != len(ids):
+            raise ValueError(
+                f"gallery sizes differ: {images.shape[0]} images, {labels.shape[0]} labels, {len(ids)} ids, "
+                f"{len(case_ids)} case ids."
+            )
+        if len(ids) < self.k:
+            raise ValueError(f"the gallery needs at least k={self.k} items, got {len(ids)}.")
+        device = self.gallery_images.device
+        self.gallery_images = images.float().to(device)
+        self.gallery_labels = labels.long().to(device)
+        self.gallery_ids, self.gallery_cases = [str(i) for i in ids], [str(c) for c in case_ids]
+        self.index = None
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Embeddings (N, D) of images (N, C, H, W) by the retriever in eval mode, in batches."""
+        was_training = self.retriever.training
+        self.retriever.eval()
+        out = torch.cat(
+            [self.retriever(images[i : i + self.embed_batch]) for i in range(0, len(images), self.embed_batch)]
+        )
+        self.retriever.train(was_training)
+        return out
+
+    def rebuild_index(self) -> None:
+        """Embed the whole gallery with the current retriever and index it."""
+        if not self.gallery_ids:
+            raise RuntimeError("set_gallery() must be called before the index can be built.")
+        embeddings = self.embed(self.gallery_images).float().cpu()
+        index = create_index(embeddings.shape[1], self.index_backend)
+        index.add(embeddings, self.gallery_ids, self.gallery_cases)
+        self.index = index
+
+    def retriever_fingerprint(self) -> str:
+        return weights_fingerprint(self.retriever)
+
+    def save_index(self, path: str | Path) -> None:
+        """Persist the index with the gallery ids and the retriever fingerprint (atomically)."""
+        if self.index is None:
+            raise RuntimeError("no index to save: call rebuild_index() first.")
+        self.index.save(path, self.retriever_fingerprint())
+
+    def load_index(self, path: str | Path) -> None:
+        """Load a saved index; refused (``StaleIndexError``) if the retriever or gallery differ."""
+        self.index = load_index(path, self.retriever_fingerprint(), gallery_ids=self.gallery_ids)
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        exclude_ids: Sequence[str] | None = None,
+        exclude_cases: Sequence[str] | None = None,
+    ) -> torch.Tensor:
+        """
+        Args:
+            image: (B, C, H, W) queries.
+            exclude_ids: per query, its own gallery id (training queries must not retrieve themselves).
+            exclude_cases: per query, its case id; used when ``exclude_same_case``.
+
+        Returns:
+            logits (B, K, H, W).
+        """
+        if not self.uses_retrieval:
+            return self.segmenter(image)
+        if self.index is None:
+            raise RuntimeError("the retrieval index is not built: call rebuild_index() (or load_index()).")
+        result = self.index.search(
+            self.embed(image).float().cpu(),
+            self.k,
+            exclude_ids=list(exclude_ids) if exclude_ids is not None else None,
+            exclude_cases=list(exclude_cases) if exclude_cases is not None and self.exclude_same_case else None,
+        )
+        if bool((result.indices < 0).any()):
+            raise RuntimeError(f"fewer than k={self.k} admissible gallery items for a query; enlarge the gallery.")
+        self.last_indices = result.indices
+        rows = result.indices.to(image.device)
+        guide_image, guide_mask = blend_guides(
+            result.scores.to(image.device),
+            self.gallery_images[rows],
+            self.gallery_labels[rows],
+            self.segmenter.num_classes,
+            self.temperature,
+        )
+        return self.segmenter(image, guide_image, guide_mask)

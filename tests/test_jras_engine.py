@@ -1,0 +1,127 @@
+"""J-RAS joint training through MONAI's SupervisedTrainer + the retrieval handlers, on synthetic ACDC slices."""
+
+import pytest
+import torch
+from ignite.engine import Events
+from monai.data import DataLoader
+from monai.engines import PrepareBatchExtraInput, SupervisedEvaluator, SupervisedTrainer
+from monai.losses import DiceCELoss
+
+from lmseg_components.data import load_slices, make_synthetic_acdc, read_acdc_slices, split_by_case
+from lmseg_components.engines import ContrastiveStep, RebuildIndex, RetrievalHitRate
+from lmseg_components.networks import GuidedSegmenter
+from lmseg_components.retrieval import RetrievalAugmentedSegmenter, Retriever, StaleIndexError
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory):
+    root = tmp_path_factory.mktemp("acdc")
+    make_synthetic_acdc(root, seed=0, n_patients=6, shape=(32, 32, 4))
+    train, val, _ = split_by_case(read_acdc_slices(root), (0.67, 0.33, 0.0), seed=0)
+    return load_slices(train, 1000.0), load_slices(val, 1000.0)
+
+
+def _network(use_retrieval=True):
+    torch.manual_seed(0)
+    retriever = Retriever(in_channels=1, embed_dim=16, hidden_dim=32, widen_factor=0.25)
+    segmenter = GuidedSegmenter(1, 4, "unet", features=(8, 8, 16, 16, 32, 8), use_retrieval=use_retrieval)
+    return RetrievalAugmentedSegmenter(retriever, segmenter, k=2, exclude_same_case=True)
+
+
+PREPARE = PrepareBatchExtraInput(extra_keys={"exclude_ids": "name", "exclude_cases": "case_id"})
+
+
+def test_joint_training_never_retrieves_self_or_case_and_rebuilds_index(splits, tmp_path):
+    train, val = splits
+    net = _network()
+    net.set_gallery(
+        torch.stack([t["image"] for t in train]),
+        torch.stack([t["label"] for t in train]),
+        [t["name"] for t in train],
+        [t["case_id"] for t in train],
+    )
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=2,
+        train_data_loader=DataLoader(train, batch_size=8, shuffle=True),
+        network=net,
+        optimizer=torch.optim.Adam(net.segmenter.parameters(), 1e-3),
+        loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
+        prepare_batch=PREPARE,
+        train_handlers=[
+            RebuildIndex(net),
+            ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters(), 1e-3)),
+            RetrievalHitRate(net, num_classes=4),
+        ],
+    )
+    seen, fingerprints = [], []
+
+    @trainer.on(Events.ITERATION_COMPLETED)
+    def check_retrieved(engine):
+        batch = engine.state.batch  # decollated by MONAI: one dict per query
+        for q, row in enumerate(net.last_indices.tolist()):
+            for j in row:
+                assert net.gallery_ids[j] != batch[q]["name"]
+                assert net.gallery_cases[j] != batch[q]["case_id"]
+        seen.append(engine.state.output[0])
+
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: fingerprints.append(net.retriever_fingerprint()))
+    trainer.run()
+    assert len(set(fingerprints)) == 2  # the retriever moved, and the index was rebuilt from it
+    assert all("contrastive_loss" in o and 0.0 <= o["hit_rate"] <= 1.0 for o in seen)
+    assert 0.0 <= trainer.state.metrics["retrieval_hit_rate"] <= 1.0
+
+    index_path = tmp_path / "index.pt"
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"),
+        val_data_loader=DataLoader(val, batch_size=4),
+        network=net,
+        prepare_batch=PrepareBatchExtraInput(extra_keys={}),
+        val_handlers=[RebuildIndex(net, event="started", save_path=index_path, save_on_best=False)],
+    )
+    val_ids = {v["name"] for v in val}
+    retrieved = []
+    evaluator.add_event_handler(
+        Events.ITERATION_COMPLETED, lambda e: retrieved.extend(net.gallery_ids[j] for j in net.last_indices.flatten())
+    )
+    evaluator.run()
+    assert retrieved and not (set(retrieved) & val_ids) and not (set(net.gallery_ids) & val_ids)
+    net.load_index(index_path)  # the saved index matches the current retriever and gallery
+    with torch.no_grad():
+        next(net.retriever.parameters()).add_(1.0)
+    with pytest.raises(StaleIndexError):
+        net.load_index(index_path)
+
+
+def test_baseline_without_retrieval_trains_the_same_backbone(splits):
+    train, _ = splits
+    net = _network(use_retrieval=False)
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=1,
+        train_data_loader=DataLoader(train, batch_size=8),
+        network=net,
+        optimizer=torch.optim.Adam(net.segmenter.parameters(), 1e-3),
+        loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
+        prepare_batch=PREPARE,
+        train_handlers=[RebuildIndex(net), ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters()))],
+    )
+    trainer.run()
+    assert net.index is None and "contrastive_loss" not in trainer.state.output[0]
+
+
+def test_missing_index_and_small_gallery_errors(splits):
+    train, _ = splits
+    net = _network()
+    with pytest.raises(RuntimeError, match="set_gallery"):
+        net.rebuild_index()
+    with pytest.raises(ValueError, match="at least k=2"):
+        net.set_gallery(train[0]["image"][None], train[0]["label"][None], ["a"], ["c"])
+    net.set_gallery(
+        torch.stack([t["image"] for t in train[:3]]),
+        torch.stack([t["label"] for t in train[:3]]),
+        ["a", "b", "c"],
+        ["c1", "c1", "c2"],
+    )
+    with pytest.raises(RuntimeError, match="not built"):
+        net(train[0]["image"][None])
