@@ -142,24 +142,32 @@ def check_train_evaluate_infer(bundle: Path, ctx: dict) -> str:
 def check_net_in_out(bundle: Path, ctx: dict) -> str:
     _bundle_cli(
         bundle,
-        ["verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json"]
-        + ["--config_file", "configs/inference.json", "--device", "cpu"],
+        ["verify_net_in_out", ctx["net_id"], "--meta_file", "configs/metadata.json"]
+        + ["--config_file", "configs/inference.json", "--device", "cpu", *_overrides(ctx["export_overrides"])],
     )
-    return "verified"
+    return f"{ctx['net_id']} verified"
 
 
 def check_export(bundle: Path, ctx: dict) -> str:
+    """Export each network of ``ctx["exports"]`` (default: ``network_def`` -> ``models/model.ts``) with
+    ``ckpt_export`` from ``models/model.pt`` (``key_in_ckpt`` for multi-network checkpoints) and load it back."""
     import torch
 
     checkpoint = ctx["root"] / "models" / "model.pt"
     if not checkpoint.is_file():
         raise CheckFailed("no models/model.pt to export (training check failed)")
-    target = ctx["root"] / "models" / "model.ts"
-    args = ["ckpt_export", "network_def", "--filepath", str(target), "--ckpt_file", str(checkpoint)]
-    args += ["--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json"]
-    _bundle_cli(bundle, args + _overrides(ctx["export_overrides"]))
-    torch.jit.load(str(target))
-    return "TorchScript loads"
+    written = []
+    for export in ctx["exports"]:
+        target = ctx["root"] / export.get("filepath", "models/model.ts")
+        args = ["ckpt_export", export.get("net_id", "network_def"), "--filepath", str(target)]
+        args += ["--ckpt_file", str(checkpoint), "--meta_file", "configs/metadata.json"]
+        args += ["--config_file", "configs/inference.json"]
+        if export.get("key_in_ckpt"):
+            args += ["--key_in_ckpt", export["key_in_ckpt"]]
+        _bundle_cli(bundle, args + _overrides(ctx["export_overrides"]))
+        torch.jit.load(str(target))
+        written.append(target.name)
+    return f"TorchScript loads: {', '.join(written)}"
 
 
 CHECKS: dict[str, Callable[[Path, dict], str]] = {
@@ -175,16 +183,14 @@ CHECKS: dict[str, Callable[[Path, dict], str]] = {
 
 
 def _make_data(spec: dict, out: Path) -> None:
-    from lmseg_components.data import make_synthetic_lvit, make_synthetic_msd
+    from lmseg_components.data import make_synthetic_acdc, make_synthetic_lvit, make_synthetic_msd
 
+    makers = {"lvit": make_synthetic_lvit, "msd": make_synthetic_msd, "acdc": make_synthetic_acdc}
     spec = dict(spec)
     kind = spec.pop("kind")
-    if kind == "lvit":
-        make_synthetic_lvit(out, **spec)
-    elif kind == "msd":
-        make_synthetic_msd(out, **spec)
-    else:
-        raise ValueError(f"ci/bundles.json: unknown synthetic kind {kind!r}")
+    if kind not in makers:
+        raise ValueError(f"ci/bundles.json: unknown synthetic kind {kind!r}; choose from {sorted(makers)}")
+    makers[kind](out, **spec)
 
 
 def check_bundle(
@@ -200,6 +206,8 @@ def check_bundle(
         "data": data,
         "overrides": settings.get("overrides", {}),
         "export_overrides": settings.get("export_overrides", {}),
+        "net_id": settings.get("net_id", "network_def"),
+        "exports": settings.get("exports", [{"net_id": "network_def"}]),
         "infer_keys": set(inference),
     }
     results = {}

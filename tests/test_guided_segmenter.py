@@ -28,13 +28,15 @@ def test_backbones_with_and_without_retrieval(backbone):
     labels = torch.randint(0, 4, (2, 2, 1, 32, 32))
     guide_image, guide_mask = blend_guides(torch.rand(2, 2), torch.rand(2, 2, 1, 32, 32), labels, 4)
     with_guides = GuidedSegmenter(1, 4, backbone, use_retrieval=True)
-    out = with_guides(image, guide_image, guide_mask)
+    out = with_guides(with_guides.guided_input(image, guide_image, guide_mask))
     assert out.shape == (2, 4, 32, 32)
     out.sum().backward()
     assert all(p.grad is not None for p in with_guides.parameters() if p.requires_grad)
     plain = GuidedSegmenter(1, 4, backbone, use_retrieval=False)
     assert plain(image).shape == (2, 4, 32, 32)
     with pytest.raises(ValueError, match="pass guide_image and guide_mask"):
+        with_guides.guided_input(image)
+    with pytest.raises(ValueError, match="expected 6 input channels"):
         with_guides(image)
 
 

@@ -1,6 +1,7 @@
 """multi_gpu_train.json under torchrun on CPU (gloo), and metric reduction across ranks."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lmseg_components.data import make_synthetic_lvit
+from lmseg_components.data import make_synthetic_acdc, make_synthetic_lvit
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "tirnet_lmis"
 
@@ -29,6 +30,25 @@ def test_torchrun_two_ranks_gloo(tmp_path):
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["checkpoint.pt", "model.pt"]
     state = torch.load(tmp_path / "models" / "checkpoint.pt", weights_only=True)
     assert state["trainer"]["iteration"] == 2  # 8 images / 2 ranks / batch 2
+
+
+def test_jras_torchrun_two_ranks_gloo(tmp_path):
+    make_synthetic_acdc(tmp_path / "data", seed=0, n_patients=8, shape=(32, 32, 4))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
+    command += ["-m", "monai.bundle", "run", "training", "--meta_file", "configs/metadata.json"]
+    command += ["--config_file", "['configs/train.json','configs/multi_gpu_train.json']"]
+    command += ["--logging_file", "configs/logging.conf", "--bundle_root", str(tmp_path)]
+    command += ["--dataset_dir", str(tmp_path / "data"), "--epochs", "2", "--image_size", "32"]
+    command += ["--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "4"]
+    run = subprocess.run(command, cwd=BUNDLE.parent / "jras_segmentation", capture_output=True, text=True, timeout=600)
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-3000:]
+    assert log.count("SupervisedTrainer - INFO - Engine run finished") == 2
+    models = sorted(p.name for p in (tmp_path / "models").iterdir())
+    assert models == ["checkpoint.pt", "gallery.pt", "index.pt", "model.pt"]
+    # the contrastive gradients are averaged across ranks, so both ranks rebuilt identical indexes
+    fingerprints = re.findall(r"retrieval index rebuilt: \d+ items, retriever ([0-9a-f]+)", log)
+    assert len(fingerprints) == 2 * 2 * 2 and len(set(fingerprints[-2:])) == 1
 
 
 def _rank_metric(rank: int, world: int, init_file: str, out: str) -> None:

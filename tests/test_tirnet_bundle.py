@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from bundle_cli import run_bundle
 
 from lmseg_components.data import make_synthetic_lvit
 
@@ -20,11 +21,7 @@ TINY = ["--image_size", "32", "--width", "4", "--num_workers", "0", "--batch_siz
 
 
 def _bundle(workflow: str, configs: list[str], root: Path, *extra: str, **kwargs) -> subprocess.CompletedProcess:
-    config = configs[0] if len(configs) == 1 else "[" + ",".join(f"'{c}'" for c in configs) + "]"
-    command = [sys.executable, "-m", "monai.bundle", "run", workflow, "--meta_file", "configs/metadata.json"]
-    command += ["--config_file", config, "--logging_file", "configs/logging.conf"]
-    command += ["--bundle_root", str(root), "--dataset_dir", str(root / "data"), *TINY, *extra]
-    return subprocess.run(command, cwd=BUNDLE, capture_output=True, text=True, **kwargs)
+    return run_bundle("tirnet_lmis", workflow, configs, root, *TINY, *extra, **kwargs)
 
 
 @pytest.fixture(scope="module")

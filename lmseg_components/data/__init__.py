@@ -4,7 +4,15 @@ The text transforms pull in MONAI and the text encoders; they are imported on fi
 the generator (and the ``lmseg make-synthetic`` / ``check-data`` commands) start in a fraction of a second.
 """
 
-from lmseg_components.data.acdc import ACDC_LABELS, load_slices, read_acdc_slices, read_busi, split_by_case
+from lmseg_components.data.acdc import (
+    ACDC_LABELS,
+    ACDC_PARTS,
+    load_slices,
+    read_acdc_slices,
+    read_acdc_split,
+    read_busi,
+    split_by_case,
+)
 from lmseg_components.data.check import check_dataset, detect_layout
 from lmseg_components.data.lvit import (
     LVIT_SPLITS,
@@ -27,9 +35,12 @@ __all__ = [
     "load_slices",
     "make_synthetic_acdc",
     "read_acdc_slices",
+    "read_acdc_split",
+    "ACDC_PARTS",
     "read_busi",
     "split_by_case",
     "AsGreyd",
+    "SelectSliced",
     "LVIT_SPLITS",
     "ORGAN_PROMPT",
     "DataProblem",
@@ -59,8 +70,8 @@ def __getattr__(name: str):
         from lmseg_components.data import text_transforms
 
         return getattr(text_transforms, name)
-    if name == "AsGreyd":
-        from lmseg_components.data.image_transforms import AsGreyd
+    if name in ("AsGreyd", "SelectSliced"):
+        from lmseg_components.data import image_transforms
 
-        return AsGreyd
+        return getattr(image_transforms, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

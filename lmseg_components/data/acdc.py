@@ -23,23 +23,33 @@ import numpy as np
 
 from lmseg_components.data.problems import DataProblem, DatasetValidationError
 
-__all__ = ["ACDC_LABELS", "load_slices", "read_acdc_slices", "read_busi", "split_by_case"]
+__all__ = [
+    "ACDC_LABELS",
+    "ACDC_PARTS",
+    "load_slices",
+    "read_acdc_slices",
+    "read_acdc_split",
+    "read_busi",
+    "split_by_case",
+]
 
 ACDC_LABELS = {0: "background", 1: "right ventricle", 2: "myocardium", 3: "left ventricle"}
+ACDC_PARTS = ("train", "val", "test")
 _FRAME = re.compile(r"^(patient\d+)_frame(\d+)\.nii(\.gz)?$")
 _BUSI_MASK = re.compile(r"^(?P<stem>.+)_mask(_\d+)?\.png$")
 
 
-def read_acdc_slices(root: str | Path, min_foreground: int = 0) -> list[dict]:
+def read_acdc_slices(root: str | Path, min_foreground: int = 0, with_labels: bool = True) -> list[dict]:
     """One record per 2D slice of every annotated ACDC frame under ``root``.
 
     Args:
         root: folder holding ``patientXXX`` folders.
         min_foreground: skip slices whose ground truth has fewer foreground pixels (0 keeps every slice).
+        with_labels: ``False`` lists every frame's slices without ground truth (inference on new frames).
 
     Returns:
-        dicts with ``image`` and ``label`` (frame and ``_gt`` paths), ``slice`` (z index), ``case_id``
-        (patient), ``name`` (``patientXXX_frameYY_zNN``).
+        dicts with ``image`` and ``label`` (frame and ``_gt`` paths; no ``label`` without labels), ``slice``
+        (z index), ``case_id`` (patient), ``name`` (``patientXXX_frameYY_zNN``).
 
     Raises:
         DatasetValidationError: every problem found (frame without ``_gt``, unreadable NIfTI, shape mismatch).
@@ -53,6 +63,15 @@ def read_acdc_slices(root: str | Path, min_foreground: int = 0) -> list[dict]:
     if not frames:
         raise DatasetValidationError([DataProblem(str(root), "no patientXXX/patientXXX_frameYY.nii.gz found")])
     for frame in frames:
+        patient, number = _FRAME.match(frame.name).group(1, 2)
+        if not with_labels:
+            try:
+                depth = nib.load(str(frame)).shape[2]
+            except Exception as e:  # nibabel raises many types for corrupt files
+                problems.append(DataProblem(str(frame), f"unreadable NIfTI ({e})"))
+                continue
+            records += [_slice_record(frame, None, z, patient, number) for z in range(depth)]
+            continue
         gt = frame.with_name(frame.name.replace(".nii", "_gt.nii", 1))
         if not gt.is_file():
             problems.append(DataProblem(str(frame), f"no ground truth {gt.name}"))
@@ -70,22 +89,24 @@ def read_acdc_slices(root: str | Path, min_foreground: int = 0) -> list[dict]:
         if extra:
             problems.append(DataProblem(str(gt), f"label values {extra} are not ACDC classes 0-3"))
             continue
-        patient, number = _FRAME.match(frame.name).group(1, 2)
         for z in range(labels.shape[2]):
-            if int((labels[..., z] > 0).sum()) < min_foreground:
-                continue
-            records.append(
-                {
-                    "image": str(frame.resolve()),
-                    "label": str(gt.resolve()),
-                    "slice": z,
-                    "case_id": patient,
-                    "name": f"{patient}_frame{number}_z{z:02d}",
-                }
-            )
+            if int((labels[..., z] > 0).sum()) >= min_foreground:
+                records.append(_slice_record(frame, gt, z, patient, number))
     if problems:
         raise DatasetValidationError(problems)
     return records
+
+
+def _slice_record(frame: Path, gt: Path | None, z: int, patient: str, number: str) -> dict:
+    record = {
+        "image": str(frame.resolve()),
+        "slice": z,
+        "case_id": patient,
+        "name": f"{patient}_frame{number}_z{z:02d}",
+    }
+    if gt is not None:
+        record["label"] = str(gt.resolve())
+    return record
 
 
 def read_busi(root: str | Path, classes: Sequence[str] = ("benign", "malignant", "normal")) -> list[dict]:
@@ -143,7 +164,8 @@ def split_by_case(
         raise ValueError(f"fractions must be non-negative and sum to 1, got {list(fractions)}.")
     cases = sorted({r["case_id"] for r in records})
     order = np.random.default_rng(seed).permutation(len(cases))
-    bounds = np.round(np.cumsum(fractions) * len(cases)).astype(int)
+    counts = _case_counts(len(cases), fractions)
+    bounds = np.cumsum(counts)
     starts = [0, *bounds[:-1]]
     assignment = {}
     for part, (start, end) in enumerate(zip(starts, bounds, strict=True)):
@@ -153,6 +175,43 @@ def split_by_case(
     for record in records:
         parts[assignment[record["case_id"]]].append(record)
     return tuple(parts)
+
+
+def _case_counts(n: int, fractions: Sequence[float]) -> list[int]:
+    """Cases per part: largest-remainder rounding of ``n * fraction``, then at least one case for every part
+    with a positive fraction while ``n`` allows (a 10 % validation share of 8 patients is 1 patient, not 0)."""
+    exact = [f * n for f in fractions]
+    counts = [int(e) for e in exact]
+    for i in sorted(range(len(exact)), key=lambda i: exact[i] - counts[i], reverse=True)[: n - sum(counts)]:
+        counts[i] += 1
+    for i, f in enumerate(fractions):
+        if f > 0 and counts[i] == 0 and max(counts) > 1:
+            counts[int(np.argmax(counts))] -= 1
+            counts[i] = 1
+    return counts
+
+
+def read_acdc_split(
+    root: str | Path,
+    part: str,
+    fractions: Sequence[float] = (0.7, 0.1, 0.2),
+    seed: int = 0,
+    min_foreground: int = 0,
+) -> list[dict]:
+    """The ``train``, ``val`` or ``test`` slice records of an ACDC folder, split by patient with
+    :func:`split_by_case` (same ``fractions`` and ``seed`` give the same split in every workflow)."""
+    if part not in ACDC_PARTS:
+        raise ValueError(f"part must be one of {ACDC_PARTS}, got {part!r}.")
+    if len(fractions) != len(ACDC_PARTS):
+        raise ValueError(f"fractions must give train/val/test shares, got {list(fractions)}.")
+    parts = split_by_case(read_acdc_slices(root, min_foreground), fractions, seed)
+    records = parts[ACDC_PARTS.index(part)]
+    if not records:
+        raise ValueError(
+            f"{root}: the {part!r} part of the patient split {list(fractions)} is empty; add patients or change "
+            "split_fractions."
+        )
+    return records
 
 
 def load_slices(records: Sequence[dict], intensity_scale: float | None = None) -> list[dict]:

@@ -337,13 +337,17 @@ def make_synthetic_acdc(
     n_patients: int = 10,
     shape: Sequence[int] = (64, 64, 8),
     frames: Sequence[int] = (1, 12),
+    noise: float = 90.0,
 ) -> dict:
     """Write a synthetic cardiac MRI set in the ACDC layout (``patientXXX/patientXXX_frameYY[_gt].nii.gz``).
 
     Each frame is a short-axis stack: left-ventricle blood pool (label 3), myocardium ring (2) and a right
-    ventricle crescent (1) that shrink from base to apex, with per-patient size, position and intensity
-    variation; frame 12 (end-systole) is smaller than frame 1 (end-diastole). Intensities are MRI-like
-    (0-1000, int16).
+    ventricle crescent (1) that shrink from base to apex, with per-patient position, size, LV eccentricity and
+    RV angle; frame 12 (end-systole) is smaller than frame 1 (end-diastole). To keep the task from being
+    solvable by intensity alone, as in real cine MRI: the myocardium is only slightly darker than the
+    surrounding tissue, both blood pools are equally bright, an unlabelled bright aorta and a dark lung sit next
+    to the heart in basal slices, and a smooth bias field, textured tissue and Rician-like noise (``noise``)
+    cover everything. Intensities are MRI-like (0-1000, int16).
 
     Returns:
         summary with the patient count, frames and label map.
@@ -360,25 +364,45 @@ def make_synthetic_acdc(
     for p in range(1, n_patients + 1):
         patient = f"patient{p:03d}"
         (out / patient).mkdir(parents=True, exist_ok=True)
-        cx, cy = nx * rng.uniform(0.45, 0.55), ny * rng.uniform(0.45, 0.55)
-        radius = min(nx, ny) * rng.uniform(0.11, 0.15)
-        brightness = rng.uniform(0.8, 1.2)
+        cx, cy = nx * rng.uniform(0.4, 0.6), ny * rng.uniform(0.4, 0.6)
+        radius = min(nx, ny) * rng.uniform(0.1, 0.15)
+        squash, tilt = rng.uniform(0.8, 1.0), rng.uniform(0, np.pi)
+        rv_angle = np.pi + rng.uniform(-0.6, 0.6)
+        brightness = rng.uniform(0.85, 1.15)
+        bias = _blur(rng.standard_normal((nx, ny)), sigma=min(nx, ny) / 4)
+        bias = 1.0 + 0.25 * bias / max(1e-6, float(np.abs(bias).max()))
         for frame in frames:
             contraction = 1.0 if frame == frames[0] else rng.uniform(0.7, 0.8)
             labels = np.zeros(shape, np.uint8)
+            intensity = np.empty(shape, np.float32)
             for z in range(nz):
                 taper = 1.0 - 0.6 * z / max(1, nz - 1)  # base (z = 0) to apex
                 r_lv = radius * taper * contraction
-                d = np.hypot(xx - cx, yy - cy)
-                rv = (np.hypot(xx - (cx - 1.6 * r_lv), (yy - cy) * 0.7) < 1.4 * r_lv) & (d > r_lv + 0.35 * radius)
+                u = (xx - cx) * np.cos(tilt) + (yy - cy) * np.sin(tilt)
+                v = ((yy - cy) * np.cos(tilt) - (xx - cx) * np.sin(tilt)) / squash
+                d = np.hypot(u, v)
+                rx, ry = cx + 1.6 * r_lv * np.cos(rv_angle), cy + 1.6 * r_lv * np.sin(rv_angle)
+                a = (xx - rx) * np.cos(rv_angle) + (yy - ry) * np.sin(rv_angle)
+                b = (yy - ry) * np.cos(rv_angle) - (xx - rx) * np.sin(rv_angle)
+                rv = (np.hypot(a, 0.7 * b) < 1.4 * r_lv) & (np.hypot(xx - cx, yy - cy) > r_lv + 0.35 * radius)
+                slice_labels = labels[..., z]
                 if z < nz - 1:
-                    labels[..., z][rv] = 1
-                labels[..., z][d < r_lv + 0.3 * radius] = 2
-                labels[..., z][d < r_lv] = 3
-            intensity = np.full(shape, 350.0, np.float32)
-            for label, value in {1: 750.0, 2: 180.0, 3: 850.0}.items():
-                intensity[labels == label] = value * brightness
-            intensity += 40.0 * rng.standard_normal(shape).astype(np.float32)
+                    slice_labels[rv] = 1
+                slice_labels[d < r_lv + 0.3 * radius] = 2
+                slice_labels[d < r_lv] = 3
+                tissue = 300.0 + 40.0 * _blur(rng.standard_normal((nx, ny)), 1.5)
+                image = np.where(slice_labels == 2, 230.0, tissue)
+                image[(slice_labels == 1) | (slice_labels == 3)] = 720.0
+                if z < nz // 2:  # basal slices: aorta (bright, unlabelled) and lung (dark)
+                    ax, ay = cx - 1.8 * radius * np.cos(rv_angle), cy - 2.2 * radius
+                    aorta = np.hypot(xx - ax, yy - ay) < 0.45 * radius
+                    image[aorta & (slice_labels == 0)] = 700.0
+                    lung = (xx - cx) * np.cos(rv_angle) + (yy - cy) * np.sin(rv_angle) < -3.2 * radius
+                    image[lung & (slice_labels == 0)] = 60.0
+                image = _blur(image, 0.7) * bias * brightness
+                intensity[..., z] = np.hypot(
+                    image + noise * rng.standard_normal((nx, ny)), noise * rng.standard_normal((nx, ny))
+                )
             stem = f"{patient}_frame{frame:02d}"
             nib.save(
                 nib.Nifti1Image(np.clip(intensity, 0, 1000).astype(np.int16), affine),

@@ -10,16 +10,27 @@ evaluator's key metric improves, so the saved index always matches the saved bes
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from monai.losses import ContrastiveLoss
 from torch import nn
 
+from lmseg_components.engines.overlay import render_overlay
 from lmseg_components.retrieval.augmented import RetrievalAugmentedSegmenter
 
-__all__ = ["RebuildIndex", "ContrastiveStep", "RetrievalHitRate", "augment_views"]
+__all__ = [
+    "ContrastiveStep",
+    "GalleryFromDataset",
+    "LoadRetrievalState",
+    "RebuildIndex",
+    "RetrievalHitRate",
+    "SaveGuidePanels",
+    "augment_views",
+]
 
 
 def _unwrap(network: nn.Module) -> RetrievalAugmentedSegmenter:
@@ -54,6 +65,74 @@ def augment_views(images: torch.Tensor, noise_std: float = 0.05, max_shift: int 
         dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,)))
         out = torch.roll(out, shifts=(dx, dy), dims=(-2, -1))
     return out
+
+
+class GalleryFromDataset:
+    """At the start of a run, set the network's gallery from ``dataset`` (the training items, preprocessed
+    without augmentation) and persist it to ``save_path``, next to the model, for evaluation and inference.
+
+    Args:
+        network: the :class:`RetrievalAugmentedSegmenter` (or its DDP wrapper).
+        dataset: items with ``image``, ``label``, ``name`` and ``case_id``.
+        save_path: where to write the gallery (rank 0 only under DDP); ``None`` keeps it in memory.
+    """
+
+    def __init__(self, network: nn.Module, dataset: Sequence[dict], save_path: str | Path | None = None):
+        self.network, self.dataset, self.save_path = network, dataset, save_path
+
+    def attach(self, engine: Engine) -> None:
+        if _unwrap(self.network).uses_retrieval:
+            engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        model = _unwrap(self.network)
+        model.set_gallery_from(self.dataset)
+        if self.save_path is not None and _is_rank0():
+            model.save_gallery(self.save_path)
+
+
+class LoadRetrievalState:
+    """Before an evaluation / inference run, load the persisted gallery and index into the network.
+
+    Attach it **after** the ``CheckpointLoader``: the index is checked against the loaded retriever's weights
+    and refused (``StaleIndexError``) if they differ.
+    """
+
+    def __init__(self, network: nn.Module, gallery_path: str | Path, index_path: str | Path):
+        self.network, self.gallery_path, self.index_path = network, gallery_path, index_path
+
+    def attach(self, engine: Engine) -> None:
+        if _unwrap(self.network).uses_retrieval:
+            engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        model = _unwrap(self.network)
+        model.load_gallery(self.gallery_path)
+        model.load_index(self.index_path)
+
+
+def _average_gradients_across_ranks(module: nn.Module) -> None:
+    """Under DDP, the contrastive step runs outside the DDP forward: average its gradients by hand so that the
+    retrievers of all ranks stay identical (and so do their indexes)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    world = torch.distributed.get_world_size()
+    for p in module.parameters():
+        if p.grad is not None:
+            torch.distributed.all_reduce(p.grad)
+            p.grad.div_(world)
+
+
+def _broadcast_buffers_from_rank0(module: nn.Module) -> None:
+    """Under DDP, give every rank rank 0's batch-norm statistics after a contrastive step (DDP itself only
+    broadcasts buffers at its next forward), so that all ranks embed the gallery identically."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        for buffer in module.buffers():
+            torch.distributed.broadcast(buffer, 0)
+
+
+def _is_rank0() -> bool:
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
 
 class RebuildIndex:
@@ -99,7 +178,7 @@ class RebuildIndex:
 
     def save(self, engine: Engine) -> None:
         best = getattr(engine.state, "best_metric_epoch", None)
-        if self.save_on_best and best != engine.state.epoch:
+        if (self.save_on_best and best != engine.state.epoch) or not _is_rank0():
             return
         _unwrap(self.network).save_index(self.save_path)
 
@@ -143,7 +222,9 @@ class ContrastiveStep:
         view_b = augment_views(images, self.noise_std, self.max_shift)
         loss = self.loss(retriever(view_a), retriever(view_b))
         loss.backward()
+        _average_gradients_across_ranks(retriever)
         self.optimizer.step()
+        _broadcast_buffers_from_rank0(retriever)
         _set_output(engine, "contrastive_loss", loss.detach())
 
 
@@ -189,3 +270,60 @@ class RetrievalHitRate:
 
     def _publish(self, engine: Engine) -> None:
         engine.state.metrics["retrieval_hit_rate"] = self._hits / max(1, self._count)
+
+
+class SaveGuidePanels:
+    """After each iteration, write ``<output_dir>/<name>_panel.png`` per query: the query, its top-k guides with
+    their masks and similarities, and the prediction (labels in colour).
+
+    Args:
+        network: the :class:`RetrievalAugmentedSegmenter` (or its DDP wrapper).
+        output_dir: folder for the panels.
+        image_key, pred_key: batch / output keys; ``pred`` is the argmax label map (1, H, W) or logits (K, H, W).
+    """
+
+    def __init__(self, network: nn.Module, output_dir: str | Path, image_key: str = "image", pred_key: str = "pred"):
+        self.network, self.output_dir = network, Path(output_dir)
+        self.image_key, self.pred_key = image_key, pred_key
+
+    def attach(self, engine: Engine) -> None:
+        if _unwrap(self.network).uses_retrieval:
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        model = _unwrap(self.network)
+        batch = engine.state.batch if isinstance(engine.state.batch, list) else [engine.state.batch]
+        outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        for q, (item, output) in enumerate(zip(batch, outputs, strict=True)):
+            rows = model.last_indices[q].tolist()
+            scores = model.last_scores[q].tolist()
+            pred = torch.as_tensor(output[self.pred_key]).detach().cpu()
+            pred = pred.argmax(0) if pred.shape[0] > 1 else pred[0]
+            tiles = [render_overlay(_grey(item[self.image_key]), np.zeros(pred.shape[::-1], int), "query")]
+            for rank, (row, score) in enumerate(zip(rows, scores, strict=True)):
+                tiles.append(
+                    render_overlay(
+                        _grey(model.gallery_images[row]),
+                        model.gallery_labels[row, 0].cpu().numpy().T,
+                        f"guide {rank + 1}: {model.gallery_ids[row]} (cos {score:.2f})",
+                    )
+                )
+            tiles.append(render_overlay(_grey(item[self.image_key]), pred.long().numpy().T, "prediction"))
+            _hstack(tiles).save(self.output_dir / f"{item.get('name', f'item{q}')}_panel.png")
+
+
+def _grey(image) -> np.ndarray:
+    """(C, W, H) tensor -> (H, W) array in [0, 1] for display."""
+    return torch.as_tensor(image).detach().cpu().float().mean(0).numpy().T
+
+
+def _hstack(tiles):
+    from PIL import Image
+
+    canvas = Image.new("RGB", (sum(t.width for t in tiles) + 4 * (len(tiles) - 1), max(t.height for t in tiles)))
+    x = 0
+    for tile in tiles:
+        canvas.paste(tile, (x, 0))
+        x += tile.width + 4
+    return canvas

@@ -12,25 +12,31 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from PIL import Image, ImageDraw
 
-__all__ = ["render_overlay", "SaveOverlayd"]
+__all__ = ["PALETTE", "render_overlay", "SaveOverlayd"]
+
+
+PALETTE = ((255, 64, 32), (64, 220, 64), (64, 128, 255), (255, 220, 0), (220, 64, 255), (0, 220, 220))
 
 
 def render_overlay(
     image: np.ndarray,
     mask: np.ndarray,
     caption: str,
-    color=(255, 64, 32),
     alpha: float = 0.45,
     min_width: int = 256,
 ):
     """Return an RGB PIL image: ``image`` (H, W) in [0, 1] with ``mask`` (H, W) blended in, caption below.
 
+    ``mask`` is binary or a label map; label ``v > 0`` is drawn in ``PALETTE[(v - 1) % len(PALETTE)]``.
     Images narrower than ``min_width`` are enlarged by an integer factor (nearest) so the caption stays legible.
     """
     grey = (np.clip(image, 0, 1) * 255).astype(np.uint8)
     rgb = np.repeat(grey[..., None], 3, axis=-1).astype(np.float32)
-    m = mask.astype(bool)
-    rgb[m] = (1 - alpha) * rgb[m] + alpha * np.asarray(color, np.float32)
+    labels = np.asarray(mask).astype(np.int64)
+    for value in np.unique(labels[labels > 0]):
+        m = labels == value
+        color = np.asarray(PALETTE[(int(value) - 1) % len(PALETTE)], np.float32)
+        rgb[m] = (1 - alpha) * rgb[m] + alpha * color
     picture = Image.fromarray(rgb.astype(np.uint8))
     scale = max(1, -(-min_width // picture.width))
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)

@@ -80,20 +80,21 @@ class SegFormer2D(nn.Module):
 class GuidedSegmenter(nn.Module):
     """A 2D segmenter that optionally sees retrieved guidance.
 
-    With ``use_retrieval`` the backbone's first layer is widened to ``in_channels + in_channels + num_classes``
-    and receives ``[query, blended guide image, blended one-hot guide mask]``; without it, the same backbone
-    sees the query alone (the comparison J-RAS reports).
+    With ``use_retrieval`` the backbone's first layer is widened to ``2 * in_channels + num_classes`` and receives
+    ``[query, blended guide image, blended one-hot guide mask]`` concatenated on channels (build it with
+    :meth:`guided_input`); without it, the same backbone sees the query alone (the comparison J-RAS reports).
+    Taking one tensor keeps the network a plain segmentation network: ``verify_net_in_out`` and TorchScript
+    export see one input, and retrieval stays a separate step.
 
     Args:
         in_channels: image channels C.
         num_classes: K, output classes including background.
         backbone: ``unet`` (MONAI BasicUNet) or ``segformer``.
         features: BasicUNet widths (six values).
-        use_retrieval: concatenate the guides.
+        use_retrieval: expect the guides concatenated to the query.
 
     Forward:
-        ``image`` (B, C, H, W), and with retrieval ``guide_image`` (B, C, H, W) and ``guide_mask`` (B, K, H, W)
-        from :func:`blend_guides`; returns logits (B, K, H, W).
+        (B, 2C + K, H, W) with retrieval, (B, C, H, W) without -> logits (B, K, H, W).
     """
 
     def __init__(
@@ -107,21 +108,37 @@ class GuidedSegmenter(nn.Module):
         super().__init__()
         if backbone not in SEGMENTER_BACKBONES:
             raise ValueError(f"backbone must be one of {SEGMENTER_BACKBONES}, got {backbone!r}.")
+        if in_channels < 1 or num_classes < 2:
+            raise ValueError(f"in_channels must be >= 1 and num_classes >= 2, got {in_channels}, {num_classes}.")
         self.use_retrieval = use_retrieval
-        self.num_classes = num_classes
-        channels = in_channels * 2 + num_classes if use_retrieval else in_channels
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.input_channels = in_channels * 2 + num_classes if use_retrieval else in_channels
         if backbone == "unet":
-            self.backbone: nn.Module = BasicUNet(2, channels, num_classes, features=features)
+            self.backbone: nn.Module = BasicUNet(2, self.input_channels, num_classes, features=features)
         else:
-            self.backbone = SegFormer2D(channels, num_classes)
+            self.backbone = SegFormer2D(self.input_channels, num_classes)
 
-    def forward(
+    def guided_input(
         self, image: torch.Tensor, guide_image: torch.Tensor | None = None, guide_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
+        """The forward input: ``image`` (B, C, H, W) alone, or with retrieval concatenated with ``guide_image``
+        (B, C, H, W) and ``guide_mask`` (B, K, H, W) from :func:`blend_guides`."""
         if not self.use_retrieval:
-            return self.backbone(image)
+            return image
         if guide_image is None or guide_mask is None:
             raise ValueError("this segmenter uses retrieval: pass guide_image and guide_mask (see blend_guides).")
-        if guide_mask.shape[1] != self.num_classes:
-            raise ValueError(f"guide_mask must have {self.num_classes} channels, got {guide_mask.shape[1]}.")
-        return self.backbone(torch.cat([image, guide_image, guide_mask], dim=1))
+        if guide_image.shape[1] != self.in_channels or guide_mask.shape[1] != self.num_classes:
+            raise ValueError(
+                f"guide_image must have {self.in_channels} channels and guide_mask {self.num_classes}, got "
+                f"{guide_image.shape[1]} and {guide_mask.shape[1]}."
+            )
+        return torch.cat([image, guide_image, guide_mask], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != self.input_channels:
+            raise ValueError(
+                f"expected {self.input_channels} input channels ("
+                + ("query + guide image + one-hot guide mask" if self.use_retrieval else "the query")
+                + f"), got {x.shape[1]}."
+            )
+        return self.backbone(x)

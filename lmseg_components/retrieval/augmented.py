@@ -16,7 +16,7 @@ from torch import nn
 
 from lmseg_components.fingerprint import weights_fingerprint
 from lmseg_components.networks.guided import GuidedSegmenter, blend_guides
-from lmseg_components.retrieval.index import RetrievalIndex, create_index, load_index
+from lmseg_components.retrieval.index import RetrievalIndex, atomic_save, create_index, load_index
 
 __all__ = ["RetrievalAugmentedSegmenter"]
 
@@ -57,6 +57,7 @@ class RetrievalAugmentedSegmenter(nn.Module):
         self.gallery_cases: list[str] = []
         self.index: RetrievalIndex | None = None
         self.last_indices: torch.Tensor | None = None
+        self.last_scores: torch.Tensor | None = None
 
     @property
     def uses_retrieval(self) -> bool:
@@ -74,10 +75,52 @@ class RetrievalAugmentedSegmenter(nn.Module):
         if len(ids) < self.k:
             raise ValueError(f"the gallery needs at least k={self.k} items, got {len(ids)}.")
         device = self.gallery_images.device
-        self.gallery_images = images.float().to(device)
-        self.gallery_labels = labels.long().to(device)
+        self.gallery_images = images.as_subclass(torch.Tensor).float().to(device)  # plain tensors, not MetaTensors
+        self.gallery_labels = labels.as_subclass(torch.Tensor).long().to(device)
         self.gallery_ids, self.gallery_cases = [str(i) for i in ids], [str(c) for c in case_ids]
         self.index = None
+
+    def set_gallery_from(
+        self, dataset: Sequence[dict], image_key: str = "image", label_key: str = "label", progress: bool = True
+    ) -> None:
+        """Set the gallery from a dataset of preprocessed (not augmented) training items; each item needs
+        ``image`` (C, H, W), ``label`` (1, H, W), ``name`` and ``case_id``."""
+        from tqdm import tqdm
+
+        images, labels, ids, cases = [], [], [], []
+        for i in tqdm(range(len(dataset)), desc="gallery", disable=not progress, leave=False):
+            item = dataset[i]
+            for key in (image_key, label_key, "name", "case_id"):
+                if key not in item:
+                    raise KeyError(f"gallery item {i} has no {key!r} (keys: {sorted(item)}).")
+            images.append(torch.as_tensor(item[image_key]).float())
+            labels.append(torch.as_tensor(item[label_key]).long())
+            ids.append(item["name"])
+            cases.append(item["case_id"])
+        self.set_gallery(torch.stack(images), torch.stack(labels), ids, cases)
+
+    def save_gallery(self, path: str | Path) -> None:
+        """Persist the gallery (images, labels, ids, case ids) atomically, so that evaluation, inference and
+        deployment retrieve from exactly the training items the model was trained with."""
+        if not self.gallery_ids:
+            raise RuntimeError("no gallery to save: call set_gallery() first.")
+        atomic_save(
+            {
+                "images": self.gallery_images.cpu(),
+                "labels": self.gallery_labels.cpu(),
+                "ids": self.gallery_ids,
+                "case_ids": self.gallery_cases,
+            },
+            path,
+        )
+
+    def load_gallery(self, path: str | Path) -> None:
+        """Load a gallery written by :meth:`save_gallery`."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no retrieval gallery at {path}: train the bundle first (it writes one).")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.set_gallery(state["images"], state["labels"], state["ids"], state["case_ids"])
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -131,6 +174,7 @@ class RetrievalAugmentedSegmenter(nn.Module):
             return self.segmenter(image)
         if self.index is None:
             raise RuntimeError("the retrieval index is not built: call rebuild_index() (or load_index()).")
+        image = image.as_subclass(torch.Tensor)  # MONAI MetaTensors would leak into the index and the guides
         result = self.index.search(
             self.embed(image).float().cpu(),
             self.k,
@@ -139,7 +183,7 @@ class RetrievalAugmentedSegmenter(nn.Module):
         )
         if bool((result.indices < 0).any()):
             raise RuntimeError(f"fewer than k={self.k} admissible gallery items for a query; enlarge the gallery.")
-        self.last_indices = result.indices
+        self.last_indices, self.last_scores = result.indices, result.scores
         rows = result.indices.to(image.device)
         guide_image, guide_mask = blend_guides(
             result.scores.to(image.device),
@@ -148,4 +192,4 @@ class RetrievalAugmentedSegmenter(nn.Module):
             self.segmenter.num_classes,
             self.temperature,
         )
-        return self.segmenter(image, guide_image, guide_mask)
+        return self.segmenter(self.segmenter.guided_input(image, guide_image, guide_mask))

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "atomic_save",
     "SearchResult",
     "StaleIndexError",
     "RetrievalIndex",
@@ -36,6 +37,20 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    """``torch.save`` to a temporary file next to ``path``, then rename: a crash never leaves a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 class StaleIndexError(ValueError):
@@ -75,7 +90,7 @@ class RetrievalIndex(ABC):
 
     def add(self, embeddings: torch.Tensor, ids: Sequence[str], case_ids: Sequence[str] | None = None) -> None:
         """Add N items: ``embeddings`` (N, D) (normalised here), unique string ``ids``, optional ``case_ids``."""
-        embeddings = torch.as_tensor(embeddings, dtype=torch.float32)
+        embeddings = torch.as_tensor(embeddings, dtype=torch.float32).as_subclass(torch.Tensor)  # no MetaTensor
         if embeddings.ndim != 2 or embeddings.shape[1] != self.dim:
             raise ValueError(f"embeddings must be (N, {self.dim}), got {tuple(embeddings.shape)}.")
         ids = [str(i) for i in ids]
@@ -138,8 +153,6 @@ class RetrievalIndex(ABC):
     def save(self, path: str | Path, retriever_fingerprint: str) -> None:
         """Write the index atomically (write to a temporary file, then rename) with its gallery ids, case ids
         and the fingerprint of the retriever that made the embeddings."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "format": FORMAT_VERSION,
             "backend": self.backend,
@@ -149,14 +162,7 @@ class RetrievalIndex(ABC):
             "retriever_fingerprint": str(retriever_fingerprint),
             **self._state(),
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_save(state, path)
 
     @abstractmethod
     def _add(self, embeddings: torch.Tensor) -> None: ...

@@ -49,7 +49,7 @@ class Retriever(nn.Module):
             spatial_dims=spatial_dims,
             n_input_channels=in_channels,
             feed_forward=False,
-            shortcut_type="A",
+            shortcut_type="B",
             widen_factor=widen_factor,
         )
         with torch.no_grad():

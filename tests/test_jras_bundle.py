@@ -1,0 +1,129 @@
+"""The J-RAS bundle through ``python -m monai.bundle``: joint training that learns, a persisted gallery and
+index that match the model, evaluation, inference with panels, a stale index refused, verify and export."""
+
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from bundle_cli import BUNDLES, monai_bundle, run_bundle
+
+from lmseg_components.data import make_synthetic_acdc, read_acdc_split
+from lmseg_components.workflows import load_bundle
+
+TINY = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "4"]
+EPOCHS = 10
+
+
+def _bundle(workflow: str, configs: list[str], root: Path, *extra: str):
+    return run_bundle("jras_segmentation", workflow, configs, root, *TINY, *extra)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("jras")
+    make_synthetic_acdc(root / "data", seed=0, n_patients=8, shape=(32, 32, 4))
+    run = _bundle("training", ["configs/train.json"], root, "--epochs", str(EPOCHS), "--learning_rate", "0.003")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return root, run.stdout + run.stderr
+
+
+def test_joint_training_learns_and_logs_both_steps(trained):
+    root, log = trained
+    dice = [float(v) for v in re.findall(r"Metrics -- .*val_mean_dice: ([0-9.]+)", log)]
+    assert len(dice) == EPOCHS and max(dice[-3:]) > dice[0] + 0.1, dice
+    assert len(re.findall(r"retrieval index rebuilt", log)) == 2 * EPOCHS  # each epoch + before each validation
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(root / "eval" / "tensorboard")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"loss", "contrastive_loss", "hit_rate", "retrieval_hit_rate", "val_mean_dice"} <= tags
+
+
+def test_persisted_gallery_holds_training_items_only_and_index_matches_model(trained):
+    root, _ = trained
+    assert set(torch.load(root / "models" / "model.pt", weights_only=True)) == {"segmenter", "retriever"}
+    parser = load_bundle(BUNDLES / "jras_segmentation", ["inference.json"], {"bundle_root": str(root)})
+    parser["image_size"], parser["features"] = 32, [8, 8, 16, 16, 32, 8]
+    net = parser.get_parsed_content("network_def")
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    net.segmenter.load_state_dict(state["segmenter"])
+    net.retriever.load_state_dict(state["retriever"])
+    net.load_gallery(root / "models" / "gallery.pt")
+    net.load_index(root / "models" / "index.pt")  # built by the saved (best) retriever over this gallery
+    train = {r["name"] for r in read_acdc_split(root / "data", "train")}
+    held_out = {r["name"] for part in ("val", "test") for r in read_acdc_split(root / "data", part)}
+    assert set(net.gallery_ids) == train and not (set(net.gallery_ids) & held_out)
+
+
+def test_evaluating_writes_metrics_and_per_slice_csv(trained):
+    root, _ = trained
+    run = _bundle("evaluating", ["configs/train.json", "configs/evaluate.json"], root)
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = dict(line.split(",") for line in (root / "eval" / "metrics.csv").read_text().splitlines())
+    assert float(metrics["val_mean_dice"]) > 0.1 and "val_hd95" in metrics
+    with open(root / "eval" / "val_mean_dice_raw.csv") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    assert len(rows) == 1 + len(read_acdc_split(root / "data", "test"))
+
+
+def test_inference_writes_masks_and_guide_panels(trained):
+    root, _ = trained
+    run = _bundle("inference", ["configs/inference.json"], root)
+    assert run.returncode == 0, run.stderr[-3000:]
+    from PIL import Image
+
+    out = root / "eval" / "inference"
+    n = len(read_acdc_split(root / "data", "test"))
+    masks, panels = sorted(out.glob("*_mask.png")), sorted(out.glob("*_panel.png"))
+    assert len(masks) == n and len(panels) == n
+    mask = np.asarray(Image.open(masks[0]))
+    assert mask.shape == (32, 32) and set(np.unique(mask).tolist()) <= {0, 1, 2, 3}
+    assert Image.open(panels[0]).width >= 4 * 256  # query, 2 guides, prediction side by side, 256 px each
+
+
+def test_index_from_another_retriever_is_refused(trained, tmp_path):
+    root, _ = trained
+    shutil.copytree(root / "models", tmp_path / "models")
+    shutil.copytree(root / "data", tmp_path / "data")
+    state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    name = next(iter(state["retriever"]))
+    state["retriever"][name] = state["retriever"][name] + 0.01
+    torch.save(state, tmp_path / "models" / "model.pt")
+    run = _bundle("inference", ["configs/inference.json"], tmp_path)
+    assert run.returncode != 0
+    assert "StaleIndexError" in run.stderr and "rebuild the index from the current retriever" in run.stderr
+
+
+def test_verify_net_in_out_and_torchscript_export_of_both_networks(trained):
+    root, _ = trained
+    common = ["--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json"]
+    small = ["--features", "[8,8,16,16,32,8]"]
+    verify = monai_bundle("jras_segmentation", "verify_net_in_out", "segmenter_def", *common, "--device", "cpu")
+    assert verify.returncode == 0 and "verified with no error" in verify.stdout + verify.stderr
+    for net_id, key in (("segmenter_def", "segmenter"), ("retriever_def", "retriever")):
+        target = root / "models" / f"{key}.ts"
+        export = monai_bundle(
+            "jras_segmentation",
+            "ckpt_export",
+            net_id,
+            "--filepath",
+            str(target),
+            "--ckpt_file",
+            str(root / "models" / "model.pt"),
+            "--key_in_ckpt",
+            key,
+            *common,
+            *small,
+        )
+        assert export.returncode == 0, export.stderr[-2000:]
+    segmenter = torch.jit.load(str(root / "models" / "segmenter.ts"))
+    retriever = torch.jit.load(str(root / "models" / "retriever.ts"))
+    assert segmenter(torch.rand(1, 6, 32, 32)).shape == (1, 4, 32, 32)
+    embedding = retriever(torch.rand(2, 1, 32, 32))
+    assert embedding.shape == (2, 128) and torch.allclose(embedding.norm(dim=1), torch.ones(2), atol=1e-5)
