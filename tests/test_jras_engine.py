@@ -125,3 +125,40 @@ def test_missing_index_and_small_gallery_errors(splits):
     )
     with pytest.raises(RuntimeError, match="not built"):
         net(train[0]["image"][None])
+
+
+def test_adjacent_slice_positives(tmp_path):
+    from monai.data import Dataset
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, ScaleIntensityd
+
+    from lmseg_components.data import SelectSliced
+
+    make_synthetic_acdc(tmp_path, seed=1, n_patients=2, shape=(32, 32, 4))
+    records = read_acdc_slices(tmp_path)
+    keys = ["image", "label"]
+    load = Compose(
+        [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys), SelectSliced(keys), ScaleIntensityd("image")]
+    )
+    dataset = Dataset(records, load)
+    net = _network()
+    net.set_gallery_from(dataset, progress=False)
+    rows = net.adjacent_rows([r["name"] for r in records])
+    for record, row in zip(records, rows, strict=True):
+        neighbour = net.gallery_ids[row]
+        assert neighbour.rsplit("_z", 1)[0] == record["name"].rsplit("_z", 1)[0]  # same patient and frame
+        assert abs(int(neighbour.rsplit("_z", 1)[1]) - record["slice"]) == 1
+    net.rebuild_index()
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=1,
+        train_data_loader=DataLoader(dataset, batch_size=4),
+        network=net,
+        optimizer=torch.optim.Adam(net.segmenter.parameters(), 1e-3),
+        loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
+        prepare_batch=PREPARE,
+        train_handlers=[ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters()), positives="adjacent")],
+    )
+    trainer.run()
+    assert torch.isfinite(trainer.state.output[0]["contrastive_loss"])
+    with pytest.raises(ValueError, match="positives must be"):
+        ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters()), positives="patients")

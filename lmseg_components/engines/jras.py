@@ -184,12 +184,15 @@ class RebuildIndex:
 
 
 class ContrastiveStep:
-    """After each supervised iteration, one InfoNCE step of the retriever on two views of the batch.
+    """After each supervised iteration, one InfoNCE step of the retriever on positive pairs from the batch.
 
     Args:
         network: the :class:`RetrievalAugmentedSegmenter` (or its DDP wrapper).
         optimizer: optimiser of the retriever's parameters.
         temperature: NT-Xent temperature (MONAI ``ContrastiveLoss``).
+        positives: ``views`` (two augmentations of each image) or ``adjacent`` (each image and an adjacent
+            slice of the same volume from the gallery, both augmented; items without a known neighbour fall
+            back to a second view of themselves).
         image_key: batch key of the images.
         noise_std, max_shift: strength of :func:`augment_views`.
     """
@@ -199,11 +202,14 @@ class ContrastiveStep:
         network: nn.Module,
         optimizer: torch.optim.Optimizer,
         temperature: float = 0.1,
+        positives: str = "views",
         image_key: str = "image",
         noise_std: float = 0.05,
         max_shift: int = 3,
     ):
-        self.network, self.optimizer = network, optimizer
+        if positives not in ("views", "adjacent"):
+            raise ValueError(f"positives must be 'views' or 'adjacent', got {positives!r}.")
+        self.network, self.optimizer, self.positives = network, optimizer, positives
         self.loss = ContrastiveLoss(temperature=temperature)
         self.image_key, self.noise_std, self.max_shift = image_key, noise_std, max_shift
 
@@ -219,13 +225,25 @@ class ContrastiveStep:
         retriever.train()
         self.optimizer.zero_grad(set_to_none=True)
         view_a = augment_views(images, self.noise_std, self.max_shift)
-        view_b = augment_views(images, self.noise_std, self.max_shift)
+        view_b = augment_views(self._partners(engine, images), self.noise_std, self.max_shift)
         loss = self.loss(retriever(view_a), retriever(view_b))
         loss.backward()
         _average_gradients_across_ranks(retriever)
         self.optimizer.step()
         _broadcast_buffers_from_rank0(retriever)
         _set_output(engine, "contrastive_loss", loss.detach())
+
+    def _partners(self, engine: Engine, images: torch.Tensor) -> torch.Tensor:
+        """The positive partner of each image: itself (``views``) or an adjacent slice from the gallery."""
+        if self.positives == "views":
+            return images
+        model = _unwrap(self.network)
+        rows = model.adjacent_rows(_batch_value(engine.state.batch, "name"))
+        partners = images.clone()
+        for q, row in enumerate(rows):
+            if row is not None:
+                partners[q] = model.gallery_images[row].to(images.device)
+        return partners
 
 
 class RetrievalHitRate:

@@ -55,6 +55,7 @@ class RetrievalAugmentedSegmenter(nn.Module):
         self.register_buffer("gallery_labels", torch.empty(0, dtype=torch.long), persistent=False)
         self.gallery_ids: list[str] = []
         self.gallery_cases: list[str] = []
+        self._adjacent: dict[str, int] = {}
         self.index: RetrievalIndex | None = None
         self.last_indices: torch.Tensor | None = None
         self.last_scores: torch.Tensor | None = None
@@ -78,16 +79,20 @@ class RetrievalAugmentedSegmenter(nn.Module):
         self.gallery_images = images.as_subclass(torch.Tensor).float().to(device)  # plain tensors, not MetaTensors
         self.gallery_labels = labels.as_subclass(torch.Tensor).long().to(device)
         self.gallery_ids, self.gallery_cases = [str(i) for i in ids], [str(c) for c in case_ids]
+        self._adjacent = {}
         self.index = None
 
     def set_gallery_from(
         self, dataset: Sequence[dict], image_key: str = "image", label_key: str = "label", progress: bool = True
     ) -> None:
         """Set the gallery from a dataset of preprocessed (not augmented) training items; each item needs
-        ``image`` (C, H, W), ``label`` (1, H, W), ``name`` and ``case_id``."""
+        ``image`` (C, H, W), ``label`` (1, H, W), ``name`` and ``case_id``; items with ``slice`` (and the
+        ``source_filename`` meta of ``SelectSliced``) also record their adjacent slices (see
+        :meth:`adjacent_rows`)."""
         from tqdm import tqdm
 
         images, labels, ids, cases = [], [], [], []
+        slices: dict[tuple[str, int], int] = {}
         for i in tqdm(range(len(dataset)), desc="gallery", disable=not progress, leave=False):
             item = dataset[i]
             for key in (image_key, label_key, "name", "case_id"):
@@ -97,7 +102,20 @@ class RetrievalAugmentedSegmenter(nn.Module):
             labels.append(torch.as_tensor(item[label_key]).long())
             ids.append(item["name"])
             cases.append(item["case_id"])
+            if "slice" in item:
+                volume = getattr(item[image_key], "meta", {}).get("source_filename", item["case_id"])
+                slices[(str(volume), int(item["slice"]))] = i
         self.set_gallery(torch.stack(images), torch.stack(labels), ids, cases)
+        self._adjacent = {}
+        for (volume, z), row in slices.items():
+            neighbour = slices.get((volume, z + 1), slices.get((volume, z - 1)))
+            if neighbour is not None:
+                self._adjacent[self.gallery_ids[row]] = neighbour
+
+    def adjacent_rows(self, ids: Sequence[str]) -> list[int | None]:
+        """For each gallery id, the gallery row of an adjacent slice of the same volume (z + 1, else z - 1), or
+        None when unknown (items without a ``slice``, or single-slice volumes)."""
+        return [self._adjacent.get(str(i)) for i in ids]
 
     def save_gallery(self, path: str | Path) -> None:
         """Persist the gallery (images, labels, ids, case ids) atomically, so that evaluation, inference and
