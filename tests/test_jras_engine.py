@@ -31,6 +31,20 @@ def _network(use_retrieval=True):
 PREPARE = PrepareBatchExtraInput(extra_keys={"exclude_ids": "name", "exclude_cases": "case_id"})
 
 
+def _trainer(net, data, batch_size: int, handlers: list, epochs: int = 1, shuffle: bool = False) -> SupervisedTrainer:
+    """MONAI's SupervisedTrainer on the segmenter (Dice + CE) with the J-RAS handlers."""
+    return SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=epochs,
+        train_data_loader=DataLoader(data, batch_size=batch_size, shuffle=shuffle),
+        network=net,
+        optimizer=torch.optim.Adam(net.segmenter.parameters(), 1e-3),
+        loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
+        prepare_batch=PREPARE,
+        train_handlers=handlers,
+    )
+
+
 def test_joint_training_never_retrieves_self_or_case_and_rebuilds_index(splits, tmp_path):
     train, val = splits
     net = _network()
@@ -40,20 +54,12 @@ def test_joint_training_never_retrieves_self_or_case_and_rebuilds_index(splits, 
         [t["name"] for t in train],
         [t["case_id"] for t in train],
     )
-    trainer = SupervisedTrainer(
-        device=torch.device("cpu"),
-        max_epochs=2,
-        train_data_loader=DataLoader(train, batch_size=8, shuffle=True),
-        network=net,
-        optimizer=torch.optim.Adam(net.segmenter.parameters(), 1e-3),
-        loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
-        prepare_batch=PREPARE,
-        train_handlers=[
-            RebuildIndex(net),
-            ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters(), 1e-3)),
-            RetrievalHitRate(net, num_classes=4),
-        ],
-    )
+    handlers = [
+        RebuildIndex(net),
+        ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters(), 1e-3)),
+        RetrievalHitRate(net, num_classes=4),
+    ]
+    trainer = _trainer(net, train, 8, handlers, epochs=2, shuffle=True)
     seen, fingerprints = [], []
 
     @trainer.on(Events.ITERATION_COMPLETED)
@@ -96,16 +102,8 @@ def test_joint_training_never_retrieves_self_or_case_and_rebuilds_index(splits, 
 def test_baseline_without_retrieval_trains_the_same_backbone(splits):
     train, _ = splits
     net = _network(use_retrieval=False)
-    trainer = SupervisedTrainer(
-        device=torch.device("cpu"),
-        max_epochs=1,
-        train_data_loader=DataLoader(train, batch_size=8),
-        network=net,
-        optimizer=torch.optim.Adam(net.segmenter.parameters(), 1e-3),
-        loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
-        prepare_batch=PREPARE,
-        train_handlers=[RebuildIndex(net), ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters()))],
-    )
+    handlers = [RebuildIndex(net), ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters()))]
+    trainer = _trainer(net, train, 8, handlers)
     trainer.run()
     assert net.index is None and "contrastive_loss" not in trainer.state.output[0]
 
@@ -148,16 +146,8 @@ def test_adjacent_slice_positives(tmp_path):
         assert neighbour.rsplit("_z", 1)[0] == record["name"].rsplit("_z", 1)[0]  # same patient and frame
         assert abs(int(neighbour.rsplit("_z", 1)[1]) - record["slice"]) == 1
     net.rebuild_index()
-    trainer = SupervisedTrainer(
-        device=torch.device("cpu"),
-        max_epochs=1,
-        train_data_loader=DataLoader(dataset, batch_size=4),
-        network=net,
-        optimizer=torch.optim.Adam(net.segmenter.parameters(), 1e-3),
-        loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
-        prepare_batch=PREPARE,
-        train_handlers=[ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters()), positives="adjacent")],
-    )
+    handlers = [ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters()), positives="adjacent")]
+    trainer = _trainer(net, dataset, 4, handlers)
     trainer.run()
     assert torch.isfinite(trainer.state.output[0]["contrastive_loss"])
     with pytest.raises(ValueError, match="positives must be"):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lmseg_components.fingerprint import weights_fingerprint
-from lmseg_components.retrieval import StaleIndexError, create_index, load_index
+from lmseg_components.retrieval import StaleIndexError, TorchIndex, create_index, load_index
 
 BACKENDS = ["torch", "faiss-flat", "faiss-hnsw", "faiss-ivf"]
 
@@ -98,3 +98,17 @@ def test_bad_input():
         index.search(torch.randn(2, 8), 1, exclude_ids=["a"])
     with pytest.raises(ValueError, match="unknown index backend"):
         create_index(8, "annoy")
+
+
+def test_float16_prefilter_gives_the_exact_float32_top_k():
+    g = torch.Generator().manual_seed(0)
+    gallery = torch.randn(5000, 32, generator=g)
+    ids = [str(i) for i in range(5000)]
+    fast, exact = TorchIndex(32), TorchIndex(32, prefilter_below=0)
+    fast.add(gallery, ids)
+    exact.add(gallery, ids)
+    queries = gallery[:20] + 0.3 * torch.randn(20, 32, generator=g)
+    for q in range(20):  # one query at a time: the prefiltered path
+        a = fast.search(queries[q : q + 1], 10, exclude_ids=[str(q)])
+        b = exact.search(queries[q : q + 1], 10, exclude_ids=[str(q)])
+        assert a.indices.tolist() == b.indices.tolist() and torch.allclose(a.scores, b.scores, atol=1e-6)
