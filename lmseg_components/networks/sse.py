@@ -1,0 +1,206 @@
+"""TGC-Net's Semantic-Structural Synergy Encoder: a frozen open_clip ViT (semantics) and a trainable light CNN
+at a higher resolution (structure), fused level by level and refined by multi-scale deformable attention."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import Convolution, ResidualUnit
+from torch import nn
+
+from lmseg_components.networks.deformable_attention import MSDeformAttn, reference_points
+
+__all__ = ["CLIPImageTower", "CNNBranch", "SSE"]
+
+STRIDES = (8, 16, 32)
+
+
+class CLIPImageTower(nn.Module):
+    """A frozen open_clip ViT image tower returning patch-token grids of intermediate blocks.
+
+    Args:
+        model_name: an open_clip ViT name (reference ``ViT-L-14-336-quickgelu``, small ``ViT-B-16-quickgelu``).
+        pretrained: a pretrained tag (``openai``), a local checkpoint file, or None for random weights.
+        indices: the blocks whose tokens are returned (default: three evenly spaced, the last included).
+        cache_dir: where open_clip caches downloaded weights.
+        image_size: input side other than the model's own (positional embeddings are interpolated by open_clip),
+            e.g. 224 instead of 336 on a CPU.
+
+    Forward:
+        image (B, C, H, W) in [0, 1] (1 or 3 channels, any size; resized to the tower's input size and
+        normalised with its mean/std) -> one (B, width, g, g) grid per index (g = image size / patch size).
+    """
+
+    def __init__(
+        self,
+        model_name: str = "ViT-B-16-quickgelu",
+        pretrained: str | None = None,
+        indices: Sequence[int] | None = None,
+        cache_dir: str | None = None,
+        image_size: int | None = None,
+    ):
+        super().__init__()
+        import open_clip
+
+        extra = {"force_image_size": image_size} if image_size else {}
+        clip = open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir, **extra)
+        visual = clip.visual
+        if not hasattr(visual, "forward_intermediates") or not hasattr(visual, "transformer"):
+            raise ValueError(f"{model_name} has no ViT image tower with forward_intermediates; use a ViT model.")
+        self.visual = visual
+        self.name, self.pretrained = model_name, pretrained
+        self.image_size = int(visual.image_size[0] if isinstance(visual.image_size, tuple) else visual.image_size)
+        self.width = int(visual.transformer.width)
+        depth = len(visual.transformer.resblocks)
+        self.indices = tuple(indices) if indices is not None else tuple(round(depth * f) - 1 for f in (1 / 3, 2 / 3, 1))
+        if any(not 0 <= i < depth for i in self.indices):
+            raise ValueError(f"indices must be block numbers in [0, {depth}), got {list(self.indices)}.")
+        cfg = open_clip.get_model_preprocess_cfg(clip)
+        self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.visual.eval()
+
+    def train(self, mode: bool = True) -> CLIPImageTower:
+        super().train(mode)
+        self.visual.eval()  # frozen: dropout and norm statistics never change
+        return self
+
+    @torch.no_grad()
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        x = image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
+        if x.shape[1] != 3:
+            raise ValueError(f"the CLIP tower takes 1 or 3 channels, got {x.shape[1]}.")
+        x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        x = (x - self.mean) / self.std
+        out = self.visual.forward_intermediates(x, indices=list(self.indices), intermediates_only=True)
+        return list(out["image_intermediates"])
+
+
+class CNNBranch(nn.Module):
+    """A light trainable CNN: stem (stride 4) then three stages giving strides 8, 16, 32 with widths
+    ``width * (2, 4, 8)`` (MONAI ``Convolution`` + ``ResidualUnit`` blocks).
+
+    Forward:
+        (B, C, H, W) -> [(B, 2w, H/8, W/8), (B, 4w, H/16, W/16), (B, 8w, H/32, W/32)].
+    """
+
+    def __init__(self, in_channels: int = 1, width: int = 32):
+        super().__init__()
+
+        def down(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(
+                Convolution(2, cin, cout, strides=2, kernel_size=3, norm="batch", act="relu"),
+                ResidualUnit(2, cout, cout, kernel_size=3, subunits=1, norm="batch", act="relu"),
+            )
+
+        self.stem = nn.Sequential(
+            Convolution(2, in_channels, width, strides=2, kernel_size=3, norm="batch", act="relu"),
+            Convolution(2, width, width, strides=2, kernel_size=3, norm="batch", act="relu"),
+        )
+        self.stages = nn.ModuleList([down(width, 2 * width), down(2 * width, 4 * width), down(4 * width, 8 * width)])
+        self.widths = (2 * width, 4 * width, 8 * width)
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        x, out = self.stem(image), []
+        for stage in self.stages:
+            x = stage(x)
+            out.append(x)
+        return out
+
+
+class _DeformLayer(nn.Module):
+    """Pre-norm MSDeformAttn over all pyramid tokens plus a feed-forward block, both residual."""
+
+    def __init__(self, dim: int, n_heads: int, n_points: int):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = MSDeformAttn(dim, len(STRIDES), n_heads, n_points)
+        self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x: torch.Tensor, reference: torch.Tensor, shapes: list[tuple[int, int]]) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.attn(h, reference, h, shapes)
+        return x + self.ffn(self.norm2(x))
+
+
+class SSE(nn.Module):
+    """Semantic-Structural Synergy Encoder.
+
+    The ViT's intermediate grids (shallow to deep) are projected to ``dim`` and resized to the CNN's stride 8 / 16
+    / 32 grids, added to the projected CNN features, and refined by ``n_deform_layers`` layers of multi-scale
+    deformable attention across the three levels (with a learned level embedding).
+
+    Args:
+        vit: the frozen :class:`CLIPImageTower` (None when ``use_vit`` is False).
+        in_channels: image channels for the CNN branch.
+        dim: width of the hybrid pyramid.
+        cnn_width: CNN stem width (stages 2x, 4x, 8x).
+        n_heads, n_points, n_deform_layers: deformable attention settings.
+        use_vit, use_cnn: ablation switches (at least one must be on).
+
+    Forward:
+        image (B, C, S, S), S divisible by 32 (the CNN resolution, e.g. 768; the ViT resizes to its own) ->
+        ``pyramid`` [(B, dim, S/8, S/8), (B, dim, S/16, S/16), (B, dim, S/32, S/32)] and ``guidance``, the CNN
+        levels at strides 8 and 16 projected to ``dim`` (the pyramid's when the CNN is off).
+    """
+
+    def __init__(
+        self,
+        vit: CLIPImageTower | None,
+        in_channels: int = 1,
+        dim: int = 256,
+        cnn_width: int = 32,
+        n_heads: int = 8,
+        n_points: int = 4,
+        n_deform_layers: int = 1,
+        use_vit: bool = True,
+        use_cnn: bool = True,
+    ):
+        super().__init__()
+        if not (use_vit or use_cnn):
+            raise ValueError("SSE needs the ViT, the CNN or both (use_vit and use_cnn are both False).")
+        if use_vit and vit is None:
+            raise ValueError("use_vit is True but no CLIP image tower was given.")
+        self.use_vit, self.use_cnn, self.dim = use_vit, use_cnn, dim
+        self.vit = vit if use_vit else None
+        if use_vit and len(vit.indices) != len(STRIDES):
+            raise ValueError(f"the CLIP tower must return {len(STRIDES)} grids, it returns {len(vit.indices)}.")
+        if use_vit:
+            self.vit_proj = nn.ModuleList([nn.Conv2d(vit.width, dim, 1) for _ in STRIDES])
+        if use_cnn:
+            self.cnn = CNNBranch(in_channels, cnn_width)
+            self.cnn_proj = nn.ModuleList([nn.Conv2d(w, dim, 1) for w in self.cnn.widths])
+        self.level_embed = nn.Parameter(torch.zeros(len(STRIDES), dim))
+        self.layers = nn.ModuleList([_DeformLayer(dim, n_heads, n_points) for _ in range(n_deform_layers)])
+
+    def forward(self, image: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        size = image.shape[-1]
+        if image.shape[-2] != size or size % 32:
+            raise ValueError(f"SSE needs square images with a side divisible by 32, got {tuple(image.shape[-2:])}.")
+        shapes = [(size // s, size // s) for s in STRIDES]
+        levels = [0.0] * len(STRIDES)
+        guidance: list[torch.Tensor] = []
+        if self.use_cnn:
+            cnn = [proj(f) for proj, f in zip(self.cnn_proj, self.cnn(image), strict=True)]
+            levels = [lv + c for lv, c in zip(levels, cnn, strict=True)]
+            guidance = cnn[:2]
+        if self.use_vit:
+            grids = self.vit(image)
+            for i, (proj, grid) in enumerate(zip(self.vit_proj, grids, strict=True)):
+                levels[i] = levels[i] + F.interpolate(proj(grid), size=shapes[i], mode="bilinear", align_corners=False)
+        b = image.shape[0]
+        tokens = torch.cat(
+            [lv.flatten(2).transpose(1, 2) + self.level_embed[i] for i, lv in enumerate(levels)], dim=1
+        )  # (B, sum HW, dim)
+        reference = reference_points(shapes, image.device)[None]
+        for layer in self.layers:
+            tokens = layer(tokens, reference, shapes)
+        pyramid, start = [], 0
+        for h, w in shapes:
+            pyramid.append(tokens[:, start : start + h * w].transpose(1, 2).reshape(b, self.dim, h, w))
+            start += h * w
+        return pyramid, guidance or pyramid[:2]

@@ -1,0 +1,98 @@
+"""TGC-Net: frozen CLIP ViT + trainable CNN (SSE), domain-augmented text (DATE), gated vision-language
+calibration (VLCM) and a cost-aggregating decoder; one logit map per prompt."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from lmseg_components.networks.cost_decoder import CostAggregationDecoder
+from lmseg_components.networks.date import DATE
+from lmseg_components.networks.sse import SSE, CLIPImageTower
+from lmseg_components.networks.vlcm import VLCM
+
+__all__ = ["TGCNet", "count_parameters"]
+
+
+def count_parameters(module: nn.Module) -> dict[str, int]:
+    """``{"trainable": n, "frozen": m}`` parameter counts."""
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in module.parameters() if not p.requires_grad)
+    return {"trainable": trainable, "frozen": frozen}
+
+
+class TGCNet(nn.Module):
+    """Text-guided CLIP segmentation network.
+
+    The frozen text tower runs outside the network (``EncodeTextd`` caches its token features); the frozen CLIP
+    image tower runs inside it (``clip_model`` / ``clip_pretrained``: a tag such as ``openai``, a local
+    checkpoint file, or None for random weights).
+
+    Args:
+        in_channels: image channels.
+        text_dim: width of the frozen text encoder's token features.
+        clip_model, clip_pretrained, clip_indices, clip_cache_dir, clip_image_size: the frozen image tower (see
+            :class:`~lmseg_components.networks.sse.CLIPImageTower`); ignored with ``use_vit=False``.
+        dim: width of the hybrid pyramid, text tokens and calibration.
+        cnn_width: CNN branch stem width.
+        n_heads, n_points, n_deform_layers: SSE deformable attention.
+        n_context: VLCM context tokens.
+        cost_dim: decoder width.
+        use_vit, use_cnn: SSE ablations. text_mode: DATE ablation (``both``, ``primary``, ``auxiliary``).
+        calibration: VLCM ablation (``vlcm`` or ``bidirectional``).
+
+    Forward:
+        ``image`` (B, C, S, S) in [0, 1], S divisible by 32 (the CNN resolution); ``text`` primary-prompt token
+        features (B, [P,] L, text_dim) (padding all zero); ``aux_text`` auxiliary-prompt features of the same
+        shape or None (falls back to the primary) -> logits (B, P, S, S).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        text_dim: int = 384,
+        clip_model: str = "ViT-B-16-quickgelu",
+        clip_pretrained: str | None = None,
+        clip_indices: Sequence[int] | None = None,
+        clip_cache_dir: str | None = None,
+        clip_image_size: int | None = None,
+        dim: int = 256,
+        cnn_width: int = 32,
+        n_heads: int = 8,
+        n_points: int = 4,
+        n_deform_layers: int = 1,
+        n_context: int = 8,
+        cost_dim: int = 64,
+        use_vit: bool = True,
+        use_cnn: bool = True,
+        text_mode: str = "both",
+        calibration: str = "vlcm",
+    ):
+        super().__init__()
+        vit = (
+            CLIPImageTower(clip_model, clip_pretrained, clip_indices, clip_cache_dir, clip_image_size)
+            if use_vit
+            else None
+        )
+        self.sse = SSE(vit, in_channels, dim, cnn_width, n_heads, n_points, n_deform_layers, use_vit, use_cnn)
+        self.date = DATE(text_dim, dim, n_heads, text_mode)
+        self.vlcm = VLCM(dim, n_context, n_heads, calibration)
+        self.text_out = nn.Linear(dim, dim)
+        self.decoder = CostAggregationDecoder(dim, cost_dim, max(1, n_heads // 2))
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor, aux_text: torch.Tensor | None = None) -> torch.Tensor:
+        pyramid, guidance = self.sse(image)
+        tokens, valid, _ = self.date(text, aux_text)  # (B, P, L, C), (B, P, L)
+        b, p, length, c = tokens.shape
+        coarse = pyramid[-1]
+        h, w = coarse.shape[-2:]
+        visual, text_tokens = self.vlcm(
+            coarse.flatten(2).transpose(1, 2), tokens.reshape(b, p * length, c), valid.reshape(b, -1)
+        )
+        visual = visual.transpose(1, 2).reshape(b, c, h, w)
+        text_tokens = text_tokens.view(b, p, length, c)
+        weights = valid.float()[..., None]
+        embedding = self.text_out((text_tokens * weights).sum(2) / weights.sum(2).clamp_min(1.0))  # (B, P, C)
+        return self.decoder(visual, embedding, guidance[::-1], image.shape[-2:])
