@@ -40,6 +40,7 @@ __all__ = [
     "read_busi",
     "split_by_case",
     "AsGreyd",
+    "AuxiliaryPromptd",
     "SelectSliced",
     "LVIT_SPLITS",
     "ORGAN_PROMPT",
@@ -66,7 +67,7 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name in ("EncodeTextd", "TokenizeTextd", "RandLeftRightFlipd", "swap_left_right"):
+    if name in ("AuxiliaryPromptd", "EncodeTextd", "TokenizeTextd", "RandLeftRightFlipd", "swap_left_right"):
         from lmseg_components.data import text_transforms
 
         return getattr(text_transforms, name)

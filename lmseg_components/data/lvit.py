@@ -28,6 +28,7 @@ __all__ = ["LVIT_SPLITS", "find_text_table", "read_text_table", "read_lvit_split
 LVIT_SPLITS = ("Train", "Val", "Test")
 IMAGE_COLUMN = "Image"
 TEXT_COLUMN = "Description"
+AUX_COLUMN = "Auxiliary"
 QATA_MASK_PREFIX = "mask_"
 
 
@@ -45,11 +46,13 @@ def find_text_table(root: str | Path, split: str) -> Path | None:
     return None
 
 
-def read_text_table(path: str | Path) -> list[tuple[int, str, str]]:
-    """Read an ``Image`` / ``Description`` table from xlsx or CSV.
+def read_text_table(path: str | Path) -> list[tuple[int, str, str, str]]:
+    """Read an ``Image`` / ``Description`` table (plus an optional ``Auxiliary`` column: domain-knowledge
+    prompts for TGC-Net) from xlsx or CSV.
 
     Returns:
-        ``(row, image, description)`` triples; ``row`` is the 1-based spreadsheet row (header is row 1).
+        ``(row, image, description, auxiliary)``; ``row`` is the 1-based spreadsheet row (header is row 1) and
+        ``auxiliary`` is empty without the column.
 
     Raises:
         DatasetValidationError: the file cannot be read or lacks one of the two columns.
@@ -77,14 +80,13 @@ def read_text_table(path: str | Path) -> list[tuple[int, str, str]]:
         raise DatasetValidationError(
             [DataProblem(str(path), f"missing column(s) {missing}; header is {header}", row=1)]
         )
-    i_img, i_txt = header.index(IMAGE_COLUMN), header.index(TEXT_COLUMN)
+    columns = [header.index(c) if c in header else None for c in (IMAGE_COLUMN, TEXT_COLUMN, AUX_COLUMN)]
     table = []
     for number, row in enumerate(rows[1:], start=2):
         if all(c is None or str(c).strip() == "" for c in row):
             continue
-        image = row[i_img] if i_img < len(row) else None
-        text = row[i_txt] if i_txt < len(row) else None
-        table.append((number, "" if image is None else str(image).strip(), "" if text is None else str(text).strip()))
+        cells = [row[i] if i is not None and i < len(row) else None for i in columns]
+        table.append((number, *("" if c is None else str(c).strip() for c in cells)))
     return table
 
 
@@ -158,7 +160,7 @@ def read_lvit_split(
 
     Returns:
         one dict per text row: ``image`` and ``label`` (absolute paths), ``text``, ``name`` (image file name),
-        ``case_id`` (image stem).
+        ``case_id`` (image stem), and ``aux_text`` where the table has a non-empty ``Auxiliary`` cell.
 
     Raises:
         DatasetValidationError: listing every problem found, each naming its file and row.
@@ -203,7 +205,7 @@ def _read_split(
 
     records: list[dict] = []
     seen: dict[str, int] = {}
-    for row, value, text in table:
+    for row, value, text, auxiliary in table:
         if not value:
             problems.append(DataProblem(str(table_path), "empty Image cell", row=row))
             continue
@@ -224,16 +226,17 @@ def _read_split(
         seen[image.name] = row
         if validate:
             _check_pair(image, mask, row, strict_masks, problems)
-        records.append(
-            {
-                "image": str(image.resolve()),
-                "label": str(mask.resolve()),
-                "text": text,
-                "name": image.name,
-                "case_id": image.stem,
-            }
-        )
+        record = {
+            "image": str(image.resolve()),
+            "label": str(mask.resolve()),
+            "text": text,
+            "name": image.name,
+            "case_id": image.stem,
+        }
+        if auxiliary:
+            record["aux_text"] = auxiliary
+        records.append(record)
     for orphan in sorted(p for p in img_dir.iterdir() if p.is_file() and p.name not in seen):
-        if not any(v in (orphan.name, QATA_MASK_PREFIX + orphan.name) for _, v, _ in table):
+        if not any(entry[1] in (orphan.name, QATA_MASK_PREFIX + orphan.name) for entry in table):
             problems.append(DataProblem(str(orphan), f"image has no text row in {table_path.name}"))
     return records, problems

@@ -4,16 +4,17 @@ images left/right together with the words "left"/"right"."""
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 
 from monai.config import KeysCollection
 from monai.transforms import Flip, MapTransform, RandomizableTransform
 
+from lmseg_components.text.auxiliary import create_aux_generator
 from lmseg_components.text.base import TextEncoder
 from lmseg_components.text.cache import TextFeatureCache
 
-__all__ = ["TokenizeTextd", "EncodeTextd", "RandLeftRightFlipd", "swap_left_right"]
+__all__ = ["AuxiliaryPromptd", "TokenizeTextd", "EncodeTextd", "RandLeftRightFlipd", "swap_left_right"]
 
 
 def _texts(value, key: Hashable) -> tuple[list[str], bool]:
@@ -140,4 +141,47 @@ class RandLeftRightFlipd(RandomizableTransform, MapTransform):
             texts, single = _texts(d[self.text_key], self.text_key)
             swapped = [swap_left_right(t) for t in texts]
             d[self.text_key] = swapped[0] if single else swapped
+        return d
+
+
+class AuxiliaryPromptd(MapTransform):
+    """Set the auxiliary prompt (TGC-Net's DATE input) of each item: a non-empty ``aux_text`` already in the
+    record (e.g. the dataset's ``Auxiliary`` column) is kept; otherwise ``generator(text)`` (memoised per text;
+    a list of prompts gives a list); without a generator, the primary text.
+
+    Args:
+        keys: the primary text key.
+        generator: a callable report -> auxiliary prompt, or a name for
+            :func:`~lmseg_components.text.auxiliary.create_aux_generator` (``glossary``, ``none``, a local LM dir).
+        output_key: where the auxiliary prompt goes.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "text",
+        generator: Callable[[str], str] | str | None = "glossary",
+        output_key: str = "aux_text",
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.generator = generator if callable(generator) else create_aux_generator(generator)
+        self.output_key = output_key
+        self._memo: dict[str, str] = {}
+
+    def _aux(self, text: str) -> str:
+        if self.generator is None or not text:
+            return text
+        if text not in self._memo:
+            self._memo[text] = self.generator(text)
+        return self._memo[text]
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            existing = d.get(self.output_key)
+            if existing is not None and (existing if isinstance(existing, str) else "".join(existing)).strip():
+                continue
+            texts, single = _texts(d[key] or "", key) if d[key] else ([""], True)
+            generated = [self._aux(t) for t in texts]
+            d[self.output_key] = generated[0] if single else generated
         return d
