@@ -1,11 +1,13 @@
-"""Does TIRNet read the text? Train the TIRNet bundle on synthetic LViT data, then evaluate the test split with
-the correct text, with texts shuffled across images, and with an empty text; repeat for the ablations.
+"""Does the network read the text? Train a text-guided bundle (TIRNet or TGC-Net) on synthetic LViT data, then
+evaluate the test split with the correct text, with texts shuffled across images, and with an empty text; repeat
+for the bundle's ablations.
 
 Every variant is trained through the bundle's own ``train.json`` (in-process, same as
-``python -m monai.bundle run training``) with the same data, seed and number of epochs.
+``python -m monai.bundle run training``) with the same data, seed and number of epochs. Extra ``--key value``
+options are config overrides (e.g. ``--width 16`` for TIRNet, ``--dim 64`` for TGC-Net).
 
-    python benchmarks/text_grounding.py --out runs/text_grounding --epochs 40 --image_size 64
-    python benchmarks/text_grounding.py --variants full        # only the full model
+    python benchmarks/text_grounding.py --out runs/text_grounding --epochs 40 --image_size 64 --width 16
+    python benchmarks/text_grounding.py --bundle tgcnet_lmis --image_size 128 --epochs 20 --variants full
 """
 
 from __future__ import annotations
@@ -20,32 +22,46 @@ from lmseg_components.data import make_synthetic_lvit, read_lvit_split
 from lmseg_components.workflows import bundle_dir, evaluate_metrics, run_workflow
 
 VARIANTS = {
-    "full": {},
-    "rtmb_off": {"use_rtmb": False},
-    "cdcb_off": {"use_cdcb": False},
-    "rgc_off": {"rgc_weight": 0.0},
-    "bs_off": {"bs_weight": 0.0},
+    "tirnet_lmis": {
+        "full": {},
+        "rtmb_off": {"use_rtmb": False},
+        "cdcb_off": {"use_cdcb": False},
+        "rgc_off": {"rgc_weight": 0.0},
+        "bs_off": {"bs_weight": 0.0},
+    },
+    "tgcnet_lmis": {
+        "full": {},
+        "cnn_off": {"use_cnn": False},
+        "vit_off": {"use_vit": False},
+        "primary_only": {"text_mode": "primary"},
+        "aux_only": {"text_mode": "auxiliary"},
+        "bidirectional": {"calibration": "bidirectional"},
+    },
 }
 
 
 def run(
     out: str = "runs/text_grounding",
+    bundle: str = "tirnet_lmis",
     epochs: int = 40,
     image_size: int = 64,
-    width: int = 16,
     seed: int = 0,
     n_train: int = 300,
     n_val: int = 50,
     n_test: int = 100,
-    variants: str | tuple = tuple(VARIANTS),
+    variants: str | tuple | None = None,
     device: str = "cpu",
     num_workers: int = 2,
     text_encoder_name: str = "minilm",
+    **overrides,
 ):
-    names = [variants] if isinstance(variants, str) else list(variants)
-    unknown = sorted(set(names) - set(VARIANTS))
+    if bundle not in VARIANTS:
+        raise SystemExit(f"unknown bundle {bundle!r}; choose from {list(VARIANTS)}")
+    table = VARIANTS[bundle]
+    names = list(table) if variants is None else [variants] if isinstance(variants, str) else list(variants)
+    unknown = sorted(set(names) - set(table))
     if unknown:
-        raise SystemExit(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+        raise SystemExit(f"unknown variants {unknown}; choose from {list(table)}")
     root = Path(out).resolve()
     data = root / "data"
     if not (data / "synthetic.json").is_file():
@@ -59,7 +75,7 @@ def run(
         "shuffled": [{**r, "text": t} for r, t in zip(test, shuffled, strict=True)],
         "empty": [{**r, "text": ""} for r in test],
     }
-    bundle = bundle_dir("tirnet_lmis")
+    name_of_bundle, bundle = bundle, bundle_dir(bundle)
     rows = []
     for name in names:
         common = {
@@ -67,12 +83,12 @@ def run(
             "dataset_dir": str(data),
             "text_cache_dir": str(root / "text_cache"),
             "image_size": image_size,
-            "width": width,
             "seed": seed,
             "device": f"$torch.device('{device}')",
             "num_workers": num_workers,
             "text_encoder_name": text_encoder_name,
-            **VARIANTS[name],
+            **overrides,
+            **table[name],
         }
         start = time.perf_counter()
         run_workflow(bundle, "training", ["train.json"], {**common, "epochs": epochs}, logging_conf=False)
@@ -86,17 +102,17 @@ def run(
         )
 
     print(
-        f"\nTIRNet text grounding, synthetic LViT test split ({len(test)} images), {epochs} epochs, "
-        f"{image_size}px, width {width}, device {device}"
+        f"\n{name_of_bundle} text grounding, synthetic LViT test split ({len(test)} images), {epochs} epochs, "
+        f"{image_size}px, overrides {overrides}, device {device}"
     )
-    header = f"{'variant':<9} {'train min':>9} | " + " | ".join(f"{c + ' m/g-Dice':>20}" for c in conditions)
+    header = f"{'variant':<13} {'train min':>9} | " + " | ".join(f"{c + ' m/g-Dice':>20}" for c in conditions)
     print(header)
     print("-" * len(header))
     for name, minutes, result in rows:
         cells = " | ".join(
             f"{result[c]['val_mean_dice']:>9.3f} / {result[c]['val_global_dice']:<8.3f}" for c in conditions
         )
-        print(f"{name:<9} {minutes:>9.1f} | {cells}")
+        print(f"{name:<13} {minutes:>9.1f} | {cells}")
     return rows
 
 

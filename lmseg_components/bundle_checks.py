@@ -158,6 +158,9 @@ def check_export(bundle: Path, ctx: dict) -> str:
         raise CheckFailed("no models/model.pt to export (training check failed)")
     written = []
     for export in ctx["exports"]:
+        if export.get("kind") == "torch.export":
+            written.append(_check_program_export(bundle, ctx, export))
+            continue
         target = ctx["root"] / export.get("filepath", "models/model.ts")
         args = ["ckpt_export", export.get("net_id", "network_def"), "--filepath", str(target)]
         args += ["--ckpt_file", str(checkpoint), "--meta_file", "configs/metadata.json"]
@@ -167,7 +170,28 @@ def check_export(bundle: Path, ctx: dict) -> str:
         _bundle_cli(bundle, args + _overrides(ctx["export_overrides"]))
         torch.jit.load(str(target))
         written.append(target.name)
-    return f"TorchScript loads: {', '.join(written)}"
+    return f"exports load: {', '.join(written)}"
+
+
+def _check_program_export(bundle: Path, ctx: dict, export: dict) -> str:
+    """``lmseg export`` (``torch.export``) and a run of the saved program against the eager network."""
+    import torch
+
+    from lmseg_components.export import ExportedNetwork, example_inputs, export_bundle
+    from lmseg_components.workflows import load_bundle
+
+    overrides = {"bundle_root": str(ctx["root"]), **ctx["export_overrides"]}
+    path = export_bundle(bundle, out=ctx["root"] / export.get("filepath", "models/model.pt2"), overrides=overrides)
+    program = ExportedNetwork(path)
+    parser = load_bundle(bundle, ["inference.json"], overrides)
+    network = parser.get_parsed_content("network_def").eval()
+    network.load_state_dict(torch.load(ctx["root"] / "models" / "model.pt", map_location="cpu", weights_only=True))
+    size = overrides.get("image_size")
+    inputs, named = example_inputs(parser.get_parsed_content("_meta_"), network, parser["text_context_length"], size)
+    with torch.no_grad():
+        if not torch.allclose(program(*inputs, **named), network(*inputs, **named), atol=1e-4):
+            raise CheckFailed(f"{path.name} differs from the eager network")
+    return path.name
 
 
 CHECKS: dict[str, Callable[[Path, dict], str]] = {

@@ -142,9 +142,32 @@ def verify_bundles(bundles_dir: str | None = None, settings_file: str | None = N
     sys.exit(run_checks(bundles_dir, settings_file, selected))
 
 
+def export(bundle: str, ckpt: str | None = None, out: str | None = None, **overrides) -> None:
+    """Export a bundle's trained network with ``torch.export`` to ``<bundle_root>/models/model.pt2``.
+
+    For networks TorchScript cannot script (TGC-Net). Config values are overridable as in ``monai.bundle``, e.g.
+    ``lmseg export bundles/tgcnet_lmis --bundle_root runs/tgc --dim 32``. Run the program with
+    ``configs/inference_exported.json`` merged over ``configs/inference.json``.
+
+    Args:
+        bundle: the bundle folder.
+        ckpt: the checkpoint (default ``<bundle_root>/models/model.pt``).
+        out: the program file (default ``<bundle_root>/models/model.pt2``).
+    """
+    from lmseg_components.export import export_bundle
+
+    print(f"exported to {export_bundle(bundle, ckpt, out, overrides)}")
+
+
 def main() -> None:
     fire.Fire(
-        {"make-synthetic": make_synthetic, "check-data": check_data, "demo": demo, "verify-bundles": verify_bundles}
+        {
+            "make-synthetic": make_synthetic,
+            "check-data": check_data,
+            "demo": demo,
+            "export": export,
+            "verify-bundles": verify_bundles,
+        }
     )
 
 

@@ -109,7 +109,7 @@ class RandLeftRightFlipd(RandomizableTransform, MapTransform):
 
     Args:
         keys: image-like keys to flip.
-        text_key: the text to rewrite.
+        text_key: the text key (or keys, e.g. ``["text", "aux_text"]``) to rewrite.
         spatial_axis: the horizontal axis of the (channel-first) arrays: 0 for PNGs read by MONAI's
             ``LoadImage`` (which returns (W, H)), 1 for arrays in (H, W) order.
         prob: probability of flipping.
@@ -120,14 +120,14 @@ class RandLeftRightFlipd(RandomizableTransform, MapTransform):
     def __init__(
         self,
         keys: KeysCollection,
-        text_key: str = "text",
+        text_key: str | list[str] = "text",
         spatial_axis: int = 0,
         prob: float = 0.5,
         allow_missing_keys: bool = False,
     ):
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
-        self.text_key = text_key
+        self.text_keys = [text_key] if isinstance(text_key, str) else list(text_key)
         self.flip = Flip(spatial_axis=spatial_axis)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
@@ -137,10 +137,11 @@ class RandLeftRightFlipd(RandomizableTransform, MapTransform):
             return d
         for key in self.key_iterator(d):
             d[key] = self.flip(d[key])
-        if self.text_key in d:
-            texts, single = _texts(d[self.text_key], self.text_key)
-            swapped = [swap_left_right(t) for t in texts]
-            d[self.text_key] = swapped[0] if single else swapped
+        for text_key in self.text_keys:
+            if d.get(text_key):
+                texts, single = _texts(d[text_key], text_key)
+                swapped = [swap_left_right(t) for t in texts]
+                d[text_key] = swapped[0] if single else swapped
         return d
 
 

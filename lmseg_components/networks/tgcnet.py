@@ -46,7 +46,7 @@ class TGCNet(nn.Module):
     Forward:
         ``image`` (B, C, S, S) in [0, 1], S divisible by 32 (the CNN resolution); ``text`` primary-prompt token
         features (B, [P,] L, text_dim) (padding all zero); ``aux_text`` auxiliary-prompt features of the same
-        shape or None (falls back to the primary) -> logits (B, P, S, S).
+        shape or None (falls back to the primary); ``text=None`` is the empty description -> logits (B, P, S, S).
     """
 
     def __init__(
@@ -82,7 +82,11 @@ class TGCNet(nn.Module):
         self.text_out = nn.Linear(dim, dim)
         self.decoder = CostAggregationDecoder(dim, cost_dim, max(1, n_heads // 2))
 
-    def forward(self, image: torch.Tensor, text: torch.Tensor, aux_text: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, image: torch.Tensor, text: torch.Tensor | None = None, aux_text: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if text is None:  # no description: one all-padding token (what EncodeTextd gives an empty text)
+            text = image.new_zeros(image.shape[0], 1, self.date.text_dim)
         pyramid, guidance = self.sse(image)
         tokens, valid, _ = self.date(text, aux_text)  # (B, P, L, C), (B, P, L)
         b, p, length, c = tokens.shape

@@ -1,0 +1,88 @@
+"""Export a bundle's network with ``torch.export`` (for networks TorchScript cannot script, such as TGC-Net with
+its open_clip tower), and load the exported program as a module that MONAI engines can run."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["ExportedNetwork", "example_inputs", "export_bundle", "export_program"]
+
+
+def export_program(
+    network: nn.Module, inputs: Sequence[torch.Tensor], path: str | Path, named: dict[str, torch.Tensor] | None = None
+) -> Path:
+    """``torch.export`` ``network`` (in eval mode) on example positional ``inputs`` and keyword ``named`` inputs
+    and save it atomically to ``path``. The program has the examples' static shapes (batch 1, the text context
+    length) and takes the keyword inputs by name."""
+    network.eval()
+    program = torch.export.export(network, tuple(inputs), kwargs=named or {})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".pt2")
+    os.close(fd)
+    try:
+        torch.export.save(program, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+class ExportedNetwork(nn.Module):
+    """A saved ``torch.export`` program as a module: ``forward(*inputs)`` runs it. ``train()`` / ``eval()`` are
+    accepted (engines call them) and change nothing: the program was exported in eval mode. Inputs are passed by
+    position or by the original forward's names (``text=``, ``aux_text=``, as ``PrepareBatchExtraInput`` does)."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no exported program at {path}: run `lmseg export` first.")
+        object.__setattr__(self, "_program", torch.export.load(str(path)).module())
+
+    def forward(self, *inputs: torch.Tensor, **named: torch.Tensor) -> torch.Tensor:
+        return self._program(*inputs, **named)
+
+
+def example_inputs(
+    meta: dict, network: nn.Module, context_length: int, image_size: int | None = None
+) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Example inputs from the bundle's ``network_data_format``: the image (positional; ``image_size`` replaces
+    the metadata's spatial shape when the config overrides it), and every token input (``text``, ``aux_text``:
+    the forward's argument names) as (1, context_length, width) features."""
+    inputs = meta["network_data_format"]["inputs"]
+    image = inputs["image"]
+    spatial = [image_size] * len(image["spatial_shape"]) if image_size else image["spatial_shape"]
+    named = {}
+    for name, spec in inputs.items():
+        if name != "image" and spec.get("type") == "tokens":
+            width = getattr(getattr(network, "date", None), "text_dim", spec["num_channels"])
+            named[name] = torch.randn(1, context_length, width)
+    return [torch.rand(1, image["num_channels"], *spatial)], named
+
+
+def export_bundle(
+    bundle: str | Path,
+    ckpt: str | Path | None = None,
+    out: str | Path | None = None,
+    overrides: dict | None = None,
+) -> Path:
+    """Build ``network_def`` from the bundle's ``inference.json`` (with CLI-style ``overrides``), load the
+    checkpoint (default ``<bundle_root>/models/model.pt``) and save ``models/model.pt2`` (or ``out``)."""
+    from lmseg_components.workflows import load_bundle
+
+    parser = load_bundle(bundle, ["inference.json"], overrides)
+    root = Path(parser.get_parsed_content("bundle_root"))
+    network = parser.get_parsed_content("network_def")
+    state = torch.load(Path(ckpt) if ckpt else root / "models" / "model.pt", map_location="cpu", weights_only=True)
+    network.load_state_dict(state)
+    context = int(parser.get_parsed_content("text_context_length")) if "text_context_length" in parser else 1
+    size = int(parser.get_parsed_content("image_size")) if "image_size" in parser else None
+    inputs, named = example_inputs(parser.get_parsed_content("_meta_"), network, context, size)
+    return export_program(network, inputs, Path(out) if out else root / "models" / "model.pt2", named)

@@ -1,0 +1,63 @@
+"""The 2D TGC-Net bundle through ``python -m monai.bundle``: train, evaluate, infer (report + auxiliary prompt),
+verify, export with ``torch.export`` and run the exported program through the inference config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from bundle_cli import BUNDLES, monai_bundle, run_bundle
+from PIL import Image
+
+from lmseg_components.data import make_synthetic_lvit
+from lmseg_components.export import export_bundle
+
+SMALL = {"image_size": 64, "dim": 32, "cnn_width": 8, "cost_dim": 16}
+TINY = [item for k, v in SMALL.items() for item in (f"--{k}", str(v))] + ["--num_workers", "0", "--batch_size", "2"]
+
+
+def _bundle(workflow: str, configs: list[str], root: Path, *extra: str):
+    return run_bundle("tgcnet_lmis", workflow, configs, root, *TINY, *extra)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tgcnet")
+    make_synthetic_lvit(root / "data", seed=0, size=64, n_train=6, n_val=2, n_test=3)
+    run = _bundle("training", ["configs/train.json"], root, "--epochs", "1")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return root
+
+
+def test_training_checkpoint_holds_trainable_and_frozen_parts(trained):
+    state = torch.load(trained / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert any(k.startswith("sse.vit.visual.") for k in state) and any(k.startswith("sse.cnn.") for k in state)
+    assert any(k.startswith("date.cross.") for k in state) and any(k.startswith("vlcm.context") for k in state)
+    assert list((trained / "eval" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_evaluate_and_infer(trained):
+    run = _bundle("evaluating", ["configs/train.json", "configs/evaluate.json"], trained)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "val_mean_dice" in (trained / "eval" / "metrics.csv").read_text()
+    run = _bundle("inference", ["configs/inference.json"], trained)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = trained / "eval" / "inference"
+    assert len(list(out.glob("*_mask.png"))) == 3 and len(list(out.glob("*_overlay.png"))) == 3
+
+
+def test_verify_and_torch_export_program_runs_in_the_inference_config(trained, tmp_path):
+    common = ["--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json"]
+    verify = monai_bundle("tgcnet_lmis", "verify_net_in_out", "network_def", *common, "--device", "cpu", *TINY[:8])
+    assert verify.returncode == 0 and "verified with no error" in verify.stdout + verify.stderr
+    program = export_bundle(BUNDLES / "tgcnet_lmis", overrides={"bundle_root": str(trained), **SMALL})
+    assert program == trained / "models" / "model.pt2"
+    eager = sorted((trained / "eval" / "inference").glob("*_mask.png"))
+    assert eager, "run test_evaluate_and_infer first (module order)"
+    masks = {p.name: np.asarray(Image.open(p)) for p in eager}
+    run = _bundle("inference", ["configs/inference.json", "configs/inference_exported.json"], trained)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for name, mask in masks.items():  # the exported program predicts what the eager network predicted
+        assert np.array_equal(np.asarray(Image.open(trained / "eval" / "inference" / name)), mask)
