@@ -6,27 +6,40 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from lmseg_components.data import make_synthetic_acdc, make_synthetic_lvit
 
-BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "tirnet_lmis"
+BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 
 
-def test_torchrun_two_ranks_gloo(tmp_path):
-    make_synthetic_lvit(tmp_path / "data", seed=0, size=48, n_train=8, n_val=4, n_test=2)
+def _torchrun(bundle: str, root: Path, epochs: int, *overrides: str) -> str:
+    """``torchrun --nproc_per_node=2`` of the bundle's multi_gpu_train.json on CPU (gloo); returns the log."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
     command += ["-m", "monai.bundle", "run", "training", "--meta_file", "configs/metadata.json"]
     command += ["--config_file", "['configs/train.json','configs/multi_gpu_train.json']"]
-    command += ["--logging_file", "configs/logging.conf", "--bundle_root", str(tmp_path)]
-    command += ["--dataset_dir", str(tmp_path / "data"), "--epochs", "1", "--image_size", "32", "--width", "4"]
-    command += ["--num_workers", "0", "--batch_size", "2"]
-    run = subprocess.run(command, cwd=BUNDLE, capture_output=True, text=True, timeout=600)
+    command += ["--logging_file", "configs/logging.conf", "--bundle_root", str(root)]
+    command += ["--dataset_dir", str(root / "data"), "--epochs", str(epochs), "--num_workers", "0", *overrides]
+    run = subprocess.run(command, cwd=BUNDLES / bundle, capture_output=True, text=True, timeout=600)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-3000:]
     assert log.count("SupervisedTrainer - INFO - Engine run finished") == 2  # both ranks finished
+    return log
+
+
+@pytest.mark.parametrize(
+    ("bundle", "overrides"),
+    [
+        ("tirnet_lmis", ["--image_size", "32", "--width", "4"]),
+        ("tgcnet_lmis", ["--image_size", "64", "--dim", "32", "--cnn_width", "8", "--cost_dim", "16"]),
+    ],
+)
+def test_text_bundles_torchrun_two_ranks_gloo(tmp_path, bundle, overrides):
+    make_synthetic_lvit(tmp_path / "data", seed=0, size=48, n_train=8, n_val=4, n_test=2)
+    _torchrun(bundle, tmp_path, 1, "--batch_size", "2", *overrides)
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["checkpoint.pt", "model.pt"]
     state = torch.load(tmp_path / "models" / "checkpoint.pt", weights_only=True)
     assert state["trainer"]["iteration"] == 2  # 8 images / 2 ranks / batch 2
@@ -34,16 +47,8 @@ def test_torchrun_two_ranks_gloo(tmp_path):
 
 def test_jras_torchrun_two_ranks_gloo(tmp_path):
     make_synthetic_acdc(tmp_path / "data", seed=0, n_patients=8, shape=(32, 32, 4))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
-    command += ["-m", "monai.bundle", "run", "training", "--meta_file", "configs/metadata.json"]
-    command += ["--config_file", "['configs/train.json','configs/multi_gpu_train.json']"]
-    command += ["--logging_file", "configs/logging.conf", "--bundle_root", str(tmp_path)]
-    command += ["--dataset_dir", str(tmp_path / "data"), "--epochs", "2", "--image_size", "32"]
-    command += ["--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "4"]
-    run = subprocess.run(command, cwd=BUNDLE.parent / "jras_segmentation", capture_output=True, text=True, timeout=600)
-    log = run.stdout + run.stderr
-    assert run.returncode == 0, log[-3000:]
-    assert log.count("SupervisedTrainer - INFO - Engine run finished") == 2
+    small = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--batch_size", "4"]
+    log = _torchrun("jras_segmentation", tmp_path, 2, *small)
     models = sorted(p.name for p in (tmp_path / "models").iterdir())
     assert models == ["checkpoint.pt", "gallery.pt", "index.pt", "model.pt"]
     # the contrastive gradients are averaged across ranks, so both ranks rebuilt identical indexes
