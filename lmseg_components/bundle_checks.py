@@ -174,20 +174,15 @@ def check_export(bundle: Path, ctx: dict) -> str:
 
 
 def _check_program_export(bundle: Path, ctx: dict, export: dict) -> str:
-    """``lmseg export`` (``torch.export``) and a run of the saved program against the eager network."""
+    """The ``lmseg export`` path (``torch.export``) and a run of the saved program against the eager network."""
     import torch
 
-    from lmseg_components.export import ExportedNetwork, example_inputs, export_bundle
-    from lmseg_components.workflows import load_bundle
+    from lmseg_components.export import ExportedNetwork, export_program, prepare_bundle_export
 
     overrides = {"bundle_root": str(ctx["root"]), **ctx["export_overrides"]}
-    path = export_bundle(bundle, out=ctx["root"] / export.get("filepath", "models/model.pt2"), overrides=overrides)
+    network, inputs, named, root = prepare_bundle_export(bundle, overrides=overrides)
+    path = export_program(network, inputs, root / export.get("filepath", "models/model.pt2"), named)
     program = ExportedNetwork(path)
-    parser = load_bundle(bundle, ["inference.json"], overrides)
-    network = parser.get_parsed_content("network_def").eval()
-    network.load_state_dict(torch.load(ctx["root"] / "models" / "model.pt", map_location="cpu", weights_only=True))
-    size = overrides.get("image_size")
-    inputs, named = example_inputs(parser.get_parsed_content("_meta_"), network, parser["text_context_length"], size)
     with torch.no_grad():
         if not torch.allclose(program(*inputs, **named), network(*inputs, **named), atol=1e-4):
             raise CheckFailed(f"{path.name} differs from the eager network")

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["ExportedNetwork", "example_inputs", "export_bundle", "export_program"]
+__all__ = ["ExportedNetwork", "example_inputs", "export_bundle", "export_program", "prepare_bundle_export"]
 
 
 def export_program(
@@ -67,14 +67,12 @@ def example_inputs(
     return [torch.rand(1, image["num_channels"], *spatial)], named
 
 
-def export_bundle(
-    bundle: str | Path,
-    ckpt: str | Path | None = None,
-    out: str | Path | None = None,
-    overrides: dict | None = None,
-) -> Path:
+def prepare_bundle_export(
+    bundle: str | Path, ckpt: str | Path | None = None, overrides: dict | None = None
+) -> tuple[nn.Module, list[torch.Tensor], dict[str, torch.Tensor], Path]:
     """Build ``network_def`` from the bundle's ``inference.json`` (with CLI-style ``overrides``), load the
-    checkpoint (default ``<bundle_root>/models/model.pt``) and save ``models/model.pt2`` (or ``out``)."""
+    checkpoint (default ``<bundle_root>/models/model.pt``) and make example inputs; returns the network (eval
+    mode), positional and keyword inputs, and ``bundle_root``."""
     from lmseg_components.workflows import load_bundle
 
     parser = load_bundle(bundle, ["inference.json"], overrides)
@@ -85,4 +83,16 @@ def export_bundle(
     context = int(parser.get_parsed_content("text_context_length")) if "text_context_length" in parser else 1
     size = int(parser.get_parsed_content("image_size")) if "image_size" in parser else None
     inputs, named = example_inputs(parser.get_parsed_content("_meta_"), network, context, size)
+    return network.eval(), inputs, named, root
+
+
+def export_bundle(
+    bundle: str | Path,
+    ckpt: str | Path | None = None,
+    out: str | Path | None = None,
+    overrides: dict | None = None,
+) -> Path:
+    """Export the bundle's trained ``network_def`` (see :func:`prepare_bundle_export`) to ``models/model.pt2``
+    under ``bundle_root`` (or ``out``)."""
+    network, inputs, named, root = prepare_bundle_export(bundle, ckpt, overrides)
     return export_program(network, inputs, Path(out) if out else root / "models" / "model.pt2", named)

@@ -1,6 +1,6 @@
 """Network blocks and the method networks."""
 
-from lmseg_components.networks.attention import masked_attention, token_mask
+from lmseg_components.networks.attention import masked_attention, masked_mean, token_mask
 from lmseg_components.networks.cdcb import CDCB
 from lmseg_components.networks.cost_decoder import CostAggregationDecoder, cosine_cost
 from lmseg_components.networks.date import DATE, TEXT_MODES
@@ -34,6 +34,7 @@ __all__ = [
     "cosine_cost",
     "count_parameters",
     "masked_attention",
+    "masked_mean",
     "ms_deform_attn_core",
     "reference_points",
     "token_mask",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["masked_attention", "token_mask"]
+__all__ = ["masked_attention", "masked_mean", "token_mask"]
 
 
 def token_mask(tokens: torch.Tensor) -> torch.Tensor:
@@ -23,3 +23,10 @@ def masked_attention(
     if valid is not None:
         mask = ~(valid | ~valid.any(-1, keepdim=True))
     return attn(query, key, key, key_padding_mask=mask, need_weights=False)[0]
+
+
+def masked_mean(tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean of ``tokens`` (..., L, C) over the valid positions of ``valid`` (..., L): (..., C); zero where no
+    token is valid."""
+    weights = valid.to(tokens.dtype)[..., None]
+    return (tokens * weights).sum(-2) / weights.sum(-2).clamp_min(1.0)

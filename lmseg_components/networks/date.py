@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lmseg_components.networks.attention import masked_attention, token_mask
+from lmseg_components.networks.attention import masked_attention, masked_mean, token_mask
 
 __all__ = ["DATE", "TEXT_MODES"]
 
@@ -63,6 +63,4 @@ class DATE(nn.Module):
             tokens = (q + masked_attention(self.cross, self.norm_q(q), self.norm_kv(kv), kv_valid)).unflatten(0, (b, p))
             valid = token_mask(auxiliary)
         tokens = tokens + self.ffn(self.norm_ffn(tokens))
-        weights = valid.float()[..., None]
-        embedding = (tokens * weights).sum(-2) / weights.sum(-2).clamp_min(1.0)
-        return tokens, valid, embedding
+        return tokens, valid, masked_mean(tokens, valid)

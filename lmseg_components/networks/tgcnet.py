@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lmseg_components.networks.attention import masked_mean
 from lmseg_components.networks.cost_decoder import CostAggregationDecoder
 from lmseg_components.networks.date import DATE
 from lmseg_components.networks.sse import SSE, CLIPImageTower
@@ -97,6 +98,5 @@ class TGCNet(nn.Module):
         )
         visual = visual.transpose(1, 2).reshape(b, c, h, w)
         text_tokens = text_tokens.view(b, p, length, c)
-        weights = valid.float()[..., None]
-        embedding = self.text_out((text_tokens * weights).sum(2) / weights.sum(2).clamp_min(1.0))  # (B, P, C)
+        embedding = self.text_out(masked_mean(text_tokens, valid))  # (B, P, C)
         return self.decoder(visual, embedding, guidance[::-1], image.shape[-2:])

@@ -217,7 +217,7 @@ class TorchIndex(RetrievalIndex):
 
     def _add(self, embeddings: torch.Tensor) -> None:
         self.embeddings = torch.cat([self.embeddings, embeddings.contiguous()], 0)
-        self._half = self.embeddings.half()
+        self._half = torch.cat([self._half, embeddings.half()], 0)
 
     def _scores(self, queries: torch.Tensor, start: int, k: int, excluded: list[list[int]]) -> torch.Tensor:
         """Float32 cosine scores (Q, chunk) of one gallery chunk; excluded rows and, with the prefilter, rows
