@@ -140,12 +140,26 @@ def check_train_evaluate_infer(bundle: Path, ctx: dict) -> str:
 
 
 def check_net_in_out(bundle: Path, ctx: dict) -> str:
-    _bundle_cli(
-        bundle,
-        ["verify_net_in_out", ctx["net_id"], "--meta_file", "configs/metadata.json"]
-        + ["--config_file", "configs/inference.json", "--device", "cpu", *_overrides(ctx["export_overrides"])],
+    """MONAI's ``verify_net_in_out`` with the text inputs of ``network_data_format`` passed as extra forward
+    arguments (random token features of the metadata's shape)."""
+    from monai.bundle import verify_net_in_out
+
+    from lmseg_components.export import bundle_example_inputs
+    from lmseg_components.workflows import load_bundle
+
+    overrides = {"bundle_root": str(ctx["root"]), **ctx["export_overrides"]}
+    parser = load_bundle(bundle, ["inference.json"], overrides)
+    _, named = bundle_example_inputs(parser, parser.get_parsed_content(ctx["net_id"]))
+    configs = bundle / "configs"
+    verify_net_in_out(
+        net_id=ctx["net_id"],
+        meta_file=str(configs / "metadata.json"),
+        config_file=str(configs / "inference.json"),
+        device="cpu",
+        extra_forward_args=named,
+        **overrides,
     )
-    return f"{ctx['net_id']} verified"
+    return f"{ctx['net_id']} verified" + (f" with {', '.join(named)}" if named else "")
 
 
 def check_export(bundle: Path, ctx: dict) -> str:

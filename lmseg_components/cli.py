@@ -1,4 +1,5 @@
-"""The ``lmseg`` command line (python-fire): ``make-synthetic``, ``check-data``, ``demo``, ``verify-bundles``."""
+"""The ``lmseg`` command line (python-fire): ``make-synthetic``, ``check-data``, ``demo``, ``verify-bundles``,
+``export``, ``label-app``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import fire
 from lmseg_components.data.check import check_dataset
 from lmseg_components.data.synthetic import make_synthetic_acdc, make_synthetic_lvit, make_synthetic_msd
 
-__all__ = ["make_synthetic", "check_data", "demo", "verify_bundles", "main"]
+__all__ = ["make_synthetic", "check_data", "demo", "verify_bundles", "export", "label_app", "main"]
 
 
 def make_synthetic(
@@ -159,6 +160,30 @@ def export(bundle: str, ckpt: str | None = None, out: str | None = None, **overr
     print(f"exported to {export_bundle(bundle, ckpt, out, overrides)}")
 
 
+def label_app(out: str, bundles: str | tuple = "tirnet_lmis,tgcnet_lmis,tgcnet_ct_organs", **models: str) -> None:
+    """Write a MONAI Label app folder serving this checkout's bundles locally (no Model Zoo download).
+
+    ``lmseg label-app --out apps/lmseg --bundles tirnet_lmis --tirnet_lmis runs/tirnet/models/model.pt``, then
+    ``monailabel start_server --app apps/lmseg --studies /data/images --conf models tirnet_lmis``; infer with
+    ``POST /infer/tirnet_lmis?image=<id>`` and form field ``params={"text": "..."}``. Needs ``lmseg[label]``.
+
+    Args:
+        out: the app folder.
+        bundles: comma-separated bundle names.
+        models: ``--<bundle> <checkpoint>``: the trained ``model.pt`` to serve (default: the bundle's own).
+    """
+    from lmseg_components.label import make_label_app
+
+    names = bundles.split(",") if isinstance(bundles, str) else list(bundles)
+    try:
+        app = make_label_app(out, names, models)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+    served = [n for n in names if (app / "model" / n / "models" / "model.pt").is_file()]
+    print(f"MONAI Label app written to {app}; bundles with a checkpoint (served): {served or 'none'}")
+    print(f"start: monailabel start_server --app {app} --studies <images> --conf models {','.join(served)}")
+
+
 def main() -> None:
     fire.Fire(
         {
@@ -166,6 +191,7 @@ def main() -> None:
             "check-data": check_data,
             "demo": demo,
             "export": export,
+            "label-app": label_app,
             "verify-bundles": verify_bundles,
         }
     )

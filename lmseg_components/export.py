@@ -11,7 +11,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["ExportedNetwork", "example_inputs", "export_bundle", "export_program", "prepare_bundle_export"]
+__all__ = [
+    "ExportedNetwork",
+    "bundle_example_inputs",
+    "example_inputs",
+    "export_bundle",
+    "export_program",
+    "prepare_bundle_export",
+]
 
 
 def export_program(
@@ -55,7 +62,8 @@ def example_inputs(
 ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
     """Example inputs from the bundle's ``network_data_format``: the image (positional; ``image_size`` replaces
     the metadata's spatial shape when the config overrides it), and every token input (``text``, ``aux_text``:
-    the forward's argument names) as (1, context_length, width) features."""
+    the forward's argument names) as (1, context_length, width) features, or (1, P, context_length, width) when
+    its ``spatial_shape`` is ``[P, L]`` (one prompt per organ)."""
     inputs = meta["network_data_format"]["inputs"]
     image = inputs["image"]
     spatial = [image_size] * len(image["spatial_shape"]) if image_size else image["spatial_shape"]
@@ -63,8 +71,15 @@ def example_inputs(
     for name, spec in inputs.items():
         if name != "image" and spec.get("type") == "tokens":
             width = getattr(getattr(network, "date", None), "text_dim", spec["num_channels"])
-            named[name] = torch.randn(1, context_length, width)
+            named[name] = torch.randn(1, *spec["spatial_shape"][:-1], context_length, width)
     return [torch.rand(1, image["num_channels"], *spatial)], named
+
+
+def bundle_example_inputs(parser, network: nn.Module) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """:func:`example_inputs` for a parsed bundle config (its metadata, ``text_context_length``, ``image_size``)."""
+    context = int(parser.get_parsed_content("text_context_length")) if "text_context_length" in parser else 1
+    size = int(parser.get_parsed_content("image_size")) if "image_size" in parser else None
+    return example_inputs(parser.get_parsed_content("_meta_"), network, context, size)
 
 
 def prepare_bundle_export(
@@ -80,9 +95,7 @@ def prepare_bundle_export(
     network = parser.get_parsed_content("network_def")
     state = torch.load(Path(ckpt) if ckpt else root / "models" / "model.pt", map_location="cpu", weights_only=True)
     network.load_state_dict(state)
-    context = int(parser.get_parsed_content("text_context_length")) if "text_context_length" in parser else 1
-    size = int(parser.get_parsed_content("image_size")) if "image_size" in parser else None
-    inputs, named = example_inputs(parser.get_parsed_content("_meta_"), network, context, size)
+    inputs, named = bundle_example_inputs(parser, network)
     return network.eval(), inputs, named, root
 
 

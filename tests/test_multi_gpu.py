@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lmseg_components.data import make_synthetic_acdc, make_synthetic_lvit
+from lmseg_components.data import make_synthetic_acdc, make_synthetic_lvit, make_synthetic_msd
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 
@@ -54,6 +54,15 @@ def test_jras_torchrun_two_ranks_gloo(tmp_path):
     # the contrastive gradients are averaged across ranks, so both ranks rebuilt identical indexes
     fingerprints = re.findall(r"retrieval index rebuilt: \d+ items, retriever ([0-9a-f]+)", log)
     assert len(fingerprints) == 2 * 2 * 2 and len(set(fingerprints[-2:])) == 1
+
+
+def test_ct_organs_torchrun_two_ranks_gloo(tmp_path):
+    make_synthetic_msd(tmp_path / "data", seed=0, n_cases=8, shape=(32, 32, 8))
+    small = ["--image_size", "32", "--dim", "32", "--cnn_width", "8", "--cost_dim", "16", "--samples_per_volume", "2"]
+    _torchrun("tgcnet_ct_organs", tmp_path, 1, "--split_fractions", "[0.5,0.25,0.25]", *small)  # 4/2/2 volumes
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["checkpoint.pt", "model.pt"]
+    state = torch.load(tmp_path / "models" / "checkpoint.pt", weights_only=True)
+    assert state["trainer"]["iteration"] == 2  # 4 volumes / 2 ranks / batch 1
 
 
 def _rank_metric(rank: int, world: int, init_file: str, out: str) -> None:

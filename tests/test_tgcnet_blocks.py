@@ -176,3 +176,16 @@ def test_tgcnet_gradients_only_into_trainable_parts_and_frozen_tower_unchanged()
     with torch.no_grad():
         assert not torch.allclose(net(image, text, aux), net(image, _text(seed=7), aux))  # the text matters
         assert net(image, torch.randn(2, 3, 6, 24)).shape == (2, 3, 128, 128)  # one map per prompt
+
+
+def test_tgcnet_text_batch_of_one_applies_to_every_image_and_prompts_are_unordered():
+    torch.manual_seed(0)
+    net = TGCNet(text_dim=24, clip_model=CLIP, clip_image_size=64, dim=32, cnn_width=8, n_heads=4, cost_dim=16).eval()
+    image, text = torch.rand(3, 1, 64, 64), torch.randn(1, 3, 6, 24)
+    with torch.no_grad():
+        shared = net(image, text)
+        assert torch.allclose(shared, net(image, text.expand(3, -1, -1, -1)), atol=1e-5)
+        order = [2, 0, 1]  # one map per prompt, whatever the prompt order
+        assert torch.allclose(net(image, text[:, order]), shared[:, order], atol=1e-4)
+    with pytest.raises(ValueError, match="batch size 2"):
+        net(image, torch.randn(2, 3, 6, 24))

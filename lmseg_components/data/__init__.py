@@ -11,7 +11,6 @@ from lmseg_components.data.acdc import (
     read_acdc_slices,
     read_acdc_split,
     read_busi,
-    split_by_case,
 )
 from lmseg_components.data.check import check_dataset, detect_layout
 from lmseg_components.data.lvit import (
@@ -21,8 +20,16 @@ from lmseg_components.data.lvit import (
     read_lvit_split,
     read_text_table,
 )
-from lmseg_components.data.msd import ORGAN_PROMPT, check_msd, organ_prompt, read_msd, read_msd_labels
+from lmseg_components.data.msd import (
+    ORGAN_PROMPT,
+    check_msd,
+    organ_prompt,
+    read_msd,
+    read_msd_labels,
+    read_msd_split,
+)
 from lmseg_components.data.problems import DataProblem, DatasetValidationError
+from lmseg_components.data.splits import PARTS, select_part, split_by_case
 from lmseg_components.data.synthetic import (
     describe_zones,
     make_synthetic_acdc,
@@ -42,6 +49,8 @@ __all__ = [
     "AsGreyd",
     "AuxiliaryPromptd",
     "SelectSliced",
+    "OneHotForegroundd",
+    "MultiLabelToIndexd",
     "LVIT_SPLITS",
     "ORGAN_PROMPT",
     "DataProblem",
@@ -61,6 +70,9 @@ __all__ = [
     "read_lvit_split",
     "read_msd",
     "read_msd_labels",
+    "read_msd_split",
+    "PARTS",
+    "select_part",
     "read_text_table",
     "swap_left_right",
 ]
@@ -71,7 +83,7 @@ def __getattr__(name: str):
         from lmseg_components.data import text_transforms
 
         return getattr(text_transforms, name)
-    if name in ("AsGreyd", "SelectSliced"):
+    if name in ("AsGreyd", "SelectSliced", "OneHotForegroundd", "MultiLabelToIndexd"):
         from lmseg_components.data import image_transforms
 
         return getattr(image_transforms, name)

@@ -1,5 +1,5 @@
 """Readers for the J-RAS datasets: ACDC (cardiac cine MRI, 2D slices of 3D frames) and BUSI (breast ultrasound),
-plus a patient-level split.
+split by patient with :mod:`lmseg_components.data.splits`.
 
 ACDC layout::
 
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lmseg_components.data.problems import DataProblem, DatasetValidationError
+from lmseg_components.data.splits import PARTS, select_part
 
 __all__ = [
     "ACDC_LABELS",
@@ -30,11 +31,10 @@ __all__ = [
     "read_acdc_slices",
     "read_acdc_split",
     "read_busi",
-    "split_by_case",
 ]
 
 ACDC_LABELS = {0: "background", 1: "right ventricle", 2: "myocardium", 3: "left ventricle"}
-ACDC_PARTS = ("train", "val", "test")
+ACDC_PARTS = PARTS
 _FRAME = re.compile(r"^(patient\d+)_frame(\d+)\.nii(\.gz)?$")
 _BUSI_MASK = re.compile(r"^(?P<stem>.+)_mask(_\d+)?\.png$")
 
@@ -152,45 +152,6 @@ def read_busi(root: str | Path, classes: Sequence[str] = ("benign", "malignant",
     return records
 
 
-def split_by_case(
-    records: Sequence[dict], fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0
-) -> tuple[list[dict], ...]:
-    """Split records into len(fractions) parts **by case** (patient), never by slice, reproducibly.
-
-    Every case goes to exactly one part; parts get about ``fraction`` of the cases each (at least one case
-    when there are enough cases).
-    """
-    if not fractions or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"fractions must be non-negative and sum to 1, got {list(fractions)}.")
-    cases = sorted({r["case_id"] for r in records})
-    order = np.random.default_rng(seed).permutation(len(cases))
-    counts = _case_counts(len(cases), fractions)
-    bounds = np.cumsum(counts)
-    starts = [0, *bounds[:-1]]
-    assignment = {}
-    for part, (start, end) in enumerate(zip(starts, bounds, strict=True)):
-        for i in order[start:end]:
-            assignment[cases[i]] = part
-    parts: list[list[dict]] = [[] for _ in fractions]
-    for record in records:
-        parts[assignment[record["case_id"]]].append(record)
-    return tuple(parts)
-
-
-def _case_counts(n: int, fractions: Sequence[float]) -> list[int]:
-    """Cases per part: largest-remainder rounding of ``n * fraction``, then at least one case for every part
-    with a positive fraction while ``n`` allows (a 10 % validation share of 8 patients is 1 patient, not 0)."""
-    exact = [f * n for f in fractions]
-    counts = [int(e) for e in exact]
-    for i in sorted(range(len(exact)), key=lambda i: exact[i] - counts[i], reverse=True)[: n - sum(counts)]:
-        counts[i] += 1
-    for i, f in enumerate(fractions):
-        if f > 0 and counts[i] == 0 and max(counts) > 1:
-            counts[int(np.argmax(counts))] -= 1
-            counts[i] = 1
-    return counts
-
-
 def read_acdc_split(
     root: str | Path,
     part: str,
@@ -199,19 +160,9 @@ def read_acdc_split(
     min_foreground: int = 0,
 ) -> list[dict]:
     """The ``train``, ``val`` or ``test`` slice records of an ACDC folder, split by patient with
-    :func:`split_by_case` (same ``fractions`` and ``seed`` give the same split in every workflow)."""
-    if part not in ACDC_PARTS:
-        raise ValueError(f"part must be one of {ACDC_PARTS}, got {part!r}.")
-    if len(fractions) != len(ACDC_PARTS):
-        raise ValueError(f"fractions must give train/val/test shares, got {list(fractions)}.")
-    parts = split_by_case(read_acdc_slices(root, min_foreground), fractions, seed)
-    records = parts[ACDC_PARTS.index(part)]
-    if not records:
-        raise ValueError(
-            f"{root}: the {part!r} part of the patient split {list(fractions)} is empty; add patients or change "
-            "split_fractions."
-        )
-    return records
+    :func:`~lmseg_components.data.splits.split_by_case` (same ``fractions`` and ``seed`` give the same split in
+    every workflow)."""
+    return select_part(read_acdc_slices(root, min_foreground), part, fractions, seed, root)
 
 
 def load_slices(records: Sequence[dict], intensity_scale: float | None = None) -> list[dict]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 
+import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
+from monai.utils import convert_to_dst_type
 
-__all__ = ["AsGreyd", "SelectSliced"]
+__all__ = ["AsGreyd", "MultiLabelToIndexd", "OneHotForegroundd", "SelectSliced"]
 
 
 class AsGreyd(MapTransform):
@@ -66,4 +68,69 @@ class SelectSliced(MapTransform):
                 meta["filename_or_obj"] = str(Path(source).with_name(f"{stem}_z{z:02d}"))
                 meta["spatial_shape"] = tuple(out.shape[1:])
             d[key] = out
+        return d
+
+
+def _source(data: Mapping[Hashable, object], key: Hashable) -> str:
+    meta = getattr(data[key], "meta", {})
+    return str(meta.get("filename_or_obj", key))
+
+
+class OneHotForegroundd(MapTransform):
+    """Integer label map (1, *spatial) -> one float channel per foreground class (num_classes - 1, *spatial).
+
+    Channel ``c`` is ``label == c + 1``; background has no channel, so the result matches a network that gives
+    one sigmoid logit map per prompt (one prompt per foreground class). Metadata is kept.
+
+    Args:
+        keys: label keys.
+        num_classes: classes including background (label 0).
+
+    Raises:
+        ValueError: naming the file when the label has several channels or values outside ``[0, num_classes)``.
+    """
+
+    def __init__(self, keys: KeysCollection, num_classes: int, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        if num_classes < 2:
+            raise ValueError(f"num_classes must count background and at least one class, got {num_classes}.")
+        self.num_classes = num_classes
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            label = torch.as_tensor(d[key])
+            if label.ndim < 3 or label.shape[0] != 1:
+                raise ValueError(f"{_source(d, key)}: expected a (1, *spatial) label map, got {tuple(label.shape)}.")
+            values = label.round().long()
+            if values.min() < 0 or values.max() >= self.num_classes:
+                raise ValueError(
+                    f"{_source(d, key)}: label values {sorted(values.unique().tolist())} are outside "
+                    f"[0, {self.num_classes}); check the dataset's labels map."
+                )
+            channels = torch.cat([values == c for c in range(1, self.num_classes)]).float()
+            d[key] = convert_to_dst_type(channels, d[key], dtype=torch.float32)[0]
+        return d
+
+
+class MultiLabelToIndexd(MapTransform):
+    """Per-class probabilities (P, *spatial) -> integer label map (1, *spatial): the most probable class
+    (1..P) where its probability reaches ``threshold``, background 0 elsewhere. Metadata is kept.
+
+    Args:
+        keys: probability keys (after a sigmoid).
+        threshold: minimum probability of a foreground label.
+    """
+
+    def __init__(self, keys: KeysCollection, threshold: float = 0.5, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.threshold = threshold
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            probs = torch.as_tensor(d[key]).as_subclass(torch.Tensor)
+            best, index = probs.max(0, keepdim=True)
+            labels = torch.where(best >= self.threshold, index + 1, 0).to(torch.uint8)
+            d[key] = convert_to_dst_type(labels, d[key], dtype=torch.uint8)[0]
         return d

@@ -14,13 +14,15 @@ Reading checks headers only (existence, NIfTI header, image/label shape and affi
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from lmseg_components.data.problems import DataProblem, DatasetValidationError
+from lmseg_components.data.splits import select_part
 
-__all__ = ["ORGAN_PROMPT", "organ_prompt", "read_msd_labels", "read_msd", "check_msd"]
+__all__ = ["ORGAN_PROMPT", "organ_prompt", "read_msd_labels", "read_msd", "read_msd_split", "check_msd"]
 
 ORGAN_PROMPT = "A computerized tomography of a {organ}"
 AFFINE_ATOL = 1e-3
@@ -71,6 +73,14 @@ def read_msd(root: str | Path, section: str = "training") -> list[dict]:
     if problems:
         raise DatasetValidationError(problems)
     return records
+
+
+def read_msd_split(
+    root: str | Path, part: str, fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0
+) -> list[dict]:
+    """The ``train``, ``val`` or ``test`` cases of the ``training`` section (MSD test cases have no labels), split
+    with :func:`~lmseg_components.data.splits.split_by_case`; same ``fractions`` and ``seed``, same split."""
+    return select_part(read_msd(root), part, fractions, seed, root)
 
 
 def check_msd(root: str | Path, section: str = "training", deep: bool = True) -> list[DataProblem]:

@@ -1,6 +1,7 @@
 """Ignite handlers and output writers that MONAI does not provide."""
 
 from lmseg_components.engines.checkpoint import ResumableCheckpoint
+from lmseg_components.engines.inferers import TextSliceInferer
 from lmseg_components.engines.jras import (
     ContrastiveStep,
     GalleryFromDataset,
@@ -21,6 +22,7 @@ __all__ = [
     "ResumableCheckpoint",
     "RetrievalHitRate",
     "SaveOverlayd",
+    "TextSliceInferer",
     "augment_views",
     "render_overlay",
 ]

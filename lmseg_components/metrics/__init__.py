@@ -11,12 +11,14 @@ from lmseg_components.metrics.overlap import (
     iou_from_counts,
     overlap_counts,
 )
-from lmseg_components.metrics.volume import per_class_dice_hd95
+from lmseg_components.metrics.volume import HausdorffDistance95, SpacedHausdorffDistanceMetric, per_class_dice_hd95
 
 __all__ = [
     "GlobalDice",
     "GlobalIoU",
     "GlobalOverlapMetric",
+    "HausdorffDistance95",
+    "SpacedHausdorffDistanceMetric",
     "PerImageDice",
     "PerImageIoU",
     "PerImageOverlapMetric",

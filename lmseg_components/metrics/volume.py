@@ -1,14 +1,16 @@
-"""3D per-class Dice and HD95 of label volumes, through monai.metrics."""
+"""3D per-class Dice and HD95 of label volumes, through monai.metrics; HD95 in mm from each volume's affine."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
+from monai.data.utils import affine_to_spacing
+from monai.handlers import IgniteMetricHandler
 from monai.metrics import DiceMetric, HausdorffDistanceMetric
 from monai.networks.utils import one_hot
 
-__all__ = ["per_class_dice_hd95"]
+__all__ = ["HausdorffDistance95", "SpacedHausdorffDistanceMetric", "per_class_dice_hd95"]
 
 
 def per_class_dice_hd95(
@@ -37,3 +39,34 @@ def per_class_dice_hd95(
     dice = DiceMetric(include_background=False, reduction="none", ignore_empty=True)(p, g)
     hd95 = HausdorffDistanceMetric(include_background=False, percentile=95, reduction="none")(p, g, spacing=spacing)
     return {"dice": dice, "hd95": hd95}
+
+
+class SpacedHausdorffDistanceMetric(HausdorffDistanceMetric):
+    """MONAI's Hausdorff distance in physical units: each item's voxel size comes from its own ``affine``
+    (a MetaTensor read from NIfTI, e.g. a prediction inverted to the input grid). Plain tensors count in voxels.
+
+    Args:
+        kwargs: :class:`~monai.metrics.HausdorffDistanceMetric` options (``include_background``, ``percentile``, ...).
+    """
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs) -> torch.Tensor:  # type: ignore[override]
+        affine = getattr(y_pred, "affine", None)
+        if kwargs.get("spacing") is None and affine is not None:
+            affine = affine[0] if affine.ndim == 3 else affine
+            kwargs["spacing"] = affine_to_spacing(affine, r=y_pred.ndim - 2).tolist()
+        return super()._compute_tensor(y_pred, y, **kwargs)
+
+
+class HausdorffDistance95(IgniteMetricHandler):
+    """Ignite handler: 95th-percentile Hausdorff distance per class (in mm for NIfTI-backed predictions), the
+    mean over classes and volumes as the metric, per-volume per-class values in ``metric_details``.
+
+    Args:
+        include_background: whether channel 0 is a class (True for one sigmoid channel per organ).
+        output_transform: engine output -> (y_pred, y), both one-hot (B, C, *spatial).
+        save_details: keep per-volume values for ``MetricsSaver``.
+    """
+
+    def __init__(self, include_background: bool = True, output_transform=lambda x: x, save_details: bool = True):
+        metric = SpacedHausdorffDistanceMetric(include_background=include_background, percentile=95.0)
+        super().__init__(metric_fn=metric, output_transform=output_transform, save_details=save_details)

@@ -48,6 +48,8 @@ class TGCNet(nn.Module):
         ``image`` (B, C, S, S) in [0, 1], S divisible by 32 (the CNN resolution); ``text`` primary-prompt token
         features (B, [P,] L, text_dim) (padding all zero); ``aux_text`` auxiliary-prompt features of the same
         shape or None (falls back to the primary); ``text=None`` is the empty description -> logits (B, P, S, S).
+        Text features with batch size 1 apply to every image of the batch (e.g. the organ prompts of one volume
+        for a batch of its slices).
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class TGCNet(nn.Module):
     ) -> torch.Tensor:
         if text is None:  # no description: one all-padding token (what EncodeTextd gives an empty text)
             text = image.new_zeros(image.shape[0], 1, self.date.text_dim)
+        text, aux_text = (_broadcast_batch(t, image.shape[0]) for t in (text, aux_text))
         pyramid, guidance = self.sse(image)
         tokens, valid, _ = self.date(text, aux_text)  # (B, P, L, C), (B, P, L)
         b, p, length, c = tokens.shape
@@ -100,3 +103,12 @@ class TGCNet(nn.Module):
         text_tokens = text_tokens.view(b, p, length, c)
         embedding = self.text_out(masked_mean(text_tokens, valid))  # (B, P, C)
         return self.decoder(visual, embedding, guidance[::-1], image.shape[-2:])
+
+
+def _broadcast_batch(features: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+    """Expand text features of batch size 1 to ``batch`` images; any other batch size must match."""
+    if features is None or features.shape[0] == batch:
+        return features
+    if features.shape[0] != 1:
+        raise ValueError(f"text features have batch size {features.shape[0]}, the image batch is {batch}.")
+    return features.expand(batch, *features.shape[1:])

@@ -1,0 +1,120 @@
+"""A MONAI Label infer task for text-guided bundles."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from monai.transforms import SaveImaged
+from monailabel.interfaces.exception import MONAILabelError, MONAILabelException
+from monailabel.tasks.infer.bundle import BundleInferTask
+from torch import nn
+
+from lmseg_components.engines.overlay import SaveOverlayd
+
+__all__ = ["TextBundleInferTask", "TextConditionedNetwork", "validate_text_request"]
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+MAX_TEXT_LENGTH = 2000
+
+
+def validate_text_request(request: Mapping[str, Any], text_keys: Mapping[str, str], required: str = "text") -> dict:
+    """Check the request's prompt params; they stay plain data (never parsed as bundle config expressions).
+
+    Args:
+        request: MONAI Label request (the ``params`` of ``/infer/<model>`` merged with ``image`` etc.).
+        text_keys: request key -> feature key of the bundle's preprocessing (e.g. ``text`` -> ``text_features``).
+        required: the key that must be present.
+
+    Returns:
+        a copy of the request with ``device`` restricted to ``cpu`` / ``cuda[:n]``.
+
+    Raises:
+        MONAILabelException: naming the bad param.
+    """
+    out = dict(request)
+    if required not in out:
+        raise MONAILabelException(MONAILabelError.INVALID_INPUT, f"the request params need a {required!r} prompt.")
+    for key in text_keys:
+        if key not in out:
+            continue
+        value = out[key]
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, str) and len(v) <= MAX_TEXT_LENGTH for v in values):
+            raise MONAILabelException(
+                MONAILabelError.INVALID_INPUT,
+                f"param {key!r} must be a string or a list of strings of at most {MAX_TEXT_LENGTH} characters.",
+            )
+    device = out.get("device")
+    if isinstance(device, list):  # the task's config lists the devices; a request may pick one
+        device = device[0] if device else None
+    if device is not None and not (isinstance(device, str) and _DEVICE.match(device)):
+        raise MONAILabelException(
+            MONAILabelError.INVALID_INPUT, f"param 'device' must be cpu or cuda[:N], got {device!r}."
+        )
+    if device is not None:
+        out["device"] = device
+    return out
+
+
+class TextConditionedNetwork(nn.Module):
+    """``network(x, **features)`` as a one-input module, so MONAI Label's inferer call ``inferer(x, network)`` reaches
+    the text-guided forward (the same keyword inputs ``PrepareBatchExtraInput`` gives the bundle's evaluator)."""
+
+    def __init__(self, network: nn.Module, **features: torch.Tensor):
+        super().__init__()
+        self.network = network
+        self.features = features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x, **self.features)
+
+
+class TextBundleInferTask(BundleInferTask):
+    """MONAI Label's :class:`BundleInferTask` for text-guided bundles.
+
+    The request's ``text`` (and optional ``aux_text``) params go through the bundle's own ``preprocessing`` (its
+    ``EncodeTextd`` writes the token features), then reach the network as keyword inputs. Params are validated
+    and never evaluated as config expressions (the base task would put a ``device`` param into the config).
+    Requests run one at a time per task (the base task edits ``sys.path`` and the parsed config per request).
+
+    Args:
+        path: the bundle folder (``configs/inference.json``, ``configs/metadata.json``, ``models/model.pt``).
+        conf: the app's ``conf`` (``preload`` etc.).
+        text_keys: request key -> feature key written by the bundle's preprocessing -> network keyword.
+        kwargs: :class:`BundleInferTask` options.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        conf: dict[str, str],
+        text_keys: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ):
+        kwargs.setdefault("post_filter", [SaveImaged, SaveOverlayd])
+        super().__init__(path, conf, **kwargs)
+        self.text_keys = dict(text_keys or {"text": "text_features", "aux_text": "aux_text_features"})
+        self._lock = threading.Lock()
+
+    def __call__(self, request, callbacks=None):
+        request = validate_text_request(request, self.text_keys)
+        with self._lock:
+            return super().__call__(request, callbacks)
+
+    def _update_device(self, data):
+        device = data.get("device") if data else None
+        super()._update_device({"device": str(device)} if isinstance(device, torch.device) else {})
+
+    def _get_network(self, device, data):
+        network = super()._get_network(device, data)
+        if network is None or not data:
+            return network
+        features = {}
+        for argument, key in self.text_keys.items():
+            if key in data:
+                features[argument] = torch.as_tensor(data[key])[None].to(device)
+        return TextConditionedNetwork(network, **features)

@@ -1,0 +1,65 @@
+"""``lmseg label-app``: write a MONAI Label app folder that serves this checkout's bundles locally."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+__all__ = ["make_label_app"]
+
+MAIN_PY = '''"""MONAI Label app for lmseg text-guided bundles (written by `lmseg label-app`).
+
+    monailabel start_server --app {app} --studies /path/to/images --conf models {models}
+"""
+
+from lmseg_components.label.app import LmsegLabelApp
+
+
+class LmsegApp(LmsegLabelApp):
+    """The app class MONAI Label loads from this file."""
+'''
+
+
+def make_label_app(
+    out: str | Path,
+    bundles: Sequence[str] = ("tirnet_lmis", "tgcnet_lmis", "tgcnet_ct_organs"),
+    models: Mapping[str, str] | None = None,
+    bundles_dir: str | Path | None = None,
+) -> Path:
+    """Write ``<out>/main.py`` and copy each bundle to ``<out>/model/<name>`` (configs, docs, LICENSE).
+
+    Args:
+        out: the app folder (created).
+        bundles: bundle names under ``bundles_dir`` (default: this checkout's ``bundles/``).
+        models: bundle name -> trained checkpoint to install as ``models/model.pt`` (default: the bundle's own
+            ``models/model.pt`` when it has one). A bundle without a checkpoint is copied but not served.
+        bundles_dir: where the bundles live.
+
+    Returns:
+        the app folder.
+    """
+    source = Path(bundles_dir) if bundles_dir else Path(__file__).resolve().parents[2] / "bundles"
+    models = dict(models or {})
+    unknown = sorted(set(models) - set(bundles))
+    if unknown:
+        raise ValueError(f"models given for {unknown}, which are not in bundles {list(bundles)}")
+    out = Path(out)
+    for name in bundles:
+        bundle = source / name
+        if not (bundle / "configs" / "inference.json").is_file():
+            raise FileNotFoundError(f"{bundle}: not a bundle (no configs/inference.json)")
+        target = out / "model" / name
+        if target.exists():
+            shutil.rmtree(target)
+        for part in ("configs", "docs"):
+            shutil.copytree(bundle / part, target / part)
+        shutil.copy2(bundle / "LICENSE", target / "LICENSE")
+        checkpoint = Path(models[name]) if name in models else bundle / "models" / "model.pt"
+        if name in models and not checkpoint.is_file():
+            raise FileNotFoundError(f"checkpoint for {name} not found: {checkpoint}")
+        if checkpoint.is_file():
+            (target / "models").mkdir(parents=True, exist_ok=True)
+            shutil.copy2(checkpoint, target / "models" / "model.pt")
+    (out / "main.py").write_text(MAIN_PY.format(app=out, models=",".join(bundles)))
+    return out

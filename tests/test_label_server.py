@@ -1,0 +1,126 @@
+"""MONAI Label integration: ``lmseg label-app`` serves a trained TIRNet bundle through ``monailabel
+start_server``; the text prompt travels in the request params. Needs the ``label`` extra (``pip install
+-e .[label,test]``); run with ``python -m pytest -m label`` (the ``.ci/run-label`` job)."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bundle_cli import run_bundle
+from PIL import Image
+
+pytestmark = pytest.mark.label
+
+requests = pytest.importorskip("requests")
+pytest.importorskip("monailabel")
+
+from lmseg_components.data import make_synthetic_lvit, read_lvit_split  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("label")
+    make_synthetic_lvit(root / "data", seed=0, size=64, n_train=80, n_val=8, n_test=8)
+    run = run_bundle("tirnet_lmis", "training", ["configs/train.json"], root, "--epochs", "12", "--num_workers", "0")
+    assert run.returncode == 0, run.stderr[-3000:]
+    app = root / "app"
+    make = [sys.executable, "-m", "lmseg_components.cli", "label-app", "--out", str(app), "--bundles", "tirnet_lmis"]
+    made = subprocess.run([*make, "--tirnet_lmis", str(root / "models" / "model.pt")], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    studies = root / "studies"
+    studies.mkdir()
+    test = read_lvit_split(root / "data", "Test")
+    for record in test:
+        Image.open(record["image"]).save(studies / Path(record["image"]).name)
+    port = _free_port()
+    command = ["monailabel", "start_server", "--app", str(app), "--studies", str(studies)]
+    command += ["--conf", "models", "tirnet_lmis", "--host", "127.0.0.1", "--port", str(port)]
+    log = (root / "server.log").open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            if process.poll() is not None:
+                raise AssertionError((root / "server.log").read_text()[-3000:])
+            try:
+                if requests.get(f"{url}/info/", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(1)
+        else:
+            raise AssertionError("server did not start: " + (root / "server.log").read_text()[-3000:])
+        yield url, root, test
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()
+
+
+def _infer(url: str, image_id: str, params: dict) -> requests.Response:
+    return requests.post(
+        f"{url}/infer/tirnet_lmis",
+        params={"image": image_id, "output": "image"},
+        data={"params": json.dumps(params)},
+        timeout=300,
+    )
+
+
+def _mask(response: requests.Response) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(response.content)).convert("L")) > 0
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * float((a & b).sum()) / max(1.0, float(a.sum() + b.sum()))
+
+
+def test_infer_with_text_prompt_returns_the_described_mask(server):
+    url, _, test = server
+    info = requests.get(f"{url}/info/", timeout=10).json()
+    assert "tirnet_lmis" in info["models"]
+    scores = []
+    for record in test:
+        response = _infer(url, Path(record["image"]).stem, {"text": record["text"]})
+        assert response.status_code == 200, response.text[:500]
+        mask, truth = _mask(response), np.asarray(Image.open(record["label"]).convert("L")) > 127
+        assert mask.shape == truth.shape
+        scores.append(_dice(mask, truth))
+    assert np.mean(scores) > 0.5, scores
+
+
+def test_params_are_data_not_config_expressions(server):
+    url, root, test = server
+    marker = root / "evaluated"
+    payload = f"$__import__('pathlib').Path('{marker}').touch()"
+    image_id = Path(test[0]["image"]).stem
+    as_text = _infer(url, image_id, {"text": payload})
+    assert as_text.status_code == 200  # encoded as an (odd) prompt, not run
+    as_device = _infer(url, image_id, {"text": test[0]["text"], "device": payload})
+    assert as_device.status_code >= 400 and "device" in as_device.text
+    missing = _infer(url, image_id, {})
+    assert missing.status_code >= 400 and "text" in missing.text
+    assert not marker.exists()
+
+
+def test_fifty_concurrent_requests(server):
+    url, _, test = server
+    jobs = [(Path(r["image"]).stem, r["text"]) for r in test] * 7
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        responses = list(pool.map(lambda job: _infer(url, job[0], {"text": job[1]}), jobs[:50]))
+    assert [r.status_code for r in responses] == [200] * 50
+    assert all(_mask(r).shape == (64, 64) for r in responses)
