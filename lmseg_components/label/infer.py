@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from monai.transforms import SaveImaged
-from monailabel.interfaces.exception import MONAILabelError, MONAILabelException
+from fastapi import HTTPException
+from monai.transforms import SaveImaged, SqueezeDimd
 from monailabel.tasks.infer.bundle import BundleInferTask
 from torch import nn
 
@@ -33,31 +33,37 @@ def validate_text_request(request: Mapping[str, Any], text_keys: Mapping[str, st
         a copy of the request with ``device`` restricted to ``cpu`` / ``cuda[:n]``.
 
     Raises:
-        MONAILabelException: naming the bad param.
+        fastapi.HTTPException: 422 naming the bad param (MONAI Label's server returns it to the client).
     """
     out = dict(request)
     if required not in out:
-        raise MONAILabelException(MONAILabelError.INVALID_INPUT, f"the request params need a {required!r} prompt.")
+        raise HTTPException(422, f"the request params need a {required!r} prompt.")
     for key in text_keys:
         if key not in out:
             continue
         value = out[key]
         values = value if isinstance(value, list) else [value]
         if not values or not all(isinstance(v, str) and len(v) <= MAX_TEXT_LENGTH for v in values):
-            raise MONAILabelException(
-                MONAILabelError.INVALID_INPUT,
+            raise HTTPException(
+                422,
                 f"param {key!r} must be a string or a list of strings of at most {MAX_TEXT_LENGTH} characters.",
             )
     device = out.get("device")
     if isinstance(device, list):  # the task's config lists the devices; a request may pick one
         device = device[0] if device else None
     if device is not None and not (isinstance(device, str) and _DEVICE.match(device)):
-        raise MONAILabelException(
-            MONAILabelError.INVALID_INPUT, f"param 'device' must be cpu or cuda[:N], got {device!r}."
-        )
+        raise HTTPException(422, f"param 'device' must be cpu or cuda[:N], got {device!r}.")
     if device is not None:
         out["device"] = device
     return out
+
+
+def _check_model_filename(request: Mapping[str, Any], allowed: list[str]) -> None:
+    """MONAI Label joins a ``model_filename`` param to the model folder; accept only the listed checkpoints."""
+    name = request.get("model_filename")
+    name = name[0] if isinstance(name, list) and name else name
+    if name is not None and name not in allowed:
+        raise HTTPException(422, f"param 'model_filename' must be one of {allowed}.")
 
 
 class TextConditionedNetwork(nn.Module):
@@ -97,13 +103,25 @@ class TextBundleInferTask(BundleInferTask):
     ):
         kwargs.setdefault("post_filter", [SaveImaged, SaveOverlayd])
         super().__init__(path, conf, **kwargs)
+        if not self.valid:
+            return
+        # label maps hold 1..P (sigmoid channel k -> label k + 1; 0 is background), written as uint8
+        self.labels = {name: value + 1 for name, value in self.labels.items()}
+        self._config["result_dtype"] = "uint8"
         self.text_keys = dict(text_keys or {"text": "text_features", "aux_text": "aux_text_features"})
         self._lock = threading.Lock()
 
     def __call__(self, request, callbacks=None):
         request = validate_text_request(request, self.text_keys)
+        _check_model_filename(request, list(self._config.get("model_filename", [])))
         with self._lock:
             return super().__call__(request, callbacks)
+
+    def post_transforms(self, data=None):
+        post = list(super().post_transforms(data))
+        if self.dimension == 2:  # MONAI Label's writer takes a 2D label map (H, W), not (1, H, W)
+            post.append(SqueezeDimd(keys=self.key_pred, dim=0))
+        return post
 
     def _update_device(self, data):
         device = data.get("device") if data else None
