@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["CHECKS", "check_bundle", "verify_bundles"]
+__all__ = ["CHECKS", "check_bundle", "cli_overrides", "verify_bundles"]
 
 REQUIRED_FILES = (
     "configs/metadata.json",
@@ -48,7 +48,8 @@ def _bundle_cli(bundle: Path, args: list[str], timeout: int = 900) -> str:
     return run.stdout + run.stderr
 
 
-def _overrides(values: dict) -> list[str]:
+def cli_overrides(values: dict) -> list[str]:
+    """``{"epochs": 1, "image_size": 32}`` -> ``["--epochs", "1", "--image_size", "32"]`` for ``monai.bundle``."""
     return [item for key, value in values.items() for item in (f"--{key}", json.dumps(value))]
 
 
@@ -121,7 +122,7 @@ def check_properties(bundle: Path, ctx: dict) -> str:
 def check_train_evaluate_infer(bundle: Path, ctx: dict) -> str:
     root, data = ctx["root"], ctx["data"]
     common = ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
-    common += ["--bundle_root", str(root), "--dataset_dir", str(data), *_overrides(ctx["overrides"])]
+    common += ["--bundle_root", str(root), "--dataset_dir", str(data), *cli_overrides(ctx["overrides"])]
     _bundle_cli(bundle, ["run", "training", "--config_file", "configs/train.json", *common])
     if not (root / "models" / "model.pt").is_file():
         raise CheckFailed("training wrote no models/model.pt")
@@ -131,7 +132,7 @@ def check_train_evaluate_infer(bundle: Path, ctx: dict) -> str:
     if not (root / "eval" / "metrics.csv").is_file():
         raise CheckFailed("evaluating wrote no eval/metrics.csv")
     infer = ["--meta_file", "configs/metadata.json", "--bundle_root", str(root), "--dataset_dir", str(data)]
-    infer += _overrides({k: v for k, v in ctx["overrides"].items() if k in ctx["infer_keys"]})
+    infer += cli_overrides({k: v for k, v in ctx["overrides"].items() if k in ctx["infer_keys"]})
     _bundle_cli(bundle, ["run", "inference", "--config_file", "configs/inference.json", *infer])
     outputs = [p for p in (root / "eval").rglob("*") if p.is_file() and "inference" in p.parts]
     if not outputs:
@@ -149,7 +150,7 @@ def check_net_in_out(bundle: Path, ctx: dict) -> str:
 
     overrides = {"bundle_root": str(ctx["root"]), **ctx["export_overrides"]}
     parser = load_bundle(bundle, ["inference.json"], overrides)
-    _, named = bundle_example_inputs(parser, parser.get_parsed_content(ctx["net_id"]))
+    _, named = bundle_example_inputs(parser)  # the metadata's token shapes; verify_net_in_out builds the network
     configs = bundle / "configs"
     verify_net_in_out(
         net_id=ctx["net_id"],
@@ -181,7 +182,7 @@ def check_export(bundle: Path, ctx: dict) -> str:
         args += ["--config_file", "configs/inference.json"]
         if export.get("key_in_ckpt"):
             args += ["--key_in_ckpt", export["key_in_ckpt"]]
-        _bundle_cli(bundle, args + _overrides(ctx["export_overrides"]))
+        _bundle_cli(bundle, args + cli_overrides(ctx["export_overrides"]))
         torch.jit.load(str(target))
         written.append(target.name)
     return f"exports load: {', '.join(written)}"

@@ -58,12 +58,13 @@ class ExportedNetwork(nn.Module):
 
 
 def example_inputs(
-    meta: dict, network: nn.Module, context_length: int, image_size: int | None = None
+    meta: dict, network: nn.Module | None, context_length: int, image_size: int | None = None
 ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
     """Example inputs from the bundle's ``network_data_format``: the image (positional; ``image_size`` replaces
     the metadata's spatial shape when the config overrides it), and every token input (``text``, ``aux_text``:
     the forward's argument names) as (1, context_length, width) features, or (1, P, context_length, width) when
-    its ``spatial_shape`` is ``[P, L]`` (one prompt per organ)."""
+    its ``spatial_shape`` is ``[P, L]`` (one prompt per organ). ``width`` is the network's text width when it has
+    one (a TGC-Net built with another text encoder), else the metadata's ``num_channels``."""
     inputs = meta["network_data_format"]["inputs"]
     image = inputs["image"]
     spatial = [image_size] * len(image["spatial_shape"]) if image_size else image["spatial_shape"]
@@ -75,7 +76,9 @@ def example_inputs(
     return [torch.rand(1, image["num_channels"], *spatial)], named
 
 
-def bundle_example_inputs(parser, network: nn.Module) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+def bundle_example_inputs(
+    parser, network: nn.Module | None = None
+) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
     """:func:`example_inputs` for a parsed bundle config (its metadata, ``text_context_length``, ``image_size``)."""
     context = int(parser.get_parsed_content("text_context_length")) if "text_context_length" in parser else 1
     size = int(parser.get_parsed_content("image_size")) if "image_size" in parser else None

@@ -11,11 +11,12 @@ import torch
 from bundle_cli import BUNDLES, monai_bundle, run_bundle
 from PIL import Image
 
+from lmseg_components.bundle_checks import cli_overrides
 from lmseg_components.data import make_synthetic_lvit
 from lmseg_components.export import export_bundle
 
 SMALL = {"image_size": 64, "dim": 32, "cnn_width": 8, "cost_dim": 16}
-TINY = [item for k, v in SMALL.items() for item in (f"--{k}", str(v))] + ["--num_workers", "0", "--batch_size", "2"]
+TINY = cli_overrides(SMALL) + ["--num_workers", "0", "--batch_size", "2"]
 
 
 def _bundle(workflow: str, configs: list[str], root: Path, *extra: str):

@@ -15,13 +15,13 @@ import pytest
 from bundle_cli import BUNDLES, run_bundle
 from monai.bundle import verify_net_in_out
 
+from lmseg_components.bundle_checks import cli_overrides
 from lmseg_components.data import make_synthetic_msd, read_msd_split
 from lmseg_components.export import bundle_example_inputs, export_bundle
 from lmseg_components.workflows import load_bundle
 
 SMALL = {"image_size": 64, "dim": 32, "cnn_width": 8, "cost_dim": 16}
-TINY = [item for k, v in SMALL.items() for item in (f"--{k}", str(v))]
-TINY += ["--num_workers", "0", "--batch_size", "1", "--samples_per_volume", "8"]
+TINY = cli_overrides(SMALL) + ["--num_workers", "0", "--batch_size", "1", "--samples_per_volume", "8"]
 EPOCHS = 6
 
 
