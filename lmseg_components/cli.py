@@ -184,12 +184,38 @@ def label_app(out: str, bundles: str | tuple = "tirnet_lmis,tgcnet_lmis,tgcnet_c
     print(f"start: monailabel start_server --app {app} --studies <images> --conf models {','.join(served)}")
 
 
+def deploy_app(out: str, bundle: str, model: str | None = None, **overrides) -> None:
+    """Write a MONAI Deploy application folder for an exported bundle (``app.py``, ``app.yaml``, ``models/``).
+
+    ``lmseg deploy-app --out apps/tgc --bundle bundles/tgcnet_lmis --model runs/tgc/models/model.pt2 --dim 32``
+    (the config values the model was trained with), then ``python apps/tgc/app.py -i <input> -o <output> -m
+    apps/tgc/models`` (needs ``lmseg[deploy]``), or build the MAP with ``monai-deploy package`` (needs Docker).
+
+    Args:
+        out: the application folder.
+        bundle: the bundle folder (``configs/inference_exported.json``).
+        model: the exported network: ``model.pt2`` (``lmseg export``) or ``model.ts`` (``ckpt_export``);
+            default the bundle's own ``models/`` file.
+        overrides: top-level config values, e.g. ``--image_size 64``.
+    """
+    from lmseg_components.deploy import make_deploy_app
+
+    try:
+        app = make_deploy_app(out, bundle, model, overrides)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+    print(f"MONAI Deploy app written to {app}")
+    print(f"run:     python {app}/app.py -i <image or folder with prompts.json> -o <output> -m {app}/models")
+    print(f"package: monai-deploy package {app} -c {app}/app.yaml -m {app}/models -t <tag> --platform x86_64")
+
+
 def main() -> None:
     fire.Fire(
         {
             "make-synthetic": make_synthetic,
             "check-data": check_data,
             "demo": demo,
+            "deploy-app": deploy_app,
             "export": export,
             "label-app": label_app,
             "verify-bundles": verify_bundles,

@@ -1,0 +1,130 @@
+"""``lmseg deploy-app``: write a MONAI Deploy application folder (``app.py``, ``__main__.py``, ``app.yaml``,
+``requirements.txt``, a copy of ``lmseg_components``) with an exported bundle under ``models/<bundle>``."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+__all__ = ["EXPORTED_FILES", "make_deploy_app"]
+
+EXPORTED_FILES = ("model.pt2", "model.ts")
+
+APP_PY = '''"""MONAI Deploy application for the lmseg bundle {bundle} (written by `lmseg deploy-app`).
+
+Run as plain Python:   python app.py -i <image or folder with prompts.json> -o <output> -m models
+Package into a MAP:    monai-deploy package {out} -c {out}/app.yaml -m {out}/models -t lmseg-{bundle}:0.1.0 \\
+                           --platform x86_64
+"""
+
+from lmseg_components.deploy.app import main
+
+if __name__ == "__main__":
+    main()
+'''
+
+MAIN_PY = '''"""Entry point of the packaged application (`python3 <app folder>`)."""
+
+from app import main
+
+main()
+'''
+
+APP_YAML = """%YAML 1.2
+---
+application:
+  title: lmseg text-guided segmentation ({bundle})
+  version: {version}
+  inputFormats: ["file"]
+  outputFormats: ["file"]
+
+resources:
+  cpu: 2
+  gpu: 1
+  memory: 8Gi
+  gpuMemory: 4Gi
+"""
+
+
+def _requirements() -> list[str]:
+    """lmseg's runtime requirements plus the ``minilm`` (offline text-encoder weights) and ``deploy`` extras, less
+    the packager (``holoscan-cli`` runs on the build machine, not in the MAP)."""
+    lines = []
+    for req in metadata.requires("lmseg") or []:
+        spec, _, marker = req.partition(";")
+        extra = re.search(r"extra\s*==\s*['\"](\w+)['\"]", marker)
+        if spec.startswith("holoscan-cli"):
+            continue
+        if not marker.strip() or (extra and extra.group(1) in ("minilm", "deploy")):
+            lines.append(spec.strip())
+    return sorted(set(lines), key=str.lower)
+
+
+def make_deploy_app(
+    out: str | Path,
+    bundle: str | Path,
+    model: str | Path | None = None,
+    overrides: dict | None = None,
+) -> Path:
+    """Write the application folder ``out`` for ``bundle``.
+
+    Args:
+        out: the application folder (created; an existing ``models/<bundle>`` and ``lmseg_components`` are replaced).
+        bundle: a bundle folder (``configs/inference_exported.json``).
+        model: the exported network (``model.pt2`` from ``lmseg export`` or ``model.ts`` from ``ckpt_export``);
+            default the bundle's own ``models/model.pt2`` or ``models/model.ts``.
+        overrides: top-level config ids the model was exported with (e.g. ``{"image_size": 64}``), written into
+            the copied ``configs/inference_exported.json``.
+
+    Returns:
+        the application folder.
+    """
+    bundle = Path(bundle)
+    exported_config = bundle / "configs" / "inference_exported.json"
+    if not exported_config.is_file():
+        raise FileNotFoundError(f"{bundle}: no configs/inference_exported.json (no exported-network inference)")
+    config_text = exported_config.read_text()
+    if model is None:
+        found = [bundle / "models" / name for name in EXPORTED_FILES if (bundle / "models" / name).is_file()]
+        if not found:
+            raise FileNotFoundError(
+                f"{bundle}/models has no exported network ({', '.join(EXPORTED_FILES)}): run `lmseg export` "
+                "(or `python -m monai.bundle ckpt_export`) first, or pass --model"
+            )
+        model = found[0]
+    model = Path(model)
+    if not model.is_file():
+        raise FileNotFoundError(f"exported network not found: {model}")
+    if model.name not in EXPORTED_FILES or model.name not in config_text:
+        loads = [name for name in EXPORTED_FILES if name in config_text]
+        raise ValueError(f"{bundle.name}'s inference_exported.json loads {loads}, not {model.name}")
+    nested = sorted(key for key in overrides or {} if "#" in key)
+    if nested:
+        raise ValueError(f"overrides must be top-level config ids, got {nested}")
+
+    out = Path(out)
+    target = out / "models" / bundle.name
+    for old in (target, out / "lmseg_components"):
+        if old.exists():
+            shutil.rmtree(old)
+    for part in ("configs", "docs"):
+        shutil.copytree(bundle / part, target / part)
+    shutil.copy2(bundle / "LICENSE", target / "LICENSE")
+    (target / "models").mkdir()
+    shutil.copy2(model, target / "models" / model.name)
+    if overrides:
+        config = json.loads(config_text)
+        config.update(overrides)
+        (target / "configs" / "inference_exported.json").write_text(json.dumps(config, indent=4) + "\n")
+
+    package = Path(__file__).resolve().parents[1]
+    shutil.copytree(package, out / "lmseg_components", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    version = json.loads((bundle / "configs" / "metadata.json").read_text()).get("version", "0.1.0")
+    (out / "app.py").write_text(APP_PY.format(bundle=bundle.name, out=out))
+    (out / "__main__.py").write_text(MAIN_PY)
+    (out / "app.yaml").write_text(APP_YAML.format(bundle=bundle.name, version=version))
+    (out / "requirements.txt").write_text("\n".join(_requirements()) + "\n")
+    return out

@@ -1,0 +1,113 @@
+"""MONAI Deploy operators for text-guided bundles (need the ``deploy`` extra: ``monai-deploy-app-sdk``).
+
+``PromptedImageLoaderOperator`` -> ``TextBundleInferenceOperator`` -> ``MaskWriterOperator``: the records
+``{"image", "text"}`` of the input folder, the exported bundle's prediction for each, the masks and a
+``results.json`` in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from monai.deploy.core import Fragment, Operator, OperatorSpec
+
+from lmseg_components.deploy.inputs import read_prompted_inputs
+from lmseg_components.deploy.predictor import TextBundlePredictor
+from lmseg_components.deploy.writer import write_mask
+
+__all__ = ["MaskWriterOperator", "PromptedImageLoaderOperator", "TextBundleInferenceOperator"]
+
+RESULTS_FILE = "results.json"
+
+
+class PromptedImageLoaderOperator(Operator):
+    """Emits the records of an input file or folder (see :func:`~lmseg_components.deploy.read_prompted_inputs`).
+
+    Named output:
+        records: list of ``{"image": path, "text": prompt}`` (``text`` absent where ``prompts.json`` has none).
+    """
+
+    def __init__(self, fragment: Fragment, *args, input_path: str | Path, **kwargs):
+        self.input_path = Path(input_path)
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec):
+        spec.output("records")
+
+    def compute(self, op_input, op_output, context):
+        records = read_prompted_inputs(self.input_path)
+        logging.getLogger(__name__).info("%d image(s) to segment from %s", len(records), self.input_path)
+        op_output.emit(records, "records")
+
+
+class TextBundleInferenceOperator(Operator):
+    """Runs an exported bundle (:class:`~lmseg_components.deploy.TextBundlePredictor`) on each record.
+
+    The bundle is loaded on the first call, so composing the application (e.g. for packaging) needs no model.
+
+    Named input:
+        records: list of ``{"image", "text"}``.
+    Named output:
+        predictions: list of ``{"image": path, "text": prompt(s), "pred": MetaTensor on the input's grid}``.
+    """
+
+    def __init__(
+        self,
+        fragment: Fragment,
+        *args,
+        bundle_path: str | Path,
+        device: str | None = None,
+        overrides: dict | None = None,
+        **kwargs,
+    ):
+        self.bundle_path = Path(bundle_path)
+        self.device = device
+        self.overrides = dict(overrides or {})
+        self._predictor: TextBundlePredictor | None = None
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec):
+        spec.input("records")
+        spec.output("predictions")
+
+    @property
+    def predictor(self) -> TextBundlePredictor:
+        if self._predictor is None:
+            self._predictor = TextBundlePredictor(self.bundle_path, self.device, self.overrides)
+        return self._predictor
+
+    def compute(self, op_input, op_output, context):
+        predictions = []
+        for record in op_input.receive("records"):
+            out = self.predictor(record)
+            predictions.append({"image": record["image"], "text": out["text"], "pred": out["pred"]})
+        op_output.emit(predictions, "predictions")
+
+
+class MaskWriterOperator(Operator):
+    """Writes each prediction's mask (:func:`~lmseg_components.deploy.write_mask`) to the output folder and
+    lists them in ``results.json`` (image, prompt(s), mask file, foreground voxels per label).
+
+    Named input:
+        predictions: the output of :class:`TextBundleInferenceOperator`.
+    """
+
+    def __init__(self, fragment: Fragment, *args, output_folder: str | Path, **kwargs):
+        self.output_folder = Path(output_folder)
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec):
+        spec.input("predictions")
+
+    def compute(self, op_input, op_output, context):
+        results = []
+        for item in op_input.receive("predictions"):
+            mask = write_mask(item["pred"], self.output_folder)
+            values = item["pred"].detach().cpu().round().int()
+            counts = {str(int(v)): int((values == v).sum()) for v in values.unique() if v > 0}
+            results.append({"image": item["image"], "text": item["text"], "mask": mask.name, "voxels": counts})
+        self.output_folder.mkdir(parents=True, exist_ok=True)
+        (self.output_folder / RESULTS_FILE).write_text(json.dumps(results, indent=4))
+        logging.getLogger(__name__).info("wrote %d mask(s) to %s", len(results), self.output_folder)

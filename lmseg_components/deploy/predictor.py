@@ -1,0 +1,110 @@
+"""Run an exported text-guided bundle on one image and prompt: the bundle's own preprocessing, its exported network
+(``configs/inference_exported.json``), its inferer and its postprocessing without the file writers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from monai.data import decollate_batch, list_data_collate
+from monai.transforms import Compose, SaveImaged
+
+from lmseg_components.data.msd import organ_prompt
+from lmseg_components.engines.overlay import SaveOverlayd
+
+__all__ = ["EXPORTED_CONFIG", "TextBundlePredictor", "find_bundle"]
+
+EXPORTED_CONFIG = "inference_exported.json"
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def find_bundle(path: str | Path) -> Path:
+    """The bundle folder at ``path``: ``path`` itself when it has ``configs/metadata.json``, else its one
+    sub-folder that has (a MAP's model folder holds each model in a sub-folder)."""
+    path = Path(path)
+    if (path / "configs" / "metadata.json").is_file():
+        return path
+    found = sorted(p for p in path.glob("*") if (p / "configs" / "metadata.json").is_file()) if path.is_dir() else []
+    if len(found) != 1:
+        what = f"several ({', '.join(p.name for p in found)})" if found else "none"
+        raise FileNotFoundError(f"model path {path}: expected one bundle (configs/metadata.json), found {what}")
+    return found[0]
+
+
+class TextBundlePredictor:
+    """An exported bundle as a function ``record -> record``.
+
+    ``predictor({"image": "case.png", "text": "..."})`` returns the preprocessed record with ``pred``: the bundle's
+    postprocessed prediction on the input's own grid (a binary map (1, H, W) for the 2D bundles, a label volume
+    (1, H, W, D) with labels 1..P for the CT organs bundle), as a MetaTensor with the input's affine.
+
+    Args:
+        bundle: the bundle folder (or a folder holding one): ``configs/inference.json``,
+            ``configs/inference_exported.json`` and the exported network it loads (``models/model.pt2`` from
+            ``lmseg export``, or ``models/model.ts`` from ``ckpt_export``).
+        device: ``cpu``, ``cuda`` or ``cuda:N``; default the bundle's (CUDA when available).
+        overrides: bundle config overrides by id, as on the ``monai.bundle`` command line (e.g. the network
+            settings the model was trained with, or ``text_cache_dir``).
+    """
+
+    def __init__(self, bundle: str | Path, device: str | None = None, overrides: dict | None = None):
+        from lmseg_components.workflows import load_bundle
+
+        self.bundle = find_bundle(bundle)
+        if not (self.bundle / "configs" / EXPORTED_CONFIG).is_file():
+            raise FileNotFoundError(
+                f"{self.bundle}: no configs/{EXPORTED_CONFIG}; this bundle has no exported-network inference"
+            )
+        if device is not None and not _DEVICE.match(str(device)):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        extra = dict(overrides or {})
+        if device is not None:
+            extra["device"] = f"$torch.device('{device}')"
+        parser = load_bundle(self.bundle, ["inference.json", EXPORTED_CONFIG], extra)
+        self.meta = parser.get_parsed_content("_meta_")
+        self.device = parser.get_parsed_content("device")
+        self.preprocessing = parser.get_parsed_content("preprocessing")
+        self.network = parser.get_parsed_content("network")
+        self.inferer = parser.get_parsed_content("inferer")
+        self.prepare_batch = parser.get_parsed_content("prepare_batch")
+        post = parser.get_parsed_content("postprocessing")
+        self.postprocessing = Compose([t for t in post.transforms if not isinstance(t, (SaveImaged, SaveOverlayd))])
+        text = self.meta["network_data_format"]["inputs"]["text"]
+        self.num_prompts = int(text["spatial_shape"][0]) if len(text["spatial_shape"]) == 2 else None
+        self.classes = [
+            name for _, name in sorted(self.meta["network_data_format"]["outputs"]["pred"]["channel_def"].items())
+        ]
+
+    def default_text(self) -> list[str] | None:
+        """One prompt per class (``A computerized tomography of a liver``, ...) for bundles that take a prompt
+        per class; ``None`` for the bundles whose prompt describes the image (the request must give it)."""
+        return [organ_prompt(name) for name in self.classes] if self.num_prompts else None
+
+    def check_text(self, record: dict) -> dict:
+        """``record`` with its ``text`` checked against the bundle (a string, or one prompt per class);
+        the class prompts are filled in when the bundle has them. The errors name the image."""
+        record = dict(record)
+        text = record.get("text", self.default_text())
+        image = record.get("image")
+        if text is None:
+            raise ValueError(f"{image}: no text prompt; {self.bundle.name} needs one (prompts.json)")
+        if self.num_prompts:
+            prompts = [text] if isinstance(text, str) else list(text)
+            if len(prompts) != self.num_prompts:
+                raise ValueError(
+                    f"{image}: {self.bundle.name} takes {self.num_prompts} prompts (one per class: "
+                    f"{', '.join(self.classes)}), got {len(prompts)}"
+                )
+            record["text"] = prompts
+        elif not isinstance(text, str):
+            raise ValueError(f"{image}: {self.bundle.name} takes one prompt string, got {text!r}")
+        return record
+
+    @torch.no_grad()
+    def __call__(self, record: dict) -> dict:
+        data = self.preprocessing(self.check_text(record))
+        batch = list_data_collate([data])
+        inputs, _, args, kwargs = self.prepare_batch(batch, self.device, non_blocking=False)
+        batch["pred"] = self.inferer(inputs, self.network, *args, **kwargs)
+        return self.postprocessing(decollate_batch(batch)[0])

@@ -1,0 +1,137 @@
+"""The MONAI Deploy application run as plain Python (``python app.py -i -o -m``, the SDK's Holoscan executor on
+CPU) on PNG and NIfTI inputs with text prompts: its masks are the bundles' own exported inference's. Needs the
+``deploy`` extra; run with ``python -m pytest -m deploy`` (``bash .ci/run-deploy``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from bundle_cli import BUNDLES, monai_bundle, run_bundle
+from PIL import Image
+
+from lmseg_components.bundle_checks import cli_overrides
+from lmseg_components.data import make_synthetic_lvit, make_synthetic_msd, read_lvit_split, read_msd_split
+from lmseg_components.deploy import make_deploy_app
+from lmseg_components.export import export_bundle
+
+pytest.importorskip("monai.deploy.core", reason="needs the deploy extra: pip install -e '.[deploy]'")
+
+pytestmark = pytest.mark.deploy
+
+EXPORTED = ["configs/inference.json", "configs/inference_exported.json"]
+TIR = {"image_size": 32, "width": 4}
+CT = {"image_size": 32, "dim": 32, "cnn_width": 8, "cost_dim": 16}
+
+
+def _run_app(app: Path, inputs: Path, output: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "app.py", "-i", str(inputs), "-o", str(output), "-m", "models"]
+    command += ["-w", str(output.parent / "work")]
+    env = {**os.environ, "LMSEG_DEVICE": "cpu"}
+    return subprocess.run(command, cwd=app, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tirnet_app(tmp_path_factory):
+    """TIRNet trained one epoch, exported with ``ckpt_export``, its CLI exported inference, and the app folder."""
+    root = tmp_path_factory.mktemp("tirnet_app")
+    make_synthetic_lvit(root / "data", seed=2, size=48, n_train=6, n_val=2, n_test=3)
+    tiny = cli_overrides(TIR) + ["--num_workers", "0", "--batch_size", "2"]
+    run = run_bundle("tirnet_lmis", "training", ["configs/train.json"], root, *tiny, "--epochs", "1")
+    assert run.returncode == 0, run.stderr[-3000:]
+    ts = root / "models" / "model.ts"
+    export = monai_bundle(
+        "tirnet_lmis",
+        "ckpt_export",
+        "network_def",
+        "--filepath",
+        str(ts),
+        "--ckpt_file",
+        str(root / "models" / "model.pt"),
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        "configs/inference.json",
+        *cli_overrides(TIR),
+    )
+    assert export.returncode == 0, export.stderr[-3000:]
+    run = run_bundle("tirnet_lmis", "inference", EXPORTED, root, *tiny)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return root, make_deploy_app(root / "app", BUNDLES / "tirnet_lmis", ts, TIR)
+
+
+def test_app_segments_png_images_with_their_prompts(tirnet_app):
+    root, app = tirnet_app
+    inputs = root / "inputs"
+    inputs.mkdir()
+    records = read_lvit_split(root / "data", "Test")
+    for record in records:
+        shutil.copy2(record["image"], inputs)
+    prompts = {Path(r["image"]).name: r["text"] for r in records}
+    (inputs / "prompts.json").write_text(json.dumps(prompts))
+    run = _run_app(app, inputs, root / "out")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads((root / "out" / "results.json").read_text())
+    assert [Path(r["image"]).name for r in results] == sorted(prompts)
+    for result in results:
+        assert result["text"] == prompts[Path(result["image"]).name]
+        mask = np.asarray(Image.open(root / "out" / result["mask"]))
+        expected = np.asarray(Image.open(root / "eval" / "inference" / result["mask"]))
+        assert mask.shape == (48, 48) and (mask == expected).all()
+        assert result["voxels"].get("1", 0) == int((mask > 0).sum())
+
+
+def test_app_bad_input_exits_with_the_file_named(tirnet_app):
+    root, app = tirnet_app
+    bad = root / "bad"
+    bad.mkdir()
+    shutil.copy2(read_lvit_split(root / "data", "Test")[0]["image"], bad)
+    (bad / "prompts.json").write_text('{"other.png": "a lesion"}')
+    run = _run_app(app, bad, root / "bad_out")
+    assert run.returncode == 1
+    assert "error: " in run.stderr and "prompts.json: key 'other.png' names no image" in run.stderr
+    assert "Traceback" not in run.stderr
+    no_prompt = root / "no_prompt"
+    no_prompt.mkdir()
+    shutil.copy2(read_lvit_split(root / "data", "Test")[0]["image"], no_prompt)
+    run = _run_app(app, no_prompt, root / "no_prompt_out")
+    assert run.returncode == 1 and "no text prompt; tirnet_lmis needs one (prompts.json)" in run.stderr
+
+
+def test_app_segments_ct_volumes_with_the_organ_prompts(tmp_path):
+    root = tmp_path
+    make_synthetic_msd(root / "data", seed=3, n_cases=6, shape=(32, 32, 8))
+    tiny = cli_overrides(CT) + ["--num_workers", "0", "--batch_size", "1", "--samples_per_volume", "2"]
+    run = run_bundle("tgcnet_ct_organs", "training", ["configs/train.json"], root, *tiny, "--epochs", "1")
+    assert run.returncode == 0, run.stderr[-3000:]
+    program = export_bundle(BUNDLES / "tgcnet_ct_organs", overrides={"bundle_root": str(root), **CT})
+    run = run_bundle("tgcnet_ct_organs", "inference", EXPORTED, root, *tiny)
+    assert run.returncode == 0, run.stderr[-3000:]
+    app = make_deploy_app(root / "app", BUNDLES / "tgcnet_ct_organs", program, CT)
+    inputs = root / "inputs"
+    inputs.mkdir()
+    records = read_msd_split(root / "data", "test")
+    for record in records:
+        shutil.copy2(record["image"], inputs)
+    run = _run_app(app, inputs, root / "out")  # no prompts.json: one prompt per organ from the metadata
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads((root / "out" / "results.json").read_text())
+    assert len(results) == len(records)
+    assert results[0]["text"] == [f"A computerized tomography of a {o}" for o in ("liver", "spleen", "kidney")]
+    for result in results:
+        out = nib.load(str(root / "out" / result["mask"]))
+        image = nib.load(result["image"])
+        assert out.shape == image.shape and np.allclose(out.affine, image.affine)
+        assert out.get_data_dtype() == np.uint8
+        expected = np.asarray(nib.load(str(root / "eval" / "inference" / result["mask"])).dataobj)
+        assert (np.asarray(out.dataobj) == expected).all()
+    (inputs / "prompts.json").write_text(json.dumps({"default": "A computerized tomography of a liver"}))
+    run = _run_app(app, inputs, root / "out_one")
+    assert run.returncode == 1 and "tgcnet_ct_organs takes 3 prompts (one per class" in run.stderr
