@@ -160,7 +160,12 @@ def export(bundle: str, ckpt: str | None = None, out: str | None = None, **overr
     print(f"exported to {export_bundle(bundle, ckpt, out, overrides)}")
 
 
-def label_app(out: str, bundles: str | tuple = "tirnet_lmis,tgcnet_lmis,tgcnet_ct_organs", **models: str) -> None:
+def label_app(
+    out: str,
+    bundles: str | tuple = "tirnet_lmis,tgcnet_lmis,tgcnet_ct_organs",
+    overrides: dict | None = None,
+    **models: str,
+) -> None:
     """Write a MONAI Label app folder serving this checkout's bundles locally (no Model Zoo download).
 
     ``lmseg label-app --out apps/lmseg --bundles tirnet_lmis --tirnet_lmis runs/tirnet/models/model.pt``, then
@@ -170,13 +175,15 @@ def label_app(out: str, bundles: str | tuple = "tirnet_lmis,tgcnet_lmis,tgcnet_c
     Args:
         out: the app folder.
         bundles: comma-separated bundle names.
+        overrides: bundle -> config values the checkpoint was trained with, e.g.
+            ``--overrides '{"tirnet_lmis": {"width": 8}}'``.
         models: ``--<bundle> <checkpoint>``: the trained ``model.pt`` to serve (default: the bundle's own).
     """
     from lmseg_components.label import make_label_app
 
     names = bundles.split(",") if isinstance(bundles, str) else list(bundles)
     try:
-        app = make_label_app(out, names, models)
+        app = make_label_app(out, names, models, overrides=overrides)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     served = [n for n in names if (app / "model" / n / "models" / "model.pt").is_file()]

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import json
 import logging.config
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from monai.bundle import ConfigParser
 
-__all__ = ["BUNDLES_DIR", "bundle_dir", "load_bundle", "run_workflow", "evaluate_metrics"]
+__all__ = ["BUNDLES_DIR", "bundle_dir", "copy_bundle", "load_bundle", "run_workflow", "evaluate_metrics"]
 
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 
@@ -20,6 +22,26 @@ def bundle_dir(name: str) -> Path:
     if not (path / "configs" / "metadata.json").is_file():
         raise FileNotFoundError(f"no bundle {name!r} under {BUNDLES_DIR} (install lmseg from a source checkout).")
     return path
+
+
+def copy_bundle(bundle: str | Path, target: str | Path, overrides: dict | None = None, config: str = "inference.json"):
+    """Copy a bundle's ``configs``, ``docs`` and ``LICENSE`` to ``target`` (replaced if it exists), writing the
+    top-level config ``overrides`` (the values a model was trained with, e.g. ``{"width": 8}``) into the copied
+    ``configs/<config>``. Nested ids (``a#b``) are refused: a JSON file holds top-level keys."""
+    bundle, target = Path(bundle), Path(target)
+    nested = sorted(key for key in overrides or {} if "#" in key)
+    if nested:
+        raise ValueError(f"overrides must be top-level config ids, got {nested}")
+    if target.exists():
+        shutil.rmtree(target)
+    for part in ("configs", "docs"):
+        shutil.copytree(bundle / part, target / part)
+    shutil.copy2(bundle / "LICENSE", target / "LICENSE")
+    if overrides:
+        path = target / "configs" / config
+        content = json.loads(path.read_text())
+        content.update(overrides)
+        path.write_text(json.dumps(content, indent=4) + "\n")
 
 
 def load_bundle(bundle: str | Path, configs: Sequence[str], overrides: dict | None = None) -> ConfigParser:

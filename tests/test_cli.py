@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -58,3 +59,30 @@ def test_unknown_kind_and_acdc(tmp_path):
     assert run.returncode != 0 and "--kind must be" in run.stderr
     run = _lmseg("make-synthetic", "--out", str(tmp_path / "acdc"), "--kind", "acdc", "--n-patients", "2")
     assert run.returncode == 0 and sorted(p.name for p in (tmp_path / "acdc").iterdir()) == ["patient001", "patient002"]
+
+
+def test_label_app_writes_the_training_overrides(tmp_path):
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"weights")
+    run = _lmseg(
+        "label-app",
+        "--out",
+        str(tmp_path / "app"),
+        "--bundles",
+        "tirnet_lmis",
+        "--tirnet_lmis",
+        str(model),
+        "--overrides",
+        '{"tirnet_lmis": {"width": 8, "image_size": 96}}',
+    )
+    assert run.returncode == 0, run.stderr
+    bundle = tmp_path / "app" / "model" / "tirnet_lmis"
+    config = json.loads((bundle / "configs" / "inference.json").read_text())
+    assert config["width"] == 8 and config["image_size"] == 96 and "network_def" in config
+    assert (bundle / "models" / "model.pt").read_bytes() == b"weights" and (tmp_path / "app" / "main.py").is_file()
+    run = _lmseg("label-app", "--out", str(tmp_path / "b"), "--bundles", "tirnet_lmis", "--overrides", '{"x": {}}')
+    assert run.returncode == 1 and "overrides given for ['x']" in run.stderr and "Traceback" not in run.stderr
+    run = _lmseg(
+        "label-app", "--out", str(tmp_path / "b"), "--bundles", "tirnet_lmis", "--overrides", '{"tirnet_lmis": 3}'
+    )
+    assert run.returncode == 1 and "must map config ids to values" in run.stderr

@@ -9,6 +9,8 @@ import shutil
 from importlib import metadata
 from pathlib import Path
 
+from lmseg_components.workflows import copy_bundle
+
 __all__ = ["EXPORTED_FILES", "make_deploy_app"]
 
 EXPORTED_FILES = ("model.pt2", "model.ts")
@@ -101,25 +103,13 @@ def make_deploy_app(
     if model.name not in EXPORTED_FILES or model.name not in config_text:
         loads = [name for name in EXPORTED_FILES if name in config_text]
         raise ValueError(f"{bundle.name}'s inference_exported.json loads {loads}, not {model.name}")
-    nested = sorted(key for key in overrides or {} if "#" in key)
-    if nested:
-        raise ValueError(f"overrides must be top-level config ids, got {nested}")
-
     out = Path(out)
     target = out / "models" / bundle.name
-    for old in (target, out / "lmseg_components"):
-        if old.exists():
-            shutil.rmtree(old)
-    for part in ("configs", "docs"):
-        shutil.copytree(bundle / part, target / part)
-    shutil.copy2(bundle / "LICENSE", target / "LICENSE")
+    copy_bundle(bundle, target, overrides, "inference_exported.json")
     (target / "models").mkdir()
     shutil.copy2(model, target / "models" / model.name)
-    if overrides:
-        config = json.loads(config_text)
-        config.update(overrides)
-        (target / "configs" / "inference_exported.json").write_text(json.dumps(config, indent=4) + "\n")
-
+    if (out / "lmseg_components").exists():
+        shutil.rmtree(out / "lmseg_components")
     package = Path(__file__).resolve().parents[1]
     shutil.copytree(package, out / "lmseg_components", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     version = json.loads((bundle / "configs" / "metadata.json").read_text()).get("version", "0.1.0")

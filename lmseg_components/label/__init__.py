@@ -2,7 +2,7 @@
 prompt to a text-guided bundle's network, an app class serving local bundles, and ``lmseg label-app``.
 
 ``monailabel`` is imported only by :mod:`lmseg_components.label.infer` and :mod:`lmseg_components.label.app`;
-:func:`~lmseg_components.label.make_app.make_label_app` (the CLI) needs only the standard library.
+:func:`~lmseg_components.label.make_app.make_label_app` (the CLI) needs only lmseg's own dependencies.
 """
 
 from lmseg_components.label.make_app import make_label_app

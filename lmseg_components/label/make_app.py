@@ -6,6 +6,8 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from lmseg_components.workflows import copy_bundle
+
 __all__ = ["make_label_app"]
 
 MAIN_PY = '''"""MONAI Label app for lmseg text-guided bundles (written by `lmseg label-app`).
@@ -26,6 +28,7 @@ def make_label_app(
     bundles: Sequence[str] = ("tirnet_lmis", "tgcnet_lmis", "tgcnet_ct_organs"),
     models: Mapping[str, str] | None = None,
     bundles_dir: str | Path | None = None,
+    overrides: Mapping[str, Mapping] | None = None,
 ) -> Path:
     """Write ``<out>/main.py`` and copy each bundle to ``<out>/model/<name>`` (configs, docs, LICENSE).
 
@@ -35,26 +38,27 @@ def make_label_app(
         models: bundle name -> trained checkpoint to install as ``models/model.pt`` (default: the bundle's own
             ``models/model.pt`` when it has one). A bundle without a checkpoint is copied but not served.
         bundles_dir: where the bundles live.
+        overrides: bundle name -> top-level config values the checkpoint was trained with (e.g.
+            ``{"tirnet_lmis": {"width": 8}}``), written into the copied ``configs/inference.json``.
 
     Returns:
         the app folder.
     """
     source = Path(bundles_dir) if bundles_dir else Path(__file__).resolve().parents[2] / "bundles"
-    models = dict(models or {})
-    unknown = sorted(set(models) - set(bundles))
+    models, overrides = dict(models or {}), dict(overrides or {})
+    unknown = sorted((set(models) | set(overrides)) - set(bundles))
     if unknown:
-        raise ValueError(f"models given for {unknown}, which are not in bundles {list(bundles)}")
+        raise ValueError(f"models or overrides given for {unknown}, which are not in bundles {list(bundles)}")
+    odd = sorted(name for name, values in overrides.items() if not isinstance(values, Mapping))
+    if odd:
+        raise ValueError(f"overrides for {odd} must map config ids to values, e.g. {{'width': 8}}")
     out = Path(out)
     for name in bundles:
         bundle = source / name
         if not (bundle / "configs" / "inference.json").is_file():
             raise FileNotFoundError(f"{bundle}: not a bundle (no configs/inference.json)")
         target = out / "model" / name
-        if target.exists():
-            shutil.rmtree(target)
-        for part in ("configs", "docs"):
-            shutil.copytree(bundle / part, target / part)
-        shutil.copy2(bundle / "LICENSE", target / "LICENSE")
+        copy_bundle(bundle, target, dict(overrides.get(name, {})))
         checkpoint = Path(models[name]) if name in models else bundle / "models" / "model.pt"
         if name in models and not checkpoint.is_file():
             raise FileNotFoundError(f"checkpoint for {name} not found: {checkpoint}")
