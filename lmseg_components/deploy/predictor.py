@@ -65,7 +65,7 @@ class TextBundlePredictor:
         self.meta = parser.get_parsed_content("_meta_")
         self.device = parser.get_parsed_content("device")
         self.preprocessing = parser.get_parsed_content("preprocessing")
-        self.network = parser.get_parsed_content("network")
+        self.network = parser.get_parsed_content("network").eval()
         self.inferer = parser.get_parsed_content("inferer")
         self.prepare_batch = parser.get_parsed_content("prepare_batch")
         post = parser.get_parsed_content("postprocessing")
