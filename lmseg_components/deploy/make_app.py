@@ -90,7 +90,9 @@ def make_deploy_app(
         raise FileNotFoundError(f"{bundle}: no configs/inference_exported.json (no exported-network inference)")
     config_text = exported_config.read_text()
     if model is None:
-        found = [bundle / "models" / name for name in EXPORTED_FILES if (bundle / "models" / name).is_file()]
+        found = [
+            bundle / "models" / n for n in EXPORTED_FILES if n in config_text and (bundle / "models" / n).is_file()
+        ]
         if not found:
             raise FileNotFoundError(
                 f"{bundle}/models has no exported network ({', '.join(EXPORTED_FILES)}): run `lmseg export` "

@@ -72,9 +72,8 @@ class TextBundlePredictor:
         self.postprocessing = Compose([t for t in post.transforms if not isinstance(t, (SaveImaged, SaveOverlayd))])
         text = self.meta["network_data_format"]["inputs"]["text"]
         self.num_prompts = int(text["spatial_shape"][0]) if len(text["spatial_shape"]) == 2 else None
-        self.classes = [
-            name for _, name in sorted(self.meta["network_data_format"]["outputs"]["pred"]["channel_def"].items())
-        ]
+        channels = self.meta["network_data_format"]["outputs"]["pred"]["channel_def"]
+        self.classes = [channels[key] for key in sorted(channels, key=int)]
 
     def default_text(self) -> list[str] | None:
         """One prompt per class (``A computerized tomography of a liver``, ...) for bundles that take a prompt
