@@ -5,15 +5,37 @@ from __future__ import annotations
 
 import json
 import logging.config
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from monai.bundle import ConfigParser
+from monai.transforms import SaveImaged
 
-__all__ = ["BUNDLES_DIR", "bundle_dir", "copy_bundle", "load_bundle", "run_workflow", "evaluate_metrics"]
+from lmseg_components.engines.overlay import SaveOverlayd
+
+__all__ = [
+    "BUNDLES_DIR",
+    "FILE_WRITERS",
+    "bundle_dir",
+    "copy_bundle",
+    "is_device_name",
+    "load_bundle",
+    "run_workflow",
+    "evaluate_metrics",
+]
 
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
+# the bundles' postprocessing transforms that write files; left out where the caller writes (MONAI Label, Deploy)
+FILE_WRITERS = (SaveImaged, SaveOverlayd)
+_DEVICE_NAME = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def is_device_name(value: object) -> bool:
+    """Whether ``value`` is a device name a request or an app may pick: ``cpu``, ``cuda`` or ``cuda:N`` (never a
+    config expression, which the bundle config would evaluate)."""
+    return isinstance(value, str) and _DEVICE_NAME.match(value) is not None
 
 
 def bundle_dir(name: str) -> Path:

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+TIRNET_TINY = {"image_size": 32, "width": 4}
+EXPORTED_INFERENCE = ["configs/inference.json", "configs/inference_exported.json"]
 
 
 def run_bundle(
@@ -26,3 +28,25 @@ def monai_bundle(bundle: str, *args: str) -> subprocess.CompletedProcess:
     """``python -m monai.bundle <args>`` in ``bundles/<bundle>`` (verify_net_in_out, ckpt_export, ...)."""
     command = [sys.executable, "-m", "monai.bundle", *args]
     return subprocess.run(command, cwd=BUNDLES / bundle, capture_output=True, text=True)
+
+
+def train_and_export_tirnet(root: Path, seed: int = 0) -> Path:
+    """Train a tiny TIRNet (``TIRNET_TINY``) one epoch through the CLI on 6/2/3 synthetic 48 px images under
+    ``root``, export it with ``ckpt_export`` to ``root/models/model.ts`` and run the bundle's exported inference
+    (``inference_exported.json``) into ``root/eval/inference``: the masks a deployed model must reproduce.
+    Returns the TorchScript file."""
+    from lmseg_components.bundle_checks import cli_overrides
+    from lmseg_components.data import make_synthetic_lvit
+
+    make_synthetic_lvit(root / "data", seed=seed, size=48, n_train=6, n_val=2, n_test=3)
+    tiny = cli_overrides(TIRNET_TINY) + ["--num_workers", "0", "--batch_size", "2"]
+    run = run_bundle("tirnet_lmis", "training", ["configs/train.json"], root, *tiny, "--epochs", "1")
+    assert run.returncode == 0, run.stderr[-3000:]
+    ts = root / "models" / "model.ts"
+    common = ["--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json"]
+    args = ["ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(root / "models" / "model.pt")]
+    export = monai_bundle("tirnet_lmis", *args, *common, *cli_overrides(TIRNET_TINY))
+    assert export.returncode == 0, export.stderr[-3000:]
+    run = run_bundle("tirnet_lmis", "inference", EXPORTED_INFERENCE, root, *tiny)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return ts

@@ -14,11 +14,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from bundle_cli import BUNDLES, monai_bundle, run_bundle
+from bundle_cli import BUNDLES, EXPORTED_INFERENCE, TIRNET_TINY, run_bundle, train_and_export_tirnet
 from PIL import Image
 
 from lmseg_components.bundle_checks import cli_overrides
-from lmseg_components.data import make_synthetic_lvit, make_synthetic_msd, read_lvit_split, read_msd_split
+from lmseg_components.data import make_synthetic_msd, read_lvit_split, read_msd_split
 from lmseg_components.deploy import make_deploy_app
 from lmseg_components.export import export_bundle
 
@@ -26,8 +26,6 @@ pytest.importorskip("monai.deploy.core", reason="needs the deploy extra: pip ins
 
 pytestmark = pytest.mark.deploy
 
-EXPORTED = ["configs/inference.json", "configs/inference_exported.json"]
-TIR = {"image_size": 32, "width": 4}
 CT = {"image_size": 32, "dim": 32, "cnn_width": 8, "cost_dim": 16}
 
 
@@ -42,29 +40,8 @@ def _run_app(app: Path, inputs: Path, output: Path) -> subprocess.CompletedProce
 def tirnet_app(tmp_path_factory):
     """TIRNet trained one epoch, exported with ``ckpt_export``, its CLI exported inference, and the app folder."""
     root = tmp_path_factory.mktemp("tirnet_app")
-    make_synthetic_lvit(root / "data", seed=2, size=48, n_train=6, n_val=2, n_test=3)
-    tiny = cli_overrides(TIR) + ["--num_workers", "0", "--batch_size", "2"]
-    run = run_bundle("tirnet_lmis", "training", ["configs/train.json"], root, *tiny, "--epochs", "1")
-    assert run.returncode == 0, run.stderr[-3000:]
-    ts = root / "models" / "model.ts"
-    export = monai_bundle(
-        "tirnet_lmis",
-        "ckpt_export",
-        "network_def",
-        "--filepath",
-        str(ts),
-        "--ckpt_file",
-        str(root / "models" / "model.pt"),
-        "--meta_file",
-        "configs/metadata.json",
-        "--config_file",
-        "configs/inference.json",
-        *cli_overrides(TIR),
-    )
-    assert export.returncode == 0, export.stderr[-3000:]
-    run = run_bundle("tirnet_lmis", "inference", EXPORTED, root, *tiny)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return root, make_deploy_app(root / "app", BUNDLES / "tirnet_lmis", ts, TIR)
+    ts = train_and_export_tirnet(root, seed=2)
+    return root, make_deploy_app(root / "app", BUNDLES / "tirnet_lmis", ts, TIRNET_TINY)
 
 
 def test_app_segments_png_images_with_their_prompts(tirnet_app):
@@ -112,7 +89,7 @@ def test_app_segments_ct_volumes_with_the_organ_prompts(tmp_path):
     run = run_bundle("tgcnet_ct_organs", "training", ["configs/train.json"], root, *tiny, "--epochs", "1")
     assert run.returncode == 0, run.stderr[-3000:]
     program = export_bundle(BUNDLES / "tgcnet_ct_organs", overrides={"bundle_root": str(root), **CT})
-    run = run_bundle("tgcnet_ct_organs", "inference", EXPORTED, root, *tiny)
+    run = run_bundle("tgcnet_ct_organs", "inference", EXPORTED_INFERENCE, root, *tiny)
     assert run.returncode == 0, run.stderr[-3000:]
     app = make_deploy_app(root / "app", BUNDLES / "tgcnet_ct_organs", program, CT)
     inputs = root / "inputs"

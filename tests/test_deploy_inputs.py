@@ -13,11 +13,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_cli import BUNDLES, monai_bundle, run_bundle
+from bundle_cli import BUNDLES, TIRNET_TINY, train_and_export_tirnet
 from monai.data import MetaTensor
 from PIL import Image
 
-from lmseg_components.data import make_synthetic_lvit, read_lvit_split
+from lmseg_components.data import read_lvit_split
 from lmseg_components.deploy import (
     TextBundlePredictor,
     find_bundle,
@@ -26,9 +26,6 @@ from lmseg_components.deploy import (
     read_prompted_inputs,
     write_mask,
 )
-
-TINY = {"image_size": 32, "width": 4}
-TINY_CLI = ["--image_size", "32", "--width", "4", "--num_workers", "0", "--batch_size", "2"]
 
 
 def _png(path: Path, size: int = 8) -> Path:
@@ -104,35 +101,14 @@ def test_write_mask_png_and_nifti(tmp_path):
 
 @pytest.fixture(scope="module")
 def tirnet_exported(tmp_path_factory):
-    """A TIRNet trained one epoch through the CLI and exported to TorchScript, plus the bundle's own inference
-    through ``inference_exported.json`` (the masks the deploy app must reproduce)."""
     root = tmp_path_factory.mktemp("tirnet_deploy")
-    make_synthetic_lvit(root / "data", seed=0, size=48, n_train=6, n_val=2, n_test=3)
-    run = run_bundle("tirnet_lmis", "training", ["configs/train.json"], root, *TINY_CLI, "--epochs", "1")
-    assert run.returncode == 0, run.stderr[-3000:]
-    common = ["--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json"]
-    export = monai_bundle(
-        "tirnet_lmis",
-        "ckpt_export",
-        "network_def",
-        "--filepath",
-        str(root / "models" / "model.ts"),
-        "--ckpt_file",
-        str(root / "models" / "model.pt"),
-        *common,
-        "--width",
-        "4",
-    )
-    assert export.returncode == 0, export.stderr[-3000:]
-    configs = ["configs/inference.json", "configs/inference_exported.json"]
-    run = run_bundle("tirnet_lmis", "inference", configs, root, *TINY_CLI)
-    assert run.returncode == 0, run.stderr[-3000:]
+    train_and_export_tirnet(root)
     return root
 
 
 def test_predictor_reproduces_the_bundle_exported_inference(tirnet_exported):
     root = tirnet_exported
-    predictor = TextBundlePredictor(BUNDLES / "tirnet_lmis", "cpu", {"bundle_root": str(root), **TINY})
+    predictor = TextBundlePredictor(BUNDLES / "tirnet_lmis", "cpu", {"bundle_root": str(root), **TIRNET_TINY})
     for record in read_lvit_split(root / "data", "Test"):
         pred = predictor({"image": record["image"], "text": record["text"]})["pred"]
         assert pred.shape == (1, 48, 48)
@@ -143,7 +119,7 @@ def test_predictor_reproduces_the_bundle_exported_inference(tirnet_exported):
 
 def test_predictor_checks_the_prompt_and_the_device(tirnet_exported):
     root = tirnet_exported
-    predictor = TextBundlePredictor(BUNDLES / "tirnet_lmis", "cpu", {"bundle_root": str(root), **TINY})
+    predictor = TextBundlePredictor(BUNDLES / "tirnet_lmis", "cpu", {"bundle_root": str(root), **TIRNET_TINY})
     assert predictor.num_prompts is None and predictor.default_text() is None
     with pytest.raises(ValueError, match="case.png: no text prompt"):
         predictor.check_text({"image": "case.png"})
@@ -167,7 +143,9 @@ def test_find_bundle_and_missing_exported_config(tmp_path):
 
 
 def test_make_deploy_app_writes_the_folder(tirnet_exported, tmp_path):
-    app = make_deploy_app(tmp_path / "app", BUNDLES / "tirnet_lmis", tirnet_exported / "models" / "model.ts", TINY)
+    app = make_deploy_app(
+        tmp_path / "app", BUNDLES / "tirnet_lmis", tirnet_exported / "models" / "model.ts", TIRNET_TINY
+    )
     for name in ("app.py", "__main__.py", "app.yaml", "requirements.txt", "lmseg_components/deploy/app.py"):
         assert (app / name).is_file(), name
     bundle = app / "models" / "tirnet_lmis"

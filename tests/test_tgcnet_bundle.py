@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bundle_cli import BUNDLES, monai_bundle, run_bundle
+from bundle_cli import BUNDLES, EXPORTED_INFERENCE, monai_bundle, run_bundle
 from PIL import Image
 
 from lmseg_components.bundle_checks import cli_overrides
@@ -58,7 +58,7 @@ def test_verify_and_torch_export_program_runs_in_the_inference_config(trained, t
     eager = sorted((trained / "eval" / "inference").glob("*_mask.png"))
     assert eager, "run test_evaluate_and_infer first (module order)"
     masks = {p.name: np.asarray(Image.open(p)) for p in eager}
-    run = _bundle("inference", ["configs/inference.json", "configs/inference_exported.json"], trained)
+    run = _bundle("inference", EXPORTED_INFERENCE, trained)
     assert run.returncode == 0, run.stderr[-3000:]
     for name, mask in masks.items():  # the exported program predicts what the eager network predicted
         assert np.array_equal(np.asarray(Image.open(trained / "eval" / "inference" / name)), mask)

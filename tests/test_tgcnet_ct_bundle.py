@@ -12,7 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from bundle_cli import BUNDLES, run_bundle
+from bundle_cli import BUNDLES, EXPORTED_INFERENCE, run_bundle
 from monai.bundle import verify_net_in_out
 
 from lmseg_components.bundle_checks import cli_overrides
@@ -105,7 +105,7 @@ def test_verify_and_exported_program_match_the_eager_network(trained):
     assert eager, "run test_inference_writes_label_volumes_on_the_input_grid first (module order)"
     volumes = {p.name: np.asarray(nib.load(str(p)).dataobj) for p in eager}
     export_bundle(BUNDLES / "tgcnet_ct_organs", overrides={"bundle_root": str(root), **SMALL})
-    run = _bundle("inference", ["configs/inference.json", "configs/inference_exported.json"], root)
+    run = _bundle("inference", EXPORTED_INFERENCE, root)
     assert run.returncode == 0, run.stderr[-3000:]
     for name, labels in volumes.items():  # equal up to voxels within float error of the 0.5 threshold
         exported = np.asarray(nib.load(str(root / "eval" / "inference" / name)).dataobj)

@@ -40,7 +40,8 @@ def read_prompted_inputs(path: str | Path) -> list[dict]:
     if not path.exists():
         raise FileNotFoundError(f"input {path} does not exist")
     folder = path if path.is_dir() else path.parent
-    images = sorted(p for p in folder.iterdir() if _is_image(p)) if path.is_dir() else [path]
+    in_folder = sorted(p for p in folder.iterdir() if _is_image(p))
+    images = in_folder if path.is_dir() else [path]
     if not images or not all(_is_image(p) for p in images):
         raise FileNotFoundError(f"input {path}: no image ({', '.join(IMAGE_SUFFIXES)}) to segment")
     prompts_file = folder / PROMPTS_FILE
@@ -52,7 +53,7 @@ def read_prompted_inputs(path: str | Path) -> list[dict]:
             raise ValueError(f"{prompts_file}: not valid JSON ({e})") from None
         if not isinstance(prompts, dict):
             raise ValueError(f"{prompts_file}: must be a JSON object mapping image file names to prompts")
-        names = {p.name for p in folder.iterdir() if _is_image(p)}
+        names = {p.name for p in in_folder}
         for key, value in prompts.items():
             if key != "default" and key not in names:
                 raise ValueError(f"{prompts_file}: key {key!r} names no image in {folder}")

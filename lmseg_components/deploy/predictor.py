@@ -3,20 +3,18 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
 from monai.data import decollate_batch, list_data_collate
-from monai.transforms import Compose, SaveImaged
+from monai.transforms import Compose
 
 from lmseg_components.data.msd import organ_prompt
-from lmseg_components.engines.overlay import SaveOverlayd
+from lmseg_components.workflows import FILE_WRITERS, is_device_name, load_bundle
 
 __all__ = ["EXPORTED_CONFIG", "TextBundlePredictor", "find_bundle"]
 
 EXPORTED_CONFIG = "inference_exported.json"
-_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
 def find_bundle(path: str | Path) -> Path:
@@ -49,14 +47,12 @@ class TextBundlePredictor:
     """
 
     def __init__(self, bundle: str | Path, device: str | None = None, overrides: dict | None = None):
-        from lmseg_components.workflows import load_bundle
-
         self.bundle = find_bundle(bundle)
         if not (self.bundle / "configs" / EXPORTED_CONFIG).is_file():
             raise FileNotFoundError(
                 f"{self.bundle}: no configs/{EXPORTED_CONFIG}; this bundle has no exported-network inference"
             )
-        if device is not None and not _DEVICE.match(str(device)):
+        if device is not None and not is_device_name(str(device)):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
         extra = dict(overrides or {})
         if device is not None:
@@ -69,7 +65,7 @@ class TextBundlePredictor:
         self.inferer = parser.get_parsed_content("inferer")
         self.prepare_batch = parser.get_parsed_content("prepare_batch")
         post = parser.get_parsed_content("postprocessing")
-        self.postprocessing = Compose([t for t in post.transforms if not isinstance(t, (SaveImaged, SaveOverlayd))])
+        self.postprocessing = Compose([t for t in post.transforms if not isinstance(t, FILE_WRITERS)])
         text = self.meta["network_data_format"]["inputs"]["text"]
         self.num_prompts = int(text["spatial_shape"][0]) if len(text["spatial_shape"]) == 2 else None
         channels = self.meta["network_data_format"]["outputs"]["pred"]["channel_def"]

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from fastapi import HTTPException
-from monai.transforms import SaveImaged, SqueezeDimd
+from monai.transforms import SqueezeDimd
 from monailabel.tasks.infer.bundle import BundleInferTask
 from torch import nn
 
-from lmseg_components.engines.overlay import SaveOverlayd
+from lmseg_components.workflows import FILE_WRITERS, is_device_name
 
 __all__ = ["TextBundleInferTask", "TextConditionedNetwork", "validate_text_request"]
 
-_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 MAX_TEXT_LENGTH = 2000
 
 
@@ -51,7 +49,7 @@ def validate_text_request(request: Mapping[str, Any], text_keys: Mapping[str, st
     device = out.get("device")
     if isinstance(device, list):  # the task's config lists the devices; a request may pick one
         device = device[0] if device else None
-    if device is not None and not (isinstance(device, str) and _DEVICE.match(device)):
+    if device is not None and not is_device_name(device):
         raise HTTPException(422, f"param 'device' must be cpu or cuda[:N], got {device!r}.")
     if device is not None:
         out["device"] = device
@@ -101,7 +99,7 @@ class TextBundleInferTask(BundleInferTask):
         text_keys: Mapping[str, str] | None = None,
         **kwargs: Any,
     ):
-        kwargs.setdefault("post_filter", [SaveImaged, SaveOverlayd])
+        kwargs.setdefault("post_filter", list(FILE_WRITERS))
         super().__init__(path, conf, **kwargs)
         if not self.valid:
             return
