@@ -27,6 +27,10 @@ def _torchrun(bundle: str, root: Path, epochs: int, *overrides: str) -> str:
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-3000:]
     assert log.count("SupervisedTrainer - INFO - Engine run finished") == 2  # both ranks finished
+    # only rank 0 builds TensorBoard writers: every event file (events.out.tfevents.<time>.<host>.<pid>.<n>)
+    # comes from one process, none is an empty file of rank 1
+    events = list((root / "eval" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and len({e.name.split(".")[-2] for e in events}) == 1, sorted(e.name for e in events)
     return log
 
 
