@@ -37,7 +37,7 @@ def test_training_writes_checkpoints_and_tensorboard(trained):
     state = torch.load(trained / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert "head.weight" in state
     resume = torch.load(trained / "models" / "checkpoint.pt", map_location="cpu", weights_only=True)
-    assert set(resume) == {"trainer", "network", "optimizer", "lr_scheduler"}
+    assert set(resume) == {"trainer", "network", "optimizer", "lr_scheduler", "best_model", "rng", "run_record"}
     assert resume["trainer"]["iteration"] == 3 and resume["trainer"]["epoch_length"] == 3
     assert list((trained / "eval" / "tensorboard").glob("events.out.tfevents.*"))
 

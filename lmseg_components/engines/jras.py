@@ -143,7 +143,7 @@ class RebuildIndex:
         event: ``epoch_started`` (trainer: every ``interval`` epochs) or ``started`` (evaluator: before each run).
         interval: epochs between rebuilds with ``epoch_started``.
         save_path: where to persist the index; with ``save_on_best`` it is written only when the attached
-            evaluator's key metric improves (the same moment ``CheckpointSaver`` writes the best model).
+            evaluator's key metric improves (the same moment ``BestModelSaver`` writes the best model).
         save_on_best: see ``save_path``.
     """
 

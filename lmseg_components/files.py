@@ -1,0 +1,156 @@
+"""Crash-safe file writing: write to a temporary file beside the target, then rename.
+
+A kill never leaves a torn target; the file gets the mode the user's umask gives a new file (``tempfile`` would
+leave 0600, which breaks a shared cache or a non-root container); the temporary name carries the writer's pid, so
+leftovers of a killed writer are recognised and removed by the next write to the same folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+__all__ = [
+    "atomic_write",
+    "atomic_save",
+    "remove_stale_temps",
+    "current_umask",
+    "prepare_output_dir",
+    "prepare_output_file",
+]
+
+# .<target name>.<pid>.<random>.tmp
+_TEMP = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where ``/proc`` tells it (``os.umask`` alone must set it,
+    which races with other threads creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(directory: str | Path) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_write` left in ``directory`` when its writer was killed
+    (the pid in the name is no longer running); return what was removed. Other files are never touched."""
+    removed = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return removed
+    for path in directory.iterdir():
+        match = _TEMP.match(path.name)
+        if match and not _pid_alive(int(match["pid"])):
+            try:
+                path.unlink()
+                removed.append(path)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
+    """Call ``write(tmp)`` to fill a temporary file beside ``path``, give it the umask's mode and rename it onto
+    ``path``; on any error the temporary file is removed and ``path`` is unchanged. Returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path.parent)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        write(str(tmp))
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def atomic_save(obj, path: str | Path) -> Path:
+    """``torch.save(obj)`` to ``path`` through :func:`atomic_write`."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def _overlapping(target: Path, sources: Sequence[str | Path]) -> list[Path]:
+    """The ``sources`` that ``target`` equals, lies inside, or holds (all compared as resolved paths)."""
+    return [
+        source
+        for source in (Path(s).resolve() for s in sources)
+        if target == source or target in source.parents or source in target.parents
+    ]
+
+
+def prepare_output_dir(target: str | Path, overwrite: bool = False, sources: Sequence[str | Path] = ()) -> Path:
+    """Check that a command may write into the folder ``target``, then create it; return it.
+
+    A command writes only into a folder that is new or empty, unless the user passes ``overwrite`` (then files of
+    the same names are replaced; nothing else in the folder is touched). Whatever ``overwrite`` says, the folder
+    may not be, lie inside or hold one of ``sources`` (what the command copies or reads), so that a command never
+    writes over its own input.
+
+    Args:
+        target: the output folder.
+        overwrite: allow a non-empty ``target``.
+        sources: the files and folders the command copies or reads.
+
+    Raises:
+        ValueError: ``target`` is, holds or lies inside a source (the message names both).
+        FileExistsError: ``target`` is a file, or a non-empty folder and ``overwrite`` is false.
+    """
+    target = Path(target).resolve()
+    clash = _overlapping(target, sources)
+    if clash:
+        raise ValueError(f"output folder {target} overlaps the input {clash[0]}: choose a folder outside it")
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"output folder {target} is a file")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"output folder {target} is not empty: choose a new or empty folder, or pass --overwrite to replace the "
+            "files of the same names in it"
+        )
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def prepare_output_file(target: str | Path, overwrite: bool = False, sources: Sequence[str | Path] = ()) -> Path:
+    """Check that a command may write the file ``target`` (the rules of :func:`prepare_output_dir`: an existing
+    file only with ``overwrite``, never one of ``sources`` or a path inside or around one) and create its folder;
+    return the resolved path.
+
+    Raises:
+        ValueError: ``target`` is, holds or lies inside a source.
+        FileExistsError: ``target`` is a folder, or an existing file and ``overwrite`` is false.
+    """
+    target = Path(target).resolve()
+    clash = _overlapping(target, sources)
+    if clash:
+        raise ValueError(f"output file {target} overlaps the input {clash[0]}: choose another path")
+    if target.is_dir():
+        raise FileExistsError(f"output file {target} is a folder")
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"output file {target} exists: choose another path, or pass --overwrite to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
