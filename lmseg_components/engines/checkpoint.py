@@ -77,8 +77,9 @@ class _SkipFirstBatches:
 
 class ResumableCheckpoint:
     """Save ``save_dict`` (trainer, network, optimizer, scheduler, ...) to ``<save_dir>/<filename>`` every
-    ``save_interval`` iterations and after each epoch's handlers (validation); on start, load it if it exists, so a killed run restarted with the same command continues where it stopped — and, with ``seed``,
-    as the same run: the final weights equal those of a run that was never interrupted.
+    ``save_interval`` iterations and after each epoch's handlers (validation); on start, load it if it exists,
+    so a killed run restarted with the same command continues where it stopped — and, with ``seed``, as the
+    same run: the final weights equal those of a run that was never interrupted.
 
     - **Same random streams**: with ``seed``, every epoch starts its random streams (torch, numpy, python, the
       training dataset's random transforms, hence shuffle order, augmentation, dropout) from
