@@ -1,6 +1,7 @@
 """Ignite handlers and output writers that MONAI does not provide."""
 
-from lmseg_components.engines.checkpoint import ResumableCheckpoint
+from lmseg_components.engines.checkpoint import BestModelSaver, ResumableCheckpoint, RunMismatchError, epoch_seed
+from lmseg_components.engines.checkpoint_loader import CheckedCheckpointLoader, check_checkpoint_file
 from lmseg_components.engines.inferers import TextSliceInferer
 from lmseg_components.engines.jras import (
     ContrastiveStep,
@@ -14,6 +15,10 @@ from lmseg_components.engines.jras import (
 from lmseg_components.engines.overlay import SaveOverlayd, render_overlay
 
 __all__ = [
+    "BestModelSaver",
+    "RunMismatchError",
+    "epoch_seed",
+    "CheckedCheckpointLoader",
     "ContrastiveStep",
     "GalleryFromDataset",
     "LoadRetrievalState",
@@ -24,5 +29,6 @@ __all__ = [
     "SaveOverlayd",
     "TextSliceInferer",
     "augment_views",
+    "check_checkpoint_file",
     "render_overlay",
 ]
