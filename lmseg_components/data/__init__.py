@@ -7,6 +7,8 @@ the generator (and the ``lmseg make-synthetic`` / ``check-data`` commands) start
 from lmseg_components.data.acdc import (
     ACDC_LABELS,
     ACDC_PARTS,
+    check_acdc,
+    check_busi,
     load_slices,
     read_acdc_slices,
     read_acdc_split,
@@ -15,6 +17,9 @@ from lmseg_components.data.acdc import (
 from lmseg_components.data.check import check_dataset, detect_layout
 from lmseg_components.data.lvit import (
     LVIT_SPLITS,
+    TRAINING_SPLITS,
+    binary_mask_problem,
+    check_images_readable,
     check_lvit,
     find_text_table,
     read_lvit_split,
@@ -44,14 +49,20 @@ __all__ = [
     "read_acdc_slices",
     "read_acdc_split",
     "ACDC_PARTS",
+    "check_acdc",
+    "check_busi",
     "read_busi",
     "split_by_case",
     "AsGreyd",
     "AuxiliaryPromptd",
+    "BinaryMaskd",
     "SelectSliced",
     "OneHotForegroundd",
     "MultiLabelToIndexd",
     "LVIT_SPLITS",
+    "TRAINING_SPLITS",
+    "binary_mask_problem",
+    "check_images_readable",
     "ORGAN_PROMPT",
     "DataProblem",
     "DatasetValidationError",
@@ -83,7 +94,7 @@ def __getattr__(name: str):
         from lmseg_components.data import text_transforms
 
         return getattr(text_transforms, name)
-    if name in ("AsGreyd", "SelectSliced", "OneHotForegroundd", "MultiLabelToIndexd"):
+    if name in ("AsGreyd", "BinaryMaskd", "SelectSliced", "OneHotForegroundd", "MultiLabelToIndexd"):
         from lmseg_components.data import image_transforms
 
         return getattr(image_transforms, name)

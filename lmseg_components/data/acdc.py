@@ -21,12 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from lmseg_components.data.lvit import _check_pair
+from lmseg_components.data.msd import nifti_volume_problem
 from lmseg_components.data.problems import DataProblem, DatasetValidationError
-from lmseg_components.data.splits import PARTS, select_part
+from lmseg_components.data.splits import PARTS, select_part, split_problems
 
 __all__ = [
     "ACDC_LABELS",
     "ACDC_PARTS",
+    "check_acdc",
+    "check_busi",
     "load_slices",
     "read_acdc_slices",
     "read_acdc_split",
@@ -52,7 +56,8 @@ def read_acdc_slices(root: str | Path, min_foreground: int = 0, with_labels: boo
         (z index), ``case_id`` (patient), ``name`` (``patientXXX_frameYY_zNN``).
 
     Raises:
-        DatasetValidationError: every problem found (frame without ``_gt``, unreadable NIfTI, shape mismatch).
+        DatasetValidationError: every problem found (frame without ``_gt``, unreadable, truncated or non-3-D NIfTI,
+            shape mismatch, label values outside ``ACDC_LABELS``).
     """
     import nibabel as nib
 
@@ -64,26 +69,28 @@ def read_acdc_slices(root: str | Path, min_foreground: int = 0, with_labels: boo
         raise DatasetValidationError([DataProblem(str(root), "no patientXXX/patientXXX_frameYY.nii.gz found")])
     for frame in frames:
         patient, number = _FRAME.match(frame.name).group(1, 2)
+        try:
+            image = nib.load(str(frame))
+            problem = nifti_volume_problem(frame, image)
+        except Exception as e:  # nibabel raises many types for corrupt files
+            problem = f"unreadable NIfTI ({e})"
+        if problem is not None:
+            problems.append(DataProblem(str(frame), problem))
+            continue
         if not with_labels:
-            try:
-                depth = nib.load(str(frame)).shape[2]
-            except Exception as e:  # nibabel raises many types for corrupt files
-                problems.append(DataProblem(str(frame), f"unreadable NIfTI ({e})"))
-                continue
-            records += [_slice_record(frame, None, z, patient, number) for z in range(depth)]
+            records += [_slice_record(frame, None, z, patient, number) for z in range(image.shape[2])]
             continue
         gt = frame.with_name(frame.name.replace(".nii", "_gt.nii", 1))
         if not gt.is_file():
             problems.append(DataProblem(str(frame), f"no ground truth {gt.name}"))
             continue
         try:
-            image_shape = nib.load(str(frame)).shape[:3]
             labels = np.asarray(nib.load(str(gt)).dataobj)
         except Exception as e:  # nibabel raises many types for corrupt files
-            problems.append(DataProblem(str(frame), f"unreadable NIfTI pair ({e})"))
+            problems.append(DataProblem(str(gt), f"unreadable NIfTI ({e})"))
             continue
-        if tuple(labels.shape[:3]) != tuple(image_shape):
-            problems.append(DataProblem(str(gt), f"label shape {labels.shape} differs from image shape {image_shape}"))
+        if tuple(labels.shape) != tuple(image.shape):
+            problems.append(DataProblem(str(gt), f"label shape {labels.shape} differs from image shape {image.shape}"))
             continue
         extra = sorted(set(np.unique(labels).astype(int).tolist()) - set(ACDC_LABELS))
         if extra:
@@ -116,7 +123,33 @@ def read_busi(root: str | Path, classes: Sequence[str] = ("benign", "malignant",
     Raises:
         DatasetValidationError: images without any mask, masks without an image.
     """
-    root = Path(root)
+    records, problems = _read_busi(Path(root), classes)
+    if problems:
+        raise DatasetValidationError(problems)
+    return records
+
+
+def check_busi(root: str | Path, classes: Sequence[str] = ("benign", "malignant", "normal")) -> list[DataProblem]:
+    """Every problem of :func:`read_busi` plus, for each image, every problem of its pixels: unreadable files,
+    masks of another size than the image, masks that are not binary (the LViT reader's checks)."""
+    records, problems = _read_busi(Path(root), classes)
+    for record in records:
+        for mask in record["label"]:
+            _check_pair(Path(record["image"]), Path(mask), None, True, problems)
+    return problems
+
+
+def check_acdc(root: str | Path, fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0) -> list[DataProblem]:
+    """Every problem J-RAS training would meet in an ACDC folder: those of :func:`read_acdc_slices` and, when the
+    slices read, an empty train, val or test part of the patient split (``fractions``, ``seed``)."""
+    try:
+        records = read_acdc_slices(root)
+    except DatasetValidationError as e:
+        return e.problems
+    return split_problems(records, root, fractions, seed)
+
+
+def _read_busi(root: Path, classes: Sequence[str]) -> tuple[list[dict], list[DataProblem]]:
     problems: list[DataProblem] = []
     records: list[dict] = []
     for cls in classes:
@@ -147,9 +180,7 @@ def read_busi(root: str | Path, classes: Sequence[str] = ("benign", "malignant",
             )
         for stem, orphans in masks.items():
             problems += [DataProblem(str(m), f"mask has no image {stem}.png") for m in orphans]
-    if problems:
-        raise DatasetValidationError(problems)
-    return records
+    return records, problems
 
 
 def read_acdc_split(

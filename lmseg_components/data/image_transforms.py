@@ -10,7 +10,9 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from monai.utils import convert_to_dst_type
 
-__all__ = ["AsGreyd", "MultiLabelToIndexd", "OneHotForegroundd", "SelectSliced"]
+from lmseg_components.data.lvit import binary_mask_problem
+
+__all__ = ["AsGreyd", "BinaryMaskd", "MultiLabelToIndexd", "OneHotForegroundd", "SelectSliced"]
 
 
 class AsGreyd(MapTransform):
@@ -74,6 +76,35 @@ class SelectSliced(MapTransform):
 def _source(data: Mapping[Hashable, object], key: Hashable) -> str:
     meta = getattr(data[key], "meta", {})
     return str(meta.get("filename_or_obj", key))
+
+
+class BinaryMaskd(MapTransform):
+    """Binary mask of any encoding (0/1, 0/255, boolean, palette indices) -> float 0/1, shape kept (1, *spatial).
+
+    Background is 0 and any single foreground value becomes 1, so a 0/1 mask is not thresholded to empty as
+    ``AsDiscreted(threshold=127)`` would. The rule is :func:`~lmseg_components.data.lvit.binary_mask_problem`,
+    the one ``lmseg check-data`` applies. Metadata is kept.
+
+    Args:
+        keys: mask keys (after ``LoadImaged`` + ``EnsureChannelFirstd`` + ``AsGreyd``).
+
+    Raises:
+        ValueError: naming the file (from the image metadata) when a mask has more than one foreground value or
+            no background 0.
+    """
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            mask = torch.as_tensor(d[key]).as_subclass(torch.Tensor)
+            problem = binary_mask_problem(mask.unique().tolist())
+            if problem is not None:
+                raise ValueError(f"{_source(d, key)}: {problem}.")
+            d[key] = convert_to_dst_type((mask != 0).float(), d[key], dtype=torch.float32)[0]
+        return d
 
 
 class OneHotForegroundd(MapTransform):

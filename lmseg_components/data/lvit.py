@@ -3,7 +3,7 @@
 Layout::
 
     <root>/Train_Folder/img/<image>.png
-    <root>/Train_Folder/labelcol/<mask>.png        # binary, 0/255 (or 0/1)
+    <root>/Train_Folder/labelcol/<mask>.png        # binary: background 0 and one foreground value (255, 1, ...)
     <root>/Train_Folder/Train_text.xlsx            # columns Image, Description
     <root>/Val_Folder/...  Val_text.xlsx
     <root>/Test_Folder/... Test_text.xlsx
@@ -11,11 +11,14 @@ Layout::
 QaTa-COV19 names masks ``mask_<image>`` and its ``Image`` column holds the mask name; MosMedData+ uses the
 same name for image and mask. Both are recognised row by row. A CSV with the same two columns can replace the
 xlsx (``<split>_text.csv`` beside it, or the GuideDecoder-style ``<root>/prompt/<split>.csv``).
+
+Training reads ``Train`` and ``Val`` (:data:`TRAINING_SPLITS`), evaluation and inference ``Test``.
 """
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +26,19 @@ from PIL import Image, UnidentifiedImageError
 
 from lmseg_components.data.problems import DataProblem, DatasetValidationError
 
-__all__ = ["LVIT_SPLITS", "find_text_table", "read_text_table", "read_lvit_split", "check_lvit"]
+__all__ = [
+    "LVIT_SPLITS",
+    "TRAINING_SPLITS",
+    "binary_mask_problem",
+    "check_images_readable",
+    "find_text_table",
+    "read_text_table",
+    "read_lvit_split",
+    "check_lvit",
+]
 
 LVIT_SPLITS = ("Train", "Val", "Test")
+TRAINING_SPLITS = ("Train", "Val")
 IMAGE_COLUMN = "Image"
 TEXT_COLUMN = "Description"
 AUX_COLUMN = "Auxiliary"
@@ -108,6 +121,41 @@ def _resolve_pair(value: str, img_dir: Path, mask_dir: Path) -> tuple[Path | Non
     return image, mask
 
 
+def binary_mask_problem(values: Sequence[float]) -> str | None:
+    """Why a mask with these distinct values is not binary, or None when it is.
+
+    A binary mask holds background 0 and at most one foreground value, whatever the encoding (0/1, 0/255,
+    boolean, palette indices); an all-background or all-foreground mask is binary too. This one rule is applied
+    by the readers (``lmseg check-data``) and by :class:`~lmseg_components.data.image_transforms.BinaryMaskd`
+    at training, so that both accept and refuse the same masks.
+    """
+    distinct = sorted({float(v) for v in values})
+    if len(distinct) > 2:
+        shown = ", ".join(f"{v:g}" for v in distinct[:8]) + (", ..." if len(distinct) > 8 else "")
+        return f"non-binary mask: {len(distinct)} values ({shown}), expected background 0 and one foreground value"
+    if len(distinct) == 2 and distinct[0] != 0:
+        return f"non-binary mask: values {distinct[0]:g} and {distinct[1]:g}, expected background 0"
+    return None
+
+
+def check_images_readable(records: Sequence[dict], key: str = "image") -> list[dict]:
+    """Decode every ``record[key]`` image once and return ``records`` unchanged when all are readable.
+
+    The inference configs wrap their datalist with it: a corrupt or truncated input is refused before the first
+    mask is written, with every bad file listed, instead of aborting part-way with PIL's "image file is
+    truncated" and no file name.
+
+    Raises:
+        DatasetValidationError: naming every image that cannot be decoded.
+    """
+    problems: list[DataProblem] = []
+    for record in records:
+        _open_image(Path(record[key]), problems, None)
+    if problems:
+        raise DatasetValidationError(problems)
+    return list(records)
+
+
 def _open_image(path: Path, problems: list[DataProblem], row: int | None) -> np.ndarray | None:
     try:
         with Image.open(path) as im:
@@ -136,10 +184,9 @@ def _check_pair(image: Path, mask: Path, row: int, strict_masks: bool, problems:
         if not all(np.array_equal(msk[..., 0], msk[..., c]) for c in range(1, min(msk.shape[2], 3))):
             problems.append(DataProblem(str(mask), "mask has differing colour channels, expected a grey mask", row))
         msk = msk[..., 0]
-    values = np.unique(msk)
-    if strict_masks and not (set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1}):
-        shown = values[:8].tolist()
-        problems.append(DataProblem(str(mask), f"non-binary mask: values {shown}, expected 0/255 or 0/1", row=row))
+    problem = binary_mask_problem(np.unique(msk).tolist()) if strict_masks else None
+    if problem is not None:
+        problems.append(DataProblem(str(mask), problem, row=row))
 
 
 def read_lvit_split(
@@ -156,7 +203,7 @@ def read_lvit_split(
         split: one of ``Train``, ``Val``, ``Test``.
         text_file: text table to use instead of the one found by :func:`find_text_table`.
         validate: open every image and mask and check sizes and mask values (see ``strict_masks``).
-        strict_masks: report masks whose values are not {0, 255} or {0, 1}.
+        strict_masks: report masks that are not binary (see :func:`binary_mask_problem`).
 
     Returns:
         one dict per text row: ``image`` and ``label`` (absolute paths), ``text``, ``name`` (image file name),
@@ -172,14 +219,15 @@ def read_lvit_split(
 
 
 def check_lvit(root: str | Path, strict_masks: bool = True) -> list[DataProblem]:
-    """Every problem found in every split present under ``root`` (at least one split must exist)."""
+    """Every problem found in every split present under ``root``; the splits training reads
+    (:data:`TRAINING_SPLITS`) must be present."""
     root = Path(root)
     present = [s for s in LVIT_SPLITS if (root / f"{s}_Folder").is_dir()]
-    if not present:
-        return [
-            DataProblem(str(root), f"no split folder found (expected one of {[s + '_Folder' for s in LVIT_SPLITS]})")
-        ]
-    problems: list[DataProblem] = []
+    problems = [
+        DataProblem(str(root / f"{s}_Folder"), "split folder is missing (training reads Train_Folder and Val_Folder)")
+        for s in TRAINING_SPLITS
+        if s not in present
+    ]
     for split in present:
         problems += _read_split(root, split, None, True, strict_masks)[1]
     return problems

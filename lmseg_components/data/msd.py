@@ -7,8 +7,10 @@ Layout::
     <root>/imagesTr/*.nii.gz
     <root>/labelsTr/*.nii.gz
 
-Reading checks headers only (existence, NIfTI header, image/label shape and affine agreement);
-``check_msd(deep=True)`` also decodes every voxel, catching truncated files and label values outside ``labels``.
+Reading checks headers only (existence, NIfTI header, 3-D volumes, image/label shape and affine agreement) plus
+a cheap truncation check (the size the header needs against the file, or the gzip trailer); ``check_msd(deep=True)``
+also decodes every voxel, catching any corrupt file and label values outside ``labels``. The ``labels`` keys must
+be ``0..N-1`` without gaps: training one-hot encodes label ``k`` as channel ``k``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ import numpy as np
 from lmseg_components.data.problems import DataProblem, DatasetValidationError
 from lmseg_components.data.splits import select_part
 
-__all__ = ["ORGAN_PROMPT", "organ_prompt", "read_msd_labels", "read_msd", "read_msd_split", "check_msd"]
+__all__ = [
+    "ORGAN_PROMPT",
+    "organ_prompt",
+    "nifti_volume_problem",
+    "read_msd_labels",
+    "read_msd",
+    "read_msd_split",
+    "check_msd",
+]
 
 ORGAN_PROMPT = "A computerized tomography of a {organ}"
 AFFINE_ATOL = 1e-3
@@ -47,6 +57,14 @@ def _load_dataset_json(root: Path) -> tuple[dict | None, list[DataProblem]]:
         problems.append(DataProblem(str(path), "dataset.json has no 'labels' map"))
     elif not all(str(k).isdigit() for k in labels):
         problems.append(DataProblem(str(path), f"'labels' keys must be integers, got {list(labels)}"))
+    elif sorted(int(k) for k in labels) != list(range(len(labels))):
+        problems.append(
+            DataProblem(
+                str(path),
+                f"'labels' keys must be 0..{len(labels) - 1} without gaps (label k is trained as class k), "
+                f"got {sorted(int(k) for k in labels)}",
+            )
+        )
     return meta, problems
 
 
@@ -95,6 +113,30 @@ def _case_id(name: str) -> str:
     return Path(name).stem
 
 
+def nifti_volume_problem(path: str | Path, volume) -> str | None:
+    """Why the loaded NIfTI ``volume`` read from ``path`` cannot be trained on, or None: it is not 3-D, or the file
+    is shorter than its header says. The size check reads the file size (``.nii``) or the gzip trailer's
+    uncompressed size (``.nii.gz``); only when the trailer disagrees (a truncated file, or a gzip of several
+    members) are the voxels decoded to decide. Used by the MSD and ACDC readers."""
+    path = Path(path)
+    if len(volume.shape) != 3:
+        return f"{len(volume.shape)}-D volume {volume.shape}, expected a 3-D volume"
+    header = volume.header
+    needed = int(header.get_data_offset()) + int(np.prod(volume.shape)) * header.get_data_dtype().itemsize
+    if not path.name.endswith(".gz"):
+        size = path.stat().st_size
+        return None if size >= needed else f"truncated NIfTI: {size} bytes, its header needs {needed}"
+    with open(path, "rb") as f:
+        f.seek(-4, 2)
+        if int.from_bytes(f.read(4), "little") == needed % 2**32:
+            return None
+    try:
+        np.asarray(volume.dataobj)
+    except Exception as e:  # zlib, gzip and nibabel errors for torn streams
+        return f"truncated or corrupt NIfTI ({e})"
+    return None
+
+
 def _read(root: Path, section: str, deep: bool) -> tuple[list[dict], list[DataProblem]]:
     import nibabel as nib
 
@@ -120,13 +162,17 @@ def _read(root: Path, section: str, deep: bool) -> tuple[list[dict], list[DataPr
                 continue
             try:
                 vol = nib.load(str(path))
-                headers[path] = (vol.shape[:3], vol.affine)
+                problem = nifti_volume_problem(path, vol)
+                if problem is not None:
+                    problems.append(DataProblem(str(path), problem))
+                    continue
                 if deep:
                     data = np.asarray(vol.dataobj)
                     if path == label:
                         extra = sorted(set(np.unique(data).astype(int).tolist()) - set(labels))
                         if extra:
                             problems.append(DataProblem(str(path), f"label values {extra} not in 'labels' map"))
+                headers[path] = (vol.shape, vol.affine)
             except Exception as e:  # nibabel raises many types for corrupt files
                 problems.append(DataProblem(str(path), f"unreadable or corrupt NIfTI ({e})"))
         if len(headers) == 2:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PARTS", "select_part", "split_by_case"]
+from lmseg_components.data.problems import DataProblem, DatasetValidationError
+
+__all__ = ["PARTS", "select_part", "split_by_case", "split_problems"]
 
 PARTS = ("train", "val", "test")
 
@@ -51,13 +53,28 @@ def _case_counts(n: int, fractions: Sequence[float]) -> list[int]:
     return counts
 
 
+def split_problems(
+    records: Sequence[dict], root: str | Path, fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0
+) -> list[DataProblem]:
+    """One problem naming ``root`` for each part of :func:`split_by_case` that gets no case: the part that
+    :func:`select_part` refuses (``lmseg check-data`` reports what training will refuse)."""
+    parts = split_by_case(records, fractions, seed)
+    return [_empty_part(root, part, fractions) for part, selected in zip(PARTS, parts, strict=True) if not selected]
+
+
+def _empty_part(root: str | Path, part: str, fractions: Sequence[float]) -> DataProblem:
+    message = f"the {part!r} part of the case split {list(fractions)} is empty; add cases or change split_fractions"
+    return DataProblem(str(root), message)
+
+
 def select_part(
     records: Sequence[dict], part: str, fractions: Sequence[float], seed: int, root: str | Path
 ) -> list[dict]:
     """The ``part`` (one of :data:`PARTS`) of :func:`split_by_case` over ``records`` read from ``root``.
 
     Raises:
-        ValueError: for an unknown part, fractions that are not three shares, or an empty part (naming ``root``).
+        ValueError: for an unknown part or fractions that are not three shares.
+        DatasetValidationError: (a ``ValueError``) naming ``root`` when the part is empty.
     """
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}.")
@@ -65,8 +82,5 @@ def select_part(
         raise ValueError(f"fractions must give train/val/test shares, got {list(fractions)}.")
     selected = split_by_case(records, fractions, seed)[PARTS.index(part)]
     if not selected:
-        raise ValueError(
-            f"{root}: the {part!r} part of the case split {list(fractions)} is empty; add cases or change "
-            "split_fractions."
-        )
+        raise DatasetValidationError([_empty_part(root, part, fractions)])
     return selected
