@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+_STATE_KEYS = frozenset({"format", "backend", "dim", "ids", "case_ids", "retriever_fingerprint"})
 
 
 def atomic_save(obj, path: str | Path) -> None:
@@ -255,7 +256,12 @@ class TorchIndex(RetrievalIndex):
         return {"embeddings": self.embeddings}
 
     def _load_state(self, state: dict) -> None:
-        self.embeddings = state["embeddings"].float()
+        embeddings = state["embeddings"]
+        expected = (len(self.ids), self.dim)
+        if not isinstance(embeddings, torch.Tensor) or tuple(embeddings.shape) != expected:
+            shape = tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings).__name__
+            raise ValueError(f"embeddings are {shape}, expected {expected} (one row per id)")
+        self.embeddings = embeddings.float()
         self._half = self.embeddings.half()
 
     def memory_bytes(self) -> int:
@@ -348,6 +354,9 @@ class FaissIndex(RetrievalIndex):
 
         blob = state["faiss_index"].numpy()
         self.index = faiss.deserialize_index(blob) if blob.size else None
+        size, dim = (self.index.ntotal, self.index.d) if self.index is not None else (0, self.dim)
+        if (size, dim) != (len(self.ids), self.dim):
+            raise ValueError(f"faiss index holds {size} vectors of dim {dim}, expected {len(self.ids)} of {self.dim}")
         if self.index is not None and self.kind == "ivf":
             self.index.nprobe = min(self.nprobe, self.nlist or self.nprobe)
         if self.index is not None and self.kind == "hnsw":
@@ -376,14 +385,25 @@ def load_index(
 
     Raises:
         FileNotFoundError: no file at ``path``.
+        ValueError: ``{path}: ...`` when the file is not a readable index (truncated, corrupt, not written by
+            :meth:`RetrievalIndex.save`) or is inconsistent (ids, case ids and embeddings of different lengths).
         StaleIndexError: the fingerprint or the gallery ids differ; the message says which, and to rebuild.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no retrieval index at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises OSError, EOFError, RuntimeError or UnpicklingError for a torn file
+        reason = (str(e).splitlines() or [""])[0]
+        raise ValueError(f"{path}: not a readable retrieval index ({type(e).__name__}: {reason}); rebuild it.") from e
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a retrieval index (holds a {type(state).__name__}); rebuild it.")
     if state.get("format") != FORMAT_VERSION:
         raise StaleIndexError(f"{path}: index format {state.get('format')} is not {FORMAT_VERSION}; rebuild it.")
+    missing = sorted(_STATE_KEYS - set(state))
+    if missing:
+        raise ValueError(f"{path}: not a retrieval index (missing {missing}); rebuild it.")
     if state["retriever_fingerprint"] != str(retriever_fingerprint):
         raise StaleIndexError(
             f"{path} was built by retriever {state['retriever_fingerprint']} but the current retriever is "
@@ -394,11 +414,20 @@ def load_index(
             f"{path} indexes a different gallery ({len(state['ids'])} items) than the one given "
             f"({len(gallery_ids)} items): rebuild the index."
         )
-    if state["backend"] == "torch":
-        index: RetrievalIndex = TorchIndex(state["dim"])
-    else:
-        index = FaissIndex(state["dim"], **state["params"])
-    index.ids, index.case_ids = list(state["ids"]), list(state["case_ids"])
-    index._row_of = {item: row for row, item in enumerate(index.ids)}
-    index._load_state(state)
+    ids, case_ids = list(state["ids"]), list(state["case_ids"])
+    if len(case_ids) != len(ids) or len(set(ids)) != len(ids):
+        raise ValueError(
+            f"{path}: inconsistent retrieval index ({len(ids)} ids, {len(set(ids))} distinct, {len(case_ids)} "
+            "case ids); rebuild it."
+        )
+    try:
+        if state["backend"] == "torch":
+            index: RetrievalIndex = TorchIndex(state["dim"])
+        else:
+            index = FaissIndex(state["dim"], **state["params"])
+        index.ids, index.case_ids = ids, case_ids
+        index._row_of = {item: row for row, item in enumerate(index.ids)}
+        index._load_state(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{path}: inconsistent retrieval index ({type(e).__name__}: {e}); rebuild it.") from e
     return index
