@@ -9,7 +9,7 @@ from pathlib import Path
 
 import fire
 
-from lmseg_components.data.check import check_dataset
+from lmseg_components.data.check import LAYOUTS, check_dataset
 from lmseg_components.data.synthetic import make_synthetic_acdc, make_synthetic_lvit, make_synthetic_msd
 
 __all__ = ["make_synthetic", "check_data", "demo", "verify_bundles", "export", "label_app", "main"]
@@ -57,9 +57,12 @@ def check_data(root: str, layout: str | None = None) -> None:
     """Print every problem found in the dataset at ``root``; exit with status 1 if there is any.
 
     Args:
-        root: dataset folder (LViT layout with ``*_Folder`` or MSD layout with ``dataset.json``).
-        layout: ``lvit`` or ``msd``; detected when omitted.
+        root: dataset folder: LViT (``*_Folder``), MSD (``dataset.json``), ACDC (``patientXXX`` folders) or BUSI
+            (``benign``/``malignant``/``normal`` folders).
+        layout: ``lvit``, ``msd``, ``acdc`` or ``busi``; detected when omitted.
     """
+    if layout is not None and layout not in LAYOUTS:
+        sys.exit(f"error: --layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     layout, problems = check_dataset(root, layout)
     for problem in problems:
         print(f"PROBLEM {problem}")

@@ -28,7 +28,7 @@ def test_make_synthetic_then_check_data(tmp_path):
     check = _lmseg("check-data", str(tmp_path / "lvit"))
     assert check.returncode == 0 and "valid lvit dataset" in check.stdout
 
-    run = _lmseg("make-synthetic", "--out", str(tmp_path / "msd"), "--kind", "msd", "--n-cases", "2")
+    run = _lmseg("make-synthetic", "--out", str(tmp_path / "msd"), "--kind", "msd", "--n-cases", "3")  # 1 per part
     assert run.returncode == 0, run.stderr
     assert _lmseg("check-data", str(tmp_path / "msd")).returncode == 0
 
