@@ -8,6 +8,10 @@ options are config overrides (e.g. ``--width 16`` for TIRNet, ``--dim 64`` for T
 
     python benchmarks/text_grounding.py --out runs/text_grounding --epochs 40 --image_size 64 --width 16
     python benchmarks/text_grounding.py --bundle tgcnet_lmis --image_size 128 --epochs 20 --variants full
+    python benchmarks/text_grounding.py --bundle tgcnet_lmis --image_size 128 --epochs 20 --variants cnn_off,vit_off
+
+Several variants are one comma-separated value (``--variants cnn_off,vit_off``); a space-separated list is
+refused before anything is trained.
 """
 
 from __future__ import annotations
@@ -116,8 +120,14 @@ def run(
     return rows
 
 
-def main(**kwargs) -> None:
-    """Command-line entry: the table is printed, nothing is returned (fire would print it again)."""
+def main(*unexpected, **kwargs) -> None:
+    """Command-line entry: the table is printed, nothing is returned (fire would print it again). Positional
+    arguments are refused before any training: fire leaves the second word of ``--variants a b`` over as one."""
+    if unexpected:
+        raise SystemExit(
+            f"unexpected arguments {list(unexpected)}: give several variants comma-separated, "
+            "e.g. --variants cnn_off,vit_off"
+        )
     run(**kwargs)
 
 
