@@ -146,11 +146,13 @@ def verify_bundles(bundles_dir: str | None = None, settings_file: str | None = N
     sys.exit(run_checks(bundles_dir, settings_file, selected))
 
 
-def export(bundle: str, ckpt: str | None = None, out: str | None = None, **overrides) -> None:
+def export(bundle: str, ckpt: str | None = None, out: str | None = None, overwrite: bool = False, **overrides) -> None:
     """Export a bundle's trained network with ``torch.export`` to ``<bundle_root>/models/model.pt2``.
 
-    For networks TorchScript cannot script (TGC-Net). Config values are overridable as in ``monai.bundle``, e.g.
-    ``lmseg export bundles/tgcnet_lmis --bundle_root runs/tgc --dim 32``. Run the program with
+    For networks TorchScript cannot script (TGC-Net). The config values the model was trained with (image size,
+    network settings) are read from the run record in ``<bundle_root>/models/checkpoint.pt``; other config values
+    are overridable as in ``monai.bundle``, e.g. ``lmseg export bundles/tgcnet_lmis --bundle_root runs/tgc``, and
+    an override that contradicts a trained value is refused. Run the program with
     ``configs/inference_exported.json`` merged over ``configs/inference.json``.
 
     Args:

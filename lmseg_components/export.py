@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lmseg_components.files import prepare_output_file
+
 __all__ = [
     "ExportedNetwork",
     "bundle_example_inputs",
@@ -18,7 +20,18 @@ __all__ = [
     "export_bundle",
     "export_program",
     "prepare_bundle_export",
+    "trained_values",
 ]
+
+
+def trained_values(ckpt_dir: str | Path) -> dict:
+    """The config values the network in ``ckpt_dir`` was trained with: the run record that the training
+    workflow's ``ResumableCheckpoint`` keeps in ``<ckpt_dir>/checkpoint.pt`` (image size, text context length,
+    network settings, ...; CLI overrides included). Empty when there is no checkpoint or it has no record."""
+    path = Path(ckpt_dir) / "checkpoint.pt"
+    if not path.is_file():
+        return {}
+    return torch.load(path, map_location="cpu", weights_only=True).get("run_record") or {}
 
 
 def export_program(
@@ -88,15 +101,32 @@ def bundle_example_inputs(
 def prepare_bundle_export(
     bundle: str | Path, ckpt: str | Path | None = None, overrides: dict | None = None
 ) -> tuple[nn.Module, list[torch.Tensor], dict[str, torch.Tensor], Path]:
-    """Build ``network_def`` from the bundle's ``inference.json`` (with CLI-style ``overrides``), load the
-    checkpoint (default ``<bundle_root>/models/model.pt``) and make example inputs; returns the network (eval
-    mode), positional and keyword inputs, and ``bundle_root``."""
+    """Build ``network_def`` from the bundle's ``inference.json``, load the checkpoint (default
+    ``<bundle_root>/models/model.pt``) and make example inputs; returns the network (eval mode), positional and
+    keyword inputs, and ``bundle_root``. The config values the network was trained with (:func:`trained_values`
+    of the checkpoint's folder: image size, text context length, network settings) apply under the CLI-style
+    ``overrides``; an override that contradicts a trained value raises ``ValueError``."""
     from lmseg_components.workflows import load_bundle
 
+    overrides = dict(overrides or {})
     parser = load_bundle(bundle, ["inference.json"], overrides)
     root = Path(parser.get_parsed_content("bundle_root"))
+    ckpt = Path(ckpt) if ckpt else root / "models" / "model.pt"
+    # the recorded values that inference.json sets as plain values (not its components, e.g. ``dataset``)
+    trained = {
+        k: v for k, v in trained_values(ckpt.parent).items() if k in parser and not isinstance(parser.get(k), dict)
+    }
+    conflicts = {k: v for k, v in overrides.items() if k in trained and v != trained[k]}
+    if conflicts:
+        raise ValueError(
+            f"{ckpt} was trained with {', '.join(f'{k}={trained[k]!r}' for k in conflicts)} (the run record in "
+            f"{ckpt.parent / 'checkpoint.pt'}), not {', '.join(f'{k}={v!r}' for k, v in conflicts.items())}: "
+            "drop these overrides to export the trained network."
+        )
+    if trained:
+        parser = load_bundle(bundle, ["inference.json"], {**trained, **overrides})
     network = parser.get_parsed_content("network_def")
-    state = torch.load(Path(ckpt) if ckpt else root / "models" / "model.pt", map_location="cpu", weights_only=True)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     network.load_state_dict(state)
     inputs, named = bundle_example_inputs(parser, network)
     return network.eval(), inputs, named, root
@@ -107,8 +137,12 @@ def export_bundle(
     ckpt: str | Path | None = None,
     out: str | Path | None = None,
     overrides: dict | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Export the bundle's trained ``network_def`` (see :func:`prepare_bundle_export`) to ``models/model.pt2``
-    under ``bundle_root`` (or ``out``)."""
+    under ``bundle_root`` (or ``out``). An existing program file is replaced only with ``overwrite``; the
+    checkpoint is never written over (see :func:`~lmseg_components.files.prepare_output_file`)."""
     network, inputs, named, root = prepare_bundle_export(bundle, ckpt, overrides)
-    return export_program(network, inputs, Path(out) if out else root / "models" / "model.pt2", named)
+    checkpoint = Path(ckpt) if ckpt else root / "models" / "model.pt"
+    path = prepare_output_file(Path(out) if out else root / "models" / "model.pt2", overwrite, sources=[checkpoint])
+    return export_program(network, inputs, path, named)

@@ -17,7 +17,7 @@ from monai.bundle import verify_net_in_out
 
 from lmseg_components.bundle_checks import cli_overrides
 from lmseg_components.data import make_synthetic_msd, read_msd_split
-from lmseg_components.export import bundle_example_inputs, export_bundle
+from lmseg_components.export import bundle_example_inputs, export_bundle, prepare_bundle_export
 from lmseg_components.workflows import load_bundle
 
 SMALL = {"image_size": 64, "dim": 32, "cnn_width": 8, "cost_dim": 16}
@@ -110,3 +110,13 @@ def test_verify_and_exported_program_match_the_eager_network(trained):
     for name, labels in volumes.items():  # equal up to voxels within float error of the 0.5 threshold
         exported = np.asarray(nib.load(str(root / "eval" / "inference" / name)).dataobj)
         assert exported.shape == labels.shape and (exported != labels).mean() < 1e-3
+
+
+def test_export_uses_the_values_the_model_was_trained_with(trained):
+    """``lmseg export . --bundle_root <root>`` after training at 64 px used to build a 128 px program (the
+    inference.json default); the trained values come from the run record in ``models/checkpoint.pt``."""
+    root, _ = trained
+    _, inputs, _, _ = prepare_bundle_export(BUNDLES / "tgcnet_ct_organs", overrides={"bundle_root": str(root)})
+    assert inputs[0].shape == (1, 1, 64, 64)  # and network_def loaded the weights: dim, cnn_width, cost_dim as trained
+    with pytest.raises(ValueError, match="trained with image_size=64"):
+        prepare_bundle_export(BUNDLES / "tgcnet_ct_organs", overrides={"bundle_root": str(root), "image_size": 128})
