@@ -18,7 +18,7 @@ import fire
 import numpy as np
 
 from lmseg_components.data import make_synthetic_msd, read_msd_labels, read_msd_split
-from lmseg_components.workflows import bundle_dir, evaluate_metrics, run_workflow
+from lmseg_components.workflows import bundle_dir, device_expression, evaluate_metrics, run_workflow
 
 
 def _per_class(path: Path) -> dict[str, list[float]]:
@@ -39,6 +39,10 @@ def run(
     num_workers: int = 2,
     **overrides,
 ):
+    try:
+        device_config = device_expression(device)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     root = Path(out).resolve()
     data = root / "data"
     if not (data / "dataset.json").is_file():
@@ -50,7 +54,7 @@ def run(
         "dataset_dir": str(data),
         "text_cache_dir": str(root / "text_cache"),
         "image_size": image_size,
-        "device": f"$torch.device('{device}')",
+        "device": device_config,
         "num_workers": num_workers,
         **overrides,
     }

@@ -23,7 +23,7 @@ from pathlib import Path
 import fire
 
 from lmseg_components.data import make_synthetic_lvit, read_lvit_split
-from lmseg_components.workflows import bundle_dir, evaluate_metrics, run_workflow
+from lmseg_components.workflows import bundle_dir, device_expression, evaluate_metrics, run_workflow
 
 VARIANTS = {
     "tirnet_lmis": {
@@ -59,6 +59,10 @@ def run(
     text_encoder_name: str = "minilm",
     **overrides,
 ):
+    try:
+        device_config = device_expression(device)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     if bundle not in VARIANTS:
         raise SystemExit(f"unknown bundle {bundle!r}; choose from {list(VARIANTS)}")
     table = VARIANTS[bundle]
@@ -88,7 +92,7 @@ def run(
             "text_cache_dir": str(root / "text_cache"),
             "image_size": image_size,
             "seed": seed,
-            "device": f"$torch.device('{device}')",
+            "device": device_config,
             "num_workers": num_workers,
             "text_encoder_name": text_encoder_name,
             **overrides,

@@ -11,8 +11,11 @@ import fire
 
 from lmseg_components.data.check import LAYOUTS, check_dataset
 from lmseg_components.data.synthetic import make_synthetic_acdc, make_synthetic_lvit, make_synthetic_msd
+from lmseg_components.files import prepare_output_dir
 
 __all__ = ["make_synthetic", "check_data", "demo", "verify_bundles", "export", "label_app", "main"]
+
+DEMO_MARKER = ".lmseg-demo"
 
 
 def make_synthetic(
@@ -27,11 +30,13 @@ def make_synthetic(
     n_patients: int = 10,
     naming: str = "qata",
     text_format: str = "xlsx",
+    overwrite: bool = False,
 ) -> None:
-    """Write a synthetic dataset in a real layout.
+    """Write a synthetic dataset in a real layout and print a short summary (the lvit manifest, with every image's
+    zones, is ``<out>/synthetic.json``).
 
     Args:
-        out: output folder.
+        out: output folder: new or empty (see ``overwrite``).
         kind: ``lvit`` (2D images + masks + descriptions, QaTa/MosMed layout), ``msd`` (3D CT NIfTI) or
             ``acdc`` (cardiac MRI in the ACDC layout).
         seed: random seed; the same seed gives the same dataset.
@@ -41,15 +46,22 @@ def make_synthetic(
         n_patients: acdc patients (two frames each).
         naming: lvit mask naming, ``qata`` (mask_<image>) or ``mosmed`` (same name).
         text_format: lvit text table, ``xlsx`` or ``csv``.
+        overwrite: write into a non-empty ``out`` (files of the same names are replaced, others stay).
     """
+    if kind not in ("lvit", "msd", "acdc"):
+        sys.exit(f"error: --kind must be 'lvit', 'msd' or 'acdc', got {kind!r}")
+    try:
+        prepare_output_dir(out, overwrite)
+    except (ValueError, FileExistsError) as e:
+        sys.exit(f"error: {e}")
     if kind == "lvit":
         summary = make_synthetic_lvit(out, seed, size, n_train, n_val, n_test, naming, text_format)
-    elif kind == "msd":
-        summary = make_synthetic_msd(out, seed, n_cases)
-    elif kind == "acdc":
-        summary = make_synthetic_acdc(out, seed, n_patients)
-    else:
-        sys.exit(f"error: --kind must be 'lvit', 'msd' or 'acdc', got {kind!r}")
+        print(
+            f"synthetic LViT dataset in {out}: {summary['counts']}, text-ignoring oracle m-Dice "
+            f"{summary['text_ignoring_oracle_mdice']:.3f}; manifest {Path(out) / 'synthetic.json'}"
+        )
+        return
+    summary = make_synthetic_msd(out, seed, n_cases) if kind == "msd" else make_synthetic_acdc(out, seed, n_patients)
     print(json.dumps(summary, indent=2))
 
 
@@ -83,16 +95,28 @@ def demo(
     n_test: int = 100,
     device: str = "cpu",
     num_workers: int = 2,
+    overwrite: bool = False,
 ) -> None:
     """The TIRNet demo end to end on synthetic data: generate -> train -> evaluate -> infer.
 
     Writes ``<out>/data`` (the dataset), ``<out>/models`` (``model.pt``, resumable ``checkpoint.pt``),
     ``<out>/eval`` (``metrics.csv``, per-image CSVs, TensorBoard logs) and ``<out>/eval/inference`` (mask and
     overlay PNGs), then prints the metrics table. Rerunning resumes training from the checkpoint.
+
+    ``out`` is the demo's own run folder (marked by ``<out>/.lmseg-demo``): a new or empty folder, or one an
+    earlier demo wrote; any other non-empty folder is refused unless ``overwrite`` is given.
+    ``device`` is ``cpu``, ``cuda`` or ``cuda:N``.
     """
-    from lmseg_components.workflows import bundle_dir, run_workflow
+    from lmseg_components.workflows import bundle_dir, device_expression, run_workflow
 
     root = Path(out).resolve()
+    try:
+        device_config = device_expression(device)
+        if not (root / DEMO_MARKER).is_file():
+            prepare_output_dir(root, overwrite)
+            (root / DEMO_MARKER).write_text("lmseg demo run folder: rerunning `lmseg demo` here resumes it\n")
+    except (ValueError, FileExistsError) as e:
+        sys.exit(f"error: {e}")
     data = root / "data"
     if not (data / "synthetic.json").is_file():
         summary = make_synthetic_lvit(
@@ -109,7 +133,7 @@ def demo(
         "dataset_dir": str(data),
         "image_size": image_size,
         "width": width,
-        "device": f"$torch.device('{device}')",
+        "device": device_config,
         "num_workers": num_workers,
         "seed": seed,
     }
@@ -159,16 +183,22 @@ def export(bundle: str, ckpt: str | None = None, out: str | None = None, overwri
         bundle: the bundle folder.
         ckpt: the checkpoint (default ``<bundle_root>/models/model.pt``).
         out: the program file (default ``<bundle_root>/models/model.pt2``).
+        overwrite: replace an existing program file.
     """
     from lmseg_components.export import export_bundle
 
-    print(f"exported to {export_bundle(bundle, ckpt, out, overrides)}")
+    try:
+        path = export_bundle(bundle, ckpt, out, overrides, overwrite=overwrite)
+    except (ValueError, FileExistsError) as e:
+        sys.exit(f"error: {e}")
+    print(f"exported to {path}")
 
 
 def label_app(
     out: str,
     bundles: str | tuple = "tirnet_lmis,tgcnet_lmis,tgcnet_ct_organs",
     overrides: dict | None = None,
+    overwrite: bool = False,
     **models: str,
 ) -> None:
     """Write a MONAI Label app folder serving this checkout's bundles locally (no Model Zoo download).
@@ -178,25 +208,26 @@ def label_app(
     ``POST /infer/tirnet_lmis?image=<id>`` and form field ``params={"text": "..."}``. Needs ``lmseg[label]``.
 
     Args:
-        out: the app folder.
+        out: the app folder: new or empty (see ``overwrite``).
         bundles: comma-separated bundle names.
         overrides: bundle -> config values the checkpoint was trained with, e.g.
             ``--overrides '{"tirnet_lmis": {"width": 8}}'``.
+        overwrite: write into a non-empty ``out`` (files of the same names are replaced, others stay).
         models: ``--<bundle> <checkpoint>``: the trained ``model.pt`` to serve (default: the bundle's own).
     """
     from lmseg_components.label import make_label_app
 
     names = bundles.split(",") if isinstance(bundles, str) else list(bundles)
     try:
-        app = make_label_app(out, names, models, overrides=overrides)
-    except (ValueError, FileNotFoundError) as e:
+        app = make_label_app(out, names, models, overrides=overrides, overwrite=overwrite)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         sys.exit(f"error: {e}")
     served = [n for n in names if (app / "model" / n / "models" / "model.pt").is_file()]
     print(f"MONAI Label app written to {app}; bundles with a checkpoint (served): {served or 'none'}")
     print(f"start: monailabel start_server --app {app} --studies <images> --conf models {','.join(served)}")
 
 
-def deploy_app(out: str, bundle: str, model: str | None = None, **overrides) -> None:
+def deploy_app(out: str, bundle: str, model: str | None = None, overwrite: bool = False, **overrides) -> None:
     """Write a MONAI Deploy application folder for an exported bundle (``app.py``, ``app.yaml``, ``models/``).
 
     ``lmseg deploy-app --out apps/tgc --bundle bundles/tgcnet_lmis --model runs/tgc/models/model.pt2 --dim 32``
@@ -204,17 +235,19 @@ def deploy_app(out: str, bundle: str, model: str | None = None, **overrides) -> 
     apps/tgc/models`` (needs ``lmseg[deploy]``), or build the MAP with ``monai-deploy package`` (needs Docker).
 
     Args:
-        out: the application folder.
+        out: the application folder: new or empty (see ``overwrite``); never one that holds the bundle, the model
+            or ``lmseg_components`` (e.g. not the repository root).
         bundle: the bundle folder (``configs/inference_exported.json``).
         model: the exported network: ``model.pt2`` (``lmseg export``) or ``model.ts`` (``ckpt_export``);
             default the bundle's own ``models/`` file.
+        overwrite: write into a non-empty ``out`` (files of the same names are replaced, others stay).
         overrides: top-level config values, e.g. ``--image_size 64``.
     """
     from lmseg_components.deploy import make_deploy_app
 
     try:
-        app = make_deploy_app(out, bundle, model, overrides)
-    except (ValueError, FileNotFoundError) as e:
+        app = make_deploy_app(out, bundle, model, overrides, overwrite=overwrite)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         sys.exit(f"error: {e}")
     print(f"MONAI Deploy app written to {app}")
     print(f"run:     python {app}/app.py -i <image or folder with prompts.json> -o <output> -m {app}/models")

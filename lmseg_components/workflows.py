@@ -14,12 +14,14 @@ from monai.bundle import ConfigParser
 from monai.transforms import SaveImaged
 
 from lmseg_components.engines.overlay import SaveOverlayd
+from lmseg_components.files import prepare_output_dir
 
 __all__ = [
     "BUNDLES_DIR",
     "FILE_WRITERS",
     "bundle_dir",
     "copy_bundle",
+    "device_expression",
     "is_device_name",
     "load_bundle",
     "run_workflow",
@@ -38,6 +40,18 @@ def is_device_name(value: object) -> bool:
     return isinstance(value, str) and _DEVICE_NAME.match(value) is not None
 
 
+def device_expression(name: str) -> str:
+    """The bundle config value ``$torch.device('<name>')`` for a device name a user gives (``--device``).
+
+    Raises:
+        ValueError: ``name`` is not ``cpu``, ``cuda`` or ``cuda:N`` (it would be pasted into a config expression,
+            which the bundle config evaluates).
+    """
+    if not is_device_name(name):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+    return f"$torch.device('{name}')"
+
+
 def bundle_dir(name: str) -> Path:
     """The folder of bundle ``name`` in this checkout (``bundles/<name>``)."""
     path = BUNDLES_DIR / name
@@ -46,24 +60,35 @@ def bundle_dir(name: str) -> Path:
     return path
 
 
-def copy_bundle(bundle: str | Path, target: str | Path, overrides: dict | None = None, config: str = "inference.json"):
-    """Copy a bundle's ``configs``, ``docs`` and ``LICENSE`` to ``target`` (replaced if it exists), writing the
-    top-level config ``overrides`` (the values a model was trained with, e.g. ``{"width": 8}``) into the copied
-    ``configs/<config>``. Nested ids (``a#b``) are refused: a JSON file holds top-level keys."""
+def copy_bundle(
+    bundle: str | Path,
+    target: str | Path,
+    overrides: dict | None = None,
+    config: str = "inference.json",
+    overwrite: bool = False,
+) -> Path:
+    """Copy a bundle's ``configs``, ``docs`` and ``LICENSE`` to ``target``, writing the top-level config
+    ``overrides`` (the values a model was trained with, e.g. ``{"width": 8}``) into the copied
+    ``configs/<config>``; return ``target``. Nested ids (``a#b``) are refused: a JSON file holds top-level keys.
+
+    ``target`` must be new or empty unless ``overwrite`` is given (then the copied files replace those of the same
+    names; nothing is deleted), and may not hold or lie inside ``bundle`` (see
+    :func:`~lmseg_components.files.prepare_output_dir`).
+    """
     bundle, target = Path(bundle), Path(target)
     nested = sorted(key for key in overrides or {} if "#" in key)
     if nested:
         raise ValueError(f"overrides must be top-level config ids, got {nested}")
-    if target.exists():
-        shutil.rmtree(target)
+    prepare_output_dir(target, overwrite, sources=[bundle])
     for part in ("configs", "docs"):
-        shutil.copytree(bundle / part, target / part)
+        shutil.copytree(bundle / part, target / part, dirs_exist_ok=True)
     shutil.copy2(bundle / "LICENSE", target / "LICENSE")
     if overrides:
         path = target / "configs" / config
         content = json.loads(path.read_text())
         content.update(overrides)
         path.write_text(json.dumps(content, indent=4) + "\n")
+    return target
 
 
 def load_bundle(bundle: str | Path, configs: Sequence[str], overrides: dict | None = None) -> ConfigParser:

@@ -24,7 +24,7 @@ def test_make_synthetic_then_check_data(tmp_path):
         "5",
     )
     assert run.returncode == 0, run.stderr
-    assert '"text_ignoring_oracle_mdice"' in run.stdout
+    assert "text-ignoring oracle m-Dice" in run.stdout and "synthetic.json" in run.stdout
     check = _lmseg("check-data", str(tmp_path / "lvit"))
     assert check.returncode == 0 and "valid lvit dataset" in check.stdout
 

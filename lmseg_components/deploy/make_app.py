@@ -9,6 +9,7 @@ import shutil
 from importlib import metadata
 from pathlib import Path
 
+from lmseg_components.files import prepare_output_dir
 from lmseg_components.workflows import copy_bundle
 
 __all__ = ["EXPORTED_FILES", "make_deploy_app"]
@@ -70,19 +71,27 @@ def make_deploy_app(
     bundle: str | Path,
     model: str | Path | None = None,
     overrides: dict | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write the application folder ``out`` for ``bundle``.
 
     Args:
-        out: the application folder (created; an existing ``models/<bundle>`` and ``lmseg_components`` are replaced).
+        out: the application folder: new or empty unless ``overwrite``; never one that is, holds or lies inside
+            ``bundle``, ``model`` or the ``lmseg_components`` package it copies.
         bundle: a bundle folder (``configs/inference_exported.json``).
         model: the exported network (``model.pt2`` from ``lmseg export`` or ``model.ts`` from ``ckpt_export``);
             default the bundle's own ``models/model.pt2`` or ``models/model.ts``.
         overrides: top-level config ids the model was exported with (e.g. ``{"image_size": 64}``), written into
             the copied ``configs/inference_exported.json``.
+        overwrite: write into a non-empty ``out``: the app's files replace those of the same names, nothing is
+            deleted.
 
     Returns:
         the application folder.
+
+    Raises:
+        FileExistsError: ``out`` is not empty and ``overwrite`` is false.
+        ValueError: ``out`` overlaps an input, or the model is not the one the bundle loads.
     """
     bundle = Path(bundle)
     exported_config = bundle / "configs" / "inference_exported.json"
@@ -105,15 +114,17 @@ def make_deploy_app(
     if model.name not in EXPORTED_FILES or model.name not in config_text:
         loads = [name for name in EXPORTED_FILES if name in config_text]
         raise ValueError(f"{bundle.name}'s inference_exported.json loads {loads}, not {model.name}")
-    out = Path(out)
-    target = out / "models" / bundle.name
-    copy_bundle(bundle, target, overrides, "inference_exported.json")
-    (target / "models").mkdir()
-    shutil.copy2(model, target / "models" / model.name)
-    if (out / "lmseg_components").exists():
-        shutil.rmtree(out / "lmseg_components")
     package = Path(__file__).resolve().parents[1]
-    shutil.copytree(package, out / "lmseg_components", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    out = prepare_output_dir(out, overwrite, sources=[package, bundle, model])
+    target = copy_bundle(bundle, out / "models" / bundle.name, overrides, "inference_exported.json", overwrite)
+    (target / "models").mkdir(exist_ok=True)
+    shutil.copy2(model, target / "models" / model.name)
+    shutil.copytree(
+        package,
+        out / "lmseg_components",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        dirs_exist_ok=True,
+    )
     version = json.loads((bundle / "configs" / "metadata.json").read_text()).get("version", "0.1.0")
     (out / "app.py").write_text(APP_PY.format(bundle=bundle.name, out=out))
     (out / "__main__.py").write_text(MAIN_PY)

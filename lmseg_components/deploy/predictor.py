@@ -10,7 +10,7 @@ from monai.data import decollate_batch, list_data_collate
 from monai.transforms import Compose
 
 from lmseg_components.data.msd import organ_prompt
-from lmseg_components.workflows import FILE_WRITERS, is_device_name, load_bundle
+from lmseg_components.workflows import FILE_WRITERS, device_expression, load_bundle
 
 __all__ = ["EXPORTED_CONFIG", "TextBundlePredictor", "find_bundle"]
 
@@ -52,11 +52,9 @@ class TextBundlePredictor:
             raise FileNotFoundError(
                 f"{self.bundle}: no configs/{EXPORTED_CONFIG}; this bundle has no exported-network inference"
             )
-        if device is not None and not is_device_name(str(device)):
-            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
         extra = dict(overrides or {})
         if device is not None:
-            extra["device"] = f"$torch.device('{device}')"
+            extra["device"] = device_expression(str(device))
         parser = load_bundle(self.bundle, ["inference.json", EXPORTED_CONFIG], extra)
         self.meta = parser.get_parsed_content("_meta_")
         self.device = parser.get_parsed_content("device")

@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from lmseg_components.files import prepare_output_dir
 from lmseg_components.workflows import copy_bundle
 
 __all__ = ["make_label_app"]
@@ -29,20 +30,29 @@ def make_label_app(
     models: Mapping[str, str] | None = None,
     bundles_dir: str | Path | None = None,
     overrides: Mapping[str, Mapping] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``<out>/main.py`` and copy each bundle to ``<out>/model/<name>`` (configs, docs, LICENSE).
 
     Args:
-        out: the app folder (created).
+        out: the app folder: new or empty unless ``overwrite``; never one that is, holds or lies inside a bundle
+            or a checkpoint it copies.
         bundles: bundle names under ``bundles_dir`` (default: this checkout's ``bundles/``).
         models: bundle name -> trained checkpoint to install as ``models/model.pt`` (default: the bundle's own
             ``models/model.pt`` when it has one). A bundle without a checkpoint is copied but not served.
         bundles_dir: where the bundles live.
         overrides: bundle name -> top-level config values the checkpoint was trained with (e.g.
             ``{"tirnet_lmis": {"width": 8}}``), written into the copied ``configs/inference.json``.
+        overwrite: write into a non-empty ``out``: the app's files replace those of the same names, nothing is
+            deleted.
 
     Returns:
         the app folder.
+
+    Raises:
+        FileExistsError: ``out`` is not empty and ``overwrite`` is false.
+        ValueError: ``out`` overlaps a bundle or checkpoint, or the arguments do not match ``bundles``.
+        FileNotFoundError: a bundle or a given checkpoint does not exist.
     """
     source = Path(bundles_dir) if bundles_dir else Path(__file__).resolve().parents[2] / "bundles"
     models, overrides = dict(models or {}), dict(overrides or {})
@@ -52,16 +62,18 @@ def make_label_app(
     odd = sorted(name for name, values in overrides.items() if not isinstance(values, Mapping))
     if odd:
         raise ValueError(f"overrides for {odd} must map config ids to values, e.g. {{'width': 8}}")
-    out = Path(out)
+    checkpoints = {}
     for name in bundles:
         bundle = source / name
         if not (bundle / "configs" / "inference.json").is_file():
             raise FileNotFoundError(f"{bundle}: not a bundle (no configs/inference.json)")
-        target = out / "model" / name
-        copy_bundle(bundle, target, dict(overrides.get(name, {})))
-        checkpoint = Path(models[name]) if name in models else bundle / "models" / "model.pt"
-        if name in models and not checkpoint.is_file():
-            raise FileNotFoundError(f"checkpoint for {name} not found: {checkpoint}")
+        checkpoints[name] = Path(models[name]) if name in models else bundle / "models" / "model.pt"
+        if name in models and not checkpoints[name].is_file():
+            raise FileNotFoundError(f"checkpoint for {name} not found: {checkpoints[name]}")
+    inputs = [source / name for name in bundles] + [Path(models[name]) for name in models]
+    out = prepare_output_dir(out, overwrite, sources=inputs)
+    for name, checkpoint in checkpoints.items():
+        target = copy_bundle(source / name, out / "model" / name, dict(overrides.get(name, {})), overwrite=overwrite)
         if checkpoint.is_file():
             (target / "models").mkdir(parents=True, exist_ok=True)
             shutil.copy2(checkpoint, target / "models" / "model.pt")
