@@ -14,9 +14,11 @@ from torch import nn
 
 from lmseg_components.workflows import FILE_WRITERS, is_device_name
 
-__all__ = ["TextBundleInferTask", "TextConditionedNetwork", "validate_text_request"]
+__all__ = ["MAX_PROMPTS", "MAX_TEXT_LENGTH", "TextBundleInferTask", "TextConditionedNetwork", "validate_text_request"]
 
+# the bounds of one request's prompts: characters per prompt, prompts per param (a list: one prompt per class)
 MAX_TEXT_LENGTH = 2000
+MAX_PROMPTS = 64
 
 
 def validate_text_request(request: Mapping[str, Any], text_keys: Mapping[str, str], required: str = "text") -> dict:
@@ -31,7 +33,9 @@ def validate_text_request(request: Mapping[str, Any], text_keys: Mapping[str, st
         a copy of the request with ``device`` restricted to ``cpu`` / ``cuda[:n]``.
 
     Raises:
-        fastapi.HTTPException: 422 naming the bad param (MONAI Label's server returns it to the client).
+        fastapi.HTTPException: 422 naming the bad param (MONAI Label's server returns it to the client): a prompt
+            that is not a string or is longer than ``MAX_TEXT_LENGTH`` characters, an empty list or one of more
+            than ``MAX_PROMPTS`` prompts, a device that is not ``cpu`` / ``cuda[:N]``.
     """
     out = dict(request)
     if required not in out:
@@ -41,10 +45,13 @@ def validate_text_request(request: Mapping[str, Any], text_keys: Mapping[str, st
             continue
         value = out[key]
         values = value if isinstance(value, list) else [value]
-        if not values or not all(isinstance(v, str) and len(v) <= MAX_TEXT_LENGTH for v in values):
+        if not 0 < len(values) <= MAX_PROMPTS or not all(
+            isinstance(v, str) and len(v) <= MAX_TEXT_LENGTH for v in values
+        ):
             raise HTTPException(
                 422,
-                f"param {key!r} must be a string or a list of strings of at most {MAX_TEXT_LENGTH} characters.",
+                f"param {key!r} must be a string or a list of 1 to {MAX_PROMPTS} strings, each of at most "
+                f"{MAX_TEXT_LENGTH} characters.",
             )
     device = out.get("device")
     if isinstance(device, list):  # the task's config lists the devices; a request may pick one
