@@ -117,10 +117,10 @@ def test_best_model_survives_the_resume(tmp_path):
     scores = (0.5, 0.9, 0.3, 0.4)
     with pytest.raises(_Interrupt):
         _run(tmp_path, epochs=4, interrupt_at=10, scores=scores)
-    after_epoch_2 = torch.load(tmp_path / "model.pt", weights_only=True)["model"]
+    after_epoch_2 = torch.load(tmp_path / "model.pt", weights_only=True)
     network, evaluator = _run(tmp_path, epochs=4, scores=scores)
     assert (evaluator.state.best_metric, evaluator.state.best_metric_epoch) == (0.9, 2)
-    best = torch.load(tmp_path / "model.pt", weights_only=True)["model"]
+    best = torch.load(tmp_path / "model.pt", weights_only=True)
     assert all(torch.equal(after_epoch_2[k], best[k]) for k in best)
     assert not all(torch.equal(network.state_dict()[k], best[k]) for k in best)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["best_model"] == {

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import csv
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -89,44 +86,3 @@ def test_verify_net_in_out_and_torchscript_export(trained):
     net.load_state_dict(torch.load(trained / "models" / "model.pt", weights_only=True))
     image, text = torch.rand(1, 1, 32, 32), torch.randn(1, 32, 384)
     assert torch.allclose(scripted(image, text), net(image, text), atol=1e-5)
-
-
-def test_killed_run_resumes_from_its_checkpoint(tmp_path):
-    make_synthetic_lvit(tmp_path / "data", seed=1, size=32, n_train=16, n_val=2, n_test=1)
-    args = ["--epochs", "3", "--save_interval", "1", "--val_interval", "3"]
-    config = ["configs/train.json"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", config[0]]
-        + [
-            "--meta_file",
-            "configs/metadata.json",
-            "--bundle_root",
-            str(tmp_path),
-            "--dataset_dir",
-            str(tmp_path / "data"),
-        ]
-        + TINY
-        + args,
-        cwd=BUNDLE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    checkpoint = tmp_path / "models" / "checkpoint.pt"
-    killed_at = None
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if checkpoint.is_file():
-            iteration = torch.load(checkpoint, weights_only=True)["trainer"]["iteration"]
-            if iteration >= 3:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-                killed_at = torch.load(checkpoint, weights_only=True)["trainer"]["iteration"]
-                break
-        time.sleep(0.02)
-    assert killed_at is not None and killed_at < 24, "the run finished before it could be killed"
-    resumed = _bundle("training", config, tmp_path, *args)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    log = resumed.stdout + resumed.stderr
-    assert f"iteration {killed_at}" in log and "Resumed from" in log
-    final = torch.load(checkpoint, weights_only=True)
-    assert final["trainer"]["iteration"] == 24 and final["trainer"]["max_epochs"] == 3

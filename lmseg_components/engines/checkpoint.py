@@ -223,7 +223,8 @@ class BestModelSaver:
 
     Args:
         save_dir: directory of the model file.
-        save_dict: what the file holds, e.g. ``{"model": network}`` (the layout ``CheckpointLoader`` reads).
+        save_dict: what the file holds, e.g. ``{"model": network}``; a single object is written as its bare
+            ``state_dict`` (the Model Zoo's ``model.pt``, what ``CheckpointLoader`` and ``ckpt_export`` read).
         filename: the model file name.
     """
 
@@ -244,7 +245,9 @@ class BestModelSaver:
     def __call__(self, engine: Engine) -> None:
         if engine.state.best_metric_epoch != engine.state.epoch or idist.get_rank() != 0:
             return
-        atomic_save({name: obj.state_dict() for name, obj in self.save_dict.items()}, self.path)
+        state = {name: obj.state_dict() for name, obj in self.save_dict.items()}
+        # one object is saved as its bare state dict, as ignite's Checkpoint does (the Model Zoo's model.pt)
+        atomic_save(next(iter(state.values())) if len(state) == 1 else state, self.path)
 
     def state_dict(self) -> dict:
         if self.engine is None:
