@@ -3,15 +3,13 @@ its open_clip tower), and load the exported program as a module that MONAI engin
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from lmseg_components.files import prepare_output_file
+from lmseg_components.files import atomic_write, prepare_output_file
 
 __all__ = [
     "ExportedNetwork",
@@ -42,17 +40,7 @@ def export_program(
     length) and takes the keyword inputs by name."""
     network.eval()
     program = torch.export.export(network, tuple(inputs), kwargs=named or {})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".pt2")
-    os.close(fd)
-    try:
-        torch.export.save(program, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write(path, lambda tmp: torch.export.save(program, tmp))
 
 
 class ExportedNetwork(nn.Module):

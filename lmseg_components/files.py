@@ -24,8 +24,8 @@ __all__ = [
     "prepare_output_file",
 ]
 
-# .<target name>.<pid>.<random>.tmp
-_TEMP = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+# .<target stem>.<pid>.<random>.tmp<target suffix>: the suffix stays last for writers that check it (torch.export)
+_TEMP = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp(\.[^.]+)?$")
 
 
 def current_umask() -> int:
@@ -78,7 +78,7 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path.parent)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp = path.parent / f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}"
     try:
         write(str(tmp))
         os.chmod(tmp, 0o666 & ~current_umask())

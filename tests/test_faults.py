@@ -100,5 +100,5 @@ def test_killed_training_reruns_as_the_uninterrupted_run(reference):
     metrics = evaluate_metrics(BUNDLES / "tirnet_lmis", overrides, read_lvit_split(root / "data", "Val"))
     assert metrics["val_mean_dice"] == pytest.approx(float(reference_best), abs=1e-4)
 
-    leftovers = [p for p in root.rglob("*") if p.name.endswith(".tmp") or p.name.startswith("tmp")]
+    leftovers = [p for p in root.rglob("*") if ".tmp" in p.name or p.name.startswith("tmp")]
     assert not leftovers, leftovers

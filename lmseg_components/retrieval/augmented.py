@@ -14,9 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lmseg_components.files import atomic_save
 from lmseg_components.fingerprint import weights_fingerprint
 from lmseg_components.networks.guided import GuidedSegmenter, blend_guides
-from lmseg_components.retrieval.index import RetrievalIndex, atomic_save, create_index, load_index
+from lmseg_components.retrieval.index import RetrievalIndex, create_index, load_index
 
 __all__ = ["RetrievalAugmentedSegmenter"]
 

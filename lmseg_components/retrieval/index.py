@@ -13,8 +13,6 @@ query's case (other slices of the same patient).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
@@ -25,8 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lmseg_components.files import atomic_save
+
 __all__ = [
-    "atomic_save",
     "SearchResult",
     "StaleIndexError",
     "RetrievalIndex",
@@ -38,20 +37,6 @@ __all__ = [
 
 FORMAT_VERSION = 1
 _STATE_KEYS = frozenset({"format", "backend", "dim", "ids", "case_ids", "retriever_fingerprint"})
-
-
-def atomic_save(obj, path: str | Path) -> None:
-    """``torch.save`` to a temporary file next to ``path``, then rename: a crash never leaves a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class StaleIndexError(ValueError):
