@@ -15,7 +15,7 @@ from monai.deploy.core import Fragment, Operator, OperatorSpec
 
 from lmseg_components.deploy.inputs import read_prompted_inputs
 from lmseg_components.deploy.predictor import TextBundlePredictor
-from lmseg_components.deploy.writer import write_mask
+from lmseg_components.deploy.writer import check_mask_paths, write_mask
 
 __all__ = ["MaskWriterOperator", "PromptedImageLoaderOperator", "TextBundleInferenceOperator"]
 
@@ -88,7 +88,9 @@ class TextBundleInferenceOperator(Operator):
 
 class MaskWriterOperator(Operator):
     """Writes each prediction's mask (:func:`~lmseg_components.deploy.write_mask`) to the output folder and
-    lists them in ``results.json`` (image, prompt(s), mask file, foreground voxels per label).
+    lists them in ``results.json`` (image, prompt(s), mask file, foreground voxels per label). The mask names are
+    checked first (:func:`~lmseg_components.deploy.writer.check_mask_paths`): nothing is written when two images
+    would share a mask.
 
     Named input:
         predictions: the output of :class:`TextBundleInferenceOperator`.
@@ -103,7 +105,11 @@ class MaskWriterOperator(Operator):
 
     def compute(self, op_input, op_output, context):
         results = []
-        for item in op_input.receive("predictions"):
+        predictions = op_input.receive("predictions")
+        if predictions:
+            names = [p["pred"].meta["filename_or_obj"] for p in predictions]
+            check_mask_paths(names, self.output_folder, predictions[0]["pred"].ndim - 1)
+        for item in predictions:
             mask = write_mask(item["pred"], self.output_folder)
             values = item["pred"].detach().cpu().round().int()
             counts = {str(int(v)): int((values == v).sum()) for v in values.unique() if v > 0}

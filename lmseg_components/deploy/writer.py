@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from monai.data import FolderLayout, MetaTensor
 from monai.transforms import SaveImage
 
-__all__ = ["mask_path", "write_mask"]
+__all__ = ["check_mask_paths", "mask_path", "write_mask"]
 
 # spatial dims -> (postfix, extension, scale): the names and formats of the bundles' own inference
 _FORMATS = {2: ("mask", ".png", 255), 3: ("seg", ".nii.gz", None)}
@@ -20,6 +22,29 @@ def mask_path(image: str | Path, output_dir: str | Path, spatial_dims: int) -> P
     postfix, ext, _ = _FORMATS[spatial_dims]
     layout = FolderLayout(str(output_dir), postfix=postfix, extension=ext, parent=False, makedirs=False)
     return Path(layout.filename(subject=str(image)))
+
+
+def check_mask_paths(images: Sequence[str | Path], output_dir: str | Path, spatial_dims: int) -> list[Path]:
+    """The mask paths of ``images`` (see :func:`mask_path`), checked before any is written: distinct images must
+    get distinct masks (``x.nii`` and ``x.nii.gz`` in one folder would share ``x_seg.nii.gz``), and masks already
+    in ``output_dir`` (a rerun) are logged as a warning.
+
+    Raises:
+        ValueError: two images map to one mask file (the message names them).
+    """
+    paths = [mask_path(image, output_dir, spatial_dims) for image in images]
+    sources: dict[Path, list[str]] = {}
+    for image, path in zip(images, paths, strict=True):
+        sources.setdefault(path, []).append(str(image))
+    clashes = [f"{path.name} <- {', '.join(names)}" for path, names in sources.items() if len(set(names)) > 1]
+    if clashes:
+        raise ValueError(f"images would share a mask file in {output_dir}: {'; '.join(clashes)}")
+    existing = sum(path.exists() for path in sources)
+    if existing:
+        logging.getLogger(__name__).warning(
+            "%d of the %d mask files already exist in %s: they will be replaced", existing, len(sources), output_dir
+        )
+    return paths
 
 
 def write_mask(pred: MetaTensor, output_dir: str | Path) -> Path:

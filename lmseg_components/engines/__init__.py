@@ -12,6 +12,7 @@ from lmseg_components.engines.jras import (
     SaveGuidePanels,
     augment_views,
 )
+from lmseg_components.engines.outputs import OutputNameCollisionError, prepare_output_names, writer_layouts
 from lmseg_components.engines.overlay import SaveOverlayd, render_overlay
 
 __all__ = [
@@ -26,9 +27,12 @@ __all__ = [
     "RebuildIndex",
     "ResumableCheckpoint",
     "RetrievalHitRate",
+    "OutputNameCollisionError",
     "SaveOverlayd",
     "TextSliceInferer",
     "augment_views",
     "check_checkpoint_file",
+    "prepare_output_names",
     "render_overlay",
+    "writer_layouts",
 ]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.config import KeysCollection
+from monai.data import FolderLayout
 from monai.transforms import MapTransform
 from PIL import Image, ImageDraw
 
@@ -51,7 +52,9 @@ def render_overlay(
 
 
 class SaveOverlayd(MapTransform):
-    """Write ``<output_dir>/<image stem>_overlay.png`` for each item: image, predicted mask, text caption.
+    """Write ``<output_dir>/<image name>_overlay.png`` for each item: image, predicted mask, text caption. The name
+    comes from MONAI's :class:`~monai.data.FolderLayout` (as ``SaveImaged``'s): with ``data_root_dir``, an image's
+    sub-folder under it is kept under ``output_dir``.
 
     Arrays follow MONAI's PNG convention (channel-first, spatial axes (W, H) as ``LoadImage`` returns them), so
     they are transposed back to (H, W) for the PNG.
@@ -61,6 +64,7 @@ class SaveOverlayd(MapTransform):
         image_key: the image key ((C, W, H), intensities scaled to [0, 1]).
         text_key: the text prompt key.
         output_dir: folder for the PNGs.
+        data_root_dir: the inputs' root folder (see ``SaveImaged``); empty writes every PNG into ``output_dir``.
     """
 
     def __init__(
@@ -69,21 +73,28 @@ class SaveOverlayd(MapTransform):
         image_key: str = "image",
         text_key: str = "text",
         output_dir: str | Path = "./overlays",
+        data_root_dir: str | Path = "",
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
         self.image_key, self.text_key = image_key, text_key
-        self.output_dir = Path(output_dir)
+        self.folder_layout = FolderLayout(
+            str(output_dir),
+            postfix="overlay",
+            extension=".png",
+            parent=False,
+            makedirs=True,
+            data_root_dir=data_root_dir,
+        )
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
         image = d[self.image_key]
         meta = getattr(image, "meta", {})
-        stem = Path(str(meta.get("filename_or_obj", "image"))).name.split(".")[0]
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        path = self.folder_layout.filename(subject=str(meta.get("filename_or_obj", "image")))
         for key in self.key_iterator(d):
             pred = torch.as_tensor(d[key]).detach().cpu().numpy()
             img = torch.as_tensor(image).detach().cpu().float().numpy().mean(0)
             overlay = render_overlay(img.T, pred[0].T > 0.5, str(d.get(self.text_key, "")))
-            overlay.save(self.output_dir / f"{stem}_overlay.png")
+            overlay.save(path)
         return d
