@@ -79,3 +79,12 @@ def test_disk_is_bounded_least_recently_used_first(tmp_path):
 def test_bounds_are_checked():
     with pytest.raises(ValueError, match="max_memory_bytes and max_disk_bytes must be >= 0"):
         TextFeatureCache(FakeEncoder(), max_disk_bytes=-1)
+
+
+def test_encode_textd_passes_the_bounds_to_its_cache(tmp_path):
+    from lmseg_components.data import EncodeTextd
+
+    transform = EncodeTextd("text", FakeEncoder(), tmp_path, max_memory_bytes=0, max_disk_bytes=ENTRY_BYTES)
+    out = transform({"text": "a"})
+    assert out["text_features"].shape == (LENGTH, WIDTH)
+    assert (transform.cache.max_memory_bytes, transform.cache.max_disk_bytes) == (0, ENTRY_BYTES)

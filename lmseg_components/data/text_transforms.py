@@ -12,7 +12,7 @@ from monai.transforms import Flip, MapTransform, RandomizableTransform
 
 from lmseg_components.text.auxiliary import create_aux_generator
 from lmseg_components.text.base import TextEncoder
-from lmseg_components.text.cache import TextFeatureCache
+from lmseg_components.text.cache import DEFAULT_MAX_DISK_BYTES, DEFAULT_MAX_MEMORY_BYTES, TextFeatureCache
 
 __all__ = ["AuxiliaryPromptd", "TokenizeTextd", "EncodeTextd", "RandLeftRightFlipd", "swap_left_right"]
 
@@ -57,6 +57,8 @@ class EncodeTextd(MapTransform):
         encoder: the frozen text encoder (build it with ``create_text_encoder``).
         cache_dir: on-disk cache directory for the features (None: memory only).
         output_key: where to write the features; only with a single key.
+        max_memory_bytes, max_disk_bytes: the cache's bounds (least recently used entries are evicted); see
+            :class:`TextFeatureCache`.
     """
 
     def __init__(
@@ -66,11 +68,15 @@ class EncodeTextd(MapTransform):
         cache_dir: str | Path | None = None,
         output_key: str | None = None,
         allow_missing_keys: bool = False,
+        max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES,
+        max_disk_bytes: int = DEFAULT_MAX_DISK_BYTES,
     ):
         super().__init__(keys, allow_missing_keys)
         if output_key is not None and len(self.keys) != 1:
             raise ValueError("output_key can only be given with a single text key.")
-        self.cache = TextFeatureCache(encoder, cache_dir)
+        self.cache = TextFeatureCache(
+            encoder, cache_dir, max_memory_bytes=max_memory_bytes, max_disk_bytes=max_disk_bytes
+        )
         self.output_key = output_key
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
