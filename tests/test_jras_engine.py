@@ -152,3 +152,65 @@ def test_adjacent_slice_positives(tmp_path):
     assert torch.isfinite(trainer.state.output[0]["contrastive_loss"])
     with pytest.raises(ValueError, match="positives must be"):
         ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters()), positives="patients")
+
+
+def _four_slice_gallery() -> tuple[RetrievalAugmentedSegmenter, torch.Tensor]:
+    """4 gallery slices (4 x 4 px): two of patient p1 (one with the query's mask), one of p2 whose LV block is
+    shifted by a column (Dice 0.5), one of p3 with an RV block elsewhere (Dice 0); the query is a p1 slice."""
+    query = torch.zeros(1, 1, 4, 4, dtype=torch.long)
+    query[..., :2, :2] = 3
+    shifted = torch.zeros_like(query)
+    shifted[..., :2, 1:3] = 3
+    other = torch.zeros_like(query)
+    other[..., 2:, 2:] = 1
+    net = _network()
+    labels = torch.cat([query, query, shifted, other])
+    net.set_gallery(torch.rand(4, 1, 4, 4), labels, ["p1_z0", "p1_z1", "p2_z0", "p3_z0"], ["p1", "p1", "p2", "p3"])
+    return net, query
+
+
+def test_mask_positives_come_from_other_patients_by_mask_agreement():
+    from lmseg_components.engines.jras import gallery_agreement
+    from lmseg_components.losses import MaskAgreementInfoNCE, sample_candidates
+
+    net, query = _four_slice_gallery()
+    agreement, admissible = gallery_agreement(net, query, ["p1"])
+    assert torch.allclose(agreement, torch.tensor([[1.0, 1.0, 0.5, 0.0]]))
+    assert admissible.tolist() == [[False, False, True, True]]  # never the query's own patient, however alike
+    assert sample_candidates(agreement, admissible, num_candidates=4).tolist() == [2, 3]
+    assert sample_candidates(agreement, admissible, 0, num_similar=1, num_dissimilar=0).tolist() == [2]
+    assert sample_candidates(agreement, admissible, 0, num_similar=0, num_dissimilar=1).tolist() == [3]
+
+    loss = MaskAgreementInfoNCE(temperature=0.5, mask_temperature=0.1)
+    rows = torch.tensor([0, 1, 2, 3])  # even when same-case rows are among the candidates, they get no weight
+    targets = loss.targets(agreement[:, rows], admissible[:, rows])
+    weights = torch.tensor([10.0, 5.0, 0.0]).exp()  # exp(Dice / 0.1) of [other view, p2, p3]
+    assert torch.allclose(
+        targets, torch.cat([(weights / weights.sum())[:1], torch.zeros(2), (weights / weights.sum())[1:]])[None]
+    )
+
+    anchor = torch.tensor([[1.0, 0.0]])
+    view = torch.tensor([[0.6, 0.8]])
+    candidates = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]], requires_grad=True)
+    value = loss(anchor, view, candidates, agreement[:, rows], admissible[:, rows])
+    log_p = torch.log_softmax(torch.tensor([0.6, 1.0, -1.0]) / 0.5, 0)  # same-case candidates left out
+    assert torch.isclose(value, -(weights / weights.sum() * log_p).sum())
+    value.backward()
+    assert candidates.grad[:2].abs().sum() == 0  # same-case items are neither positives nor negatives
+
+
+def test_mask_contrastive_step_trains_the_retriever_with_labels(splits):
+    train, _ = splits
+    net = _network()
+    net.set_gallery(
+        torch.stack([t["image"] for t in train]),
+        torch.stack([t["label"] for t in train]),
+        [t["name"] for t in train],
+        [t["case_id"] for t in train],
+    )
+    net.rebuild_index()
+    before = net.retriever_fingerprint()
+    step = ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters(), 1e-3), positives="mask", num_candidates=8)
+    trainer = _trainer(net, train[:4], 4, [step])
+    trainer.run()
+    assert torch.isfinite(trainer.state.output[0]["contrastive_loss"]) and net.retriever_fingerprint() != before

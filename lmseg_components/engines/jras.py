@@ -1,10 +1,11 @@
 """Ignite handlers that turn MONAI's SupervisedTrainer into J-RAS's alternating joint training.
 
 The trainer's own iteration is the *supervised* step (segmenter, Dice + CE, with guides retrieved by the
-current index). After it, :class:`ContrastiveStep` runs the *contrastive* step (retriever, InfoNCE on two
-augmented views of the same batch). :class:`RebuildIndex` re-embeds the gallery with the current retriever on
-a schedule (each epoch by default, and before each validation) and can persist the index whenever the
-evaluator's key metric improves, so the saved index always matches the saved best model.
+current index). After it, :class:`ContrastiveStep` runs the *contrastive* step (retriever: soft InfoNCE whose
+targets are the mask agreement with gallery items of other patients, or NT-Xent on two augmented views).
+:class:`RebuildIndex` re-embeds the gallery with the current retriever on a schedule (each epoch by default, and
+before each validation) and can persist the index whenever the evaluator's key metric improves, so the saved
+index always matches the saved best model.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from monai.losses import ContrastiveLoss
 from torch import nn
 
 from lmseg_components.engines.overlay import render_overlay
+from lmseg_components.losses.mask_contrastive import MaskAgreementInfoNCE, sample_candidates
+from lmseg_components.metrics.overlap import pairwise_mask_dice
 from lmseg_components.retrieval.augmented import RetrievalAugmentedSegmenter
 
 __all__ = [
@@ -30,7 +33,10 @@ __all__ = [
     "RetrievalHitRate",
     "SaveGuidePanels",
     "augment_views",
+    "gallery_agreement",
 ]
+
+POSITIVES = ("mask", "views", "adjacent")
 
 
 def _unwrap(network: nn.Module) -> RetrievalAugmentedSegmenter:
@@ -184,16 +190,23 @@ class RebuildIndex:
 
 
 class ContrastiveStep:
-    """After each supervised iteration, one InfoNCE step of the retriever on positive pairs from the batch.
+    """After each supervised iteration, one contrastive step of the retriever on the batch.
 
     Args:
         network: the :class:`RetrievalAugmentedSegmenter` (or its DDP wrapper).
         optimizer: optimiser of the retriever's parameters.
-        temperature: NT-Xent temperature (MONAI ``ContrastiveLoss``).
-        positives: ``views`` (two augmentations of each image) or ``adjacent`` (each image and an adjacent
-            slice of the same volume from the gallery, both augmented; items without a known neighbour fall
-            back to a second view of themselves).
-        image_key: batch key of the images.
+        temperature: temperature of the embedding similarities.
+        positives: ``mask`` (default): soft InfoNCE whose targets are the mask agreement of each query with
+            gallery items of *other* cases, its other augmented view counting as a perfect match
+            (:class:`~lmseg_components.losses.MaskAgreementInfoNCE`; needs the batch's labels and case ids);
+            ``views``: NT-Xent on two augmentations of each image (SimCLR); ``adjacent``: NT-Xent on each image and
+            an adjacent slice of the same volume from the gallery, both augmented (items without a known
+            neighbour fall back to a second view of themselves).
+        mask_temperature: with ``mask``, the temperature of the targets ``softmax(mask Dice / mask_temperature)``.
+        num_candidates: with ``mask``, gallery items embedded per step (at least; each query's two most and one
+            least similar admissible masks are always among them, see
+            :func:`~lmseg_components.losses.sample_candidates`).
+        image_key, label_key: batch keys of the images and (with ``mask``) the integer label maps (B, 1, H, W).
         noise_std, max_shift: strength of :func:`augment_views`.
     """
 
@@ -202,16 +215,23 @@ class ContrastiveStep:
         network: nn.Module,
         optimizer: torch.optim.Optimizer,
         temperature: float = 0.1,
-        positives: str = "views",
+        positives: str = "mask",
+        mask_temperature: float = 0.1,
+        num_candidates: int = 32,
         image_key: str = "image",
+        label_key: str = "label",
         noise_std: float = 0.05,
         max_shift: int = 3,
     ):
-        if positives not in ("views", "adjacent"):
-            raise ValueError(f"positives must be 'views' or 'adjacent', got {positives!r}.")
+        if positives not in POSITIVES:
+            raise ValueError(f"positives must be one of {POSITIVES}, got {positives!r}.")
+        if num_candidates < 1:
+            raise ValueError(f"num_candidates must be positive, got {num_candidates}.")
         self.network, self.optimizer, self.positives = network, optimizer, positives
         self.loss = ContrastiveLoss(temperature=temperature)
-        self.image_key, self.noise_std, self.max_shift = image_key, noise_std, max_shift
+        self.mask_loss = MaskAgreementInfoNCE(temperature, mask_temperature)
+        self.num_candidates = num_candidates
+        self.image_key, self.label_key, self.noise_std, self.max_shift = image_key, label_key, noise_std, max_shift
 
     def attach(self, engine: Engine) -> None:
         if _unwrap(self.network).uses_retrieval:
@@ -220,18 +240,36 @@ class ContrastiveStep:
     def __call__(self, engine: Engine) -> None:
         retriever = _unwrap(self.network).retriever
         images = torch.as_tensor(_batch_value(engine.state.batch, self.image_key)).to(engine.state.device)
-        if images.shape[0] < 2:
-            return  # InfoNCE needs at least one negative
+        if images.shape[0] < 2 and self.positives != "mask":
+            return  # NT-Xent needs at least one negative
         retriever.train()
         self.optimizer.zero_grad(set_to_none=True)
         view_a = augment_views(images, self.noise_std, self.max_shift)
-        view_b = augment_views(self._partners(engine, images), self.noise_std, self.max_shift)
-        loss = self.loss(retriever(view_a), retriever(view_b))
+        if self.positives == "mask":
+            loss = self._mask_loss(engine, retriever, view_a, augment_views(images, self.noise_std, self.max_shift))
+        else:
+            view_b = augment_views(self._partners(engine, images), self.noise_std, self.max_shift)
+            loss = self.loss(retriever(view_a), retriever(view_b))
         loss.backward()
         _average_gradients_across_ranks(retriever)
         self.optimizer.step()
         _broadcast_buffers_from_rank0(retriever)
         _set_output(engine, "contrastive_loss", loss.detach())
+
+    def _mask_loss(self, engine: Engine, retriever: nn.Module, view_a: torch.Tensor, view_b: torch.Tensor):
+        """Soft InfoNCE of both views against each other and a candidate set of gallery items of other cases."""
+        model = _unwrap(self.network)
+        labels = _integer_labels(_batch_value(engine.state.batch, self.label_key))
+        agreement, admissible = gallery_agreement(model, labels, _batch_value(engine.state.batch, "case_id"))
+        rows = sample_candidates(agreement, admissible, self.num_candidates).to(agreement.device)
+        candidates = augment_views(model.gallery_images[rows].to(view_a.device), self.noise_std, self.max_shift)
+        b = view_a.shape[0]
+        z = retriever(torch.cat([view_a, view_b, candidates]))
+        z_a, z_b, z_c = z[:b], z[b : 2 * b], z[2 * b :]
+        agreement, admissible = agreement[:, rows].to(z.device), admissible[:, rows].to(z.device)
+        return 0.5 * (
+            self.mask_loss(z_a, z_b, z_c, agreement, admissible) + self.mask_loss(z_b, z_a, z_c, agreement, admissible)
+        )
 
     def _partners(self, engine: Engine, images: torch.Tensor) -> torch.Tensor:
         """The positive partner of each image: itself (``views``) or an adjacent slice from the gallery."""
@@ -244,6 +282,35 @@ class ContrastiveStep:
             if row is not None:
                 partners[q] = model.gallery_images[row].to(images.device)
         return partners
+
+
+def _integer_labels(labels) -> torch.Tensor:
+    """(B, 1, H, W) integer labels from a batch's labels, integer or one-hot (B, K, H, W) after post-processing."""
+    labels = torch.as_tensor(labels).as_subclass(torch.Tensor)
+    return labels.argmax(1, keepdim=True) if labels.shape[1] > 1 else labels.long()
+
+
+def gallery_agreement(
+    model: RetrievalAugmentedSegmenter, labels: torch.Tensor, case_ids: Sequence[str] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask agreement (:func:`~lmseg_components.metrics.pairwise_mask_dice`) of B query masks with the gallery.
+
+    Args:
+        model: the network, with its gallery set.
+        labels: (B, 1, H, W) integer labels of the queries.
+        case_ids: per query, its case (gallery items of that case are not admissible); None admits every item.
+
+    Returns:
+        agreement (B, N) and admissible (B, N) bool, on the gallery's device.
+    """
+    agreement = pairwise_mask_dice(
+        labels.to(model.gallery_labels.device), model.gallery_labels, model.segmenter.num_classes
+    )
+    if case_ids is None:
+        return agreement, torch.ones_like(agreement, dtype=torch.bool)
+    cases = [str(c) for c in case_ids]
+    admissible = torch.tensor([[g != c for g in model.gallery_cases] for c in cases], device=agreement.device)
+    return agreement, admissible.reshape(agreement.shape)
 
 
 class RetrievalHitRate:

@@ -10,6 +10,7 @@ from lmseg_components.metrics.overlap import (
     dice_from_counts,
     iou_from_counts,
     overlap_counts,
+    pairwise_mask_dice,
 )
 from lmseg_components.metrics.volume import HausdorffDistance95, SpacedHausdorffDistanceMetric, per_class_dice_hd95
 
@@ -25,5 +26,6 @@ __all__ = [
     "dice_from_counts",
     "iou_from_counts",
     "overlap_counts",
+    "pairwise_mask_dice",
     "per_class_dice_hd95",
 ]

@@ -1,4 +1,5 @@
-"""Binary Dice and IoU, per image ("m-") and global ("g-"), as MONAI cumulative metrics and Ignite handlers.
+"""Binary Dice and IoU, per image ("m-") and global ("g-"), as MONAI cumulative metrics and Ignite handlers, and
+the pairwise Dice of label maps with which retrieval is judged (how well one mask guides another).
 
 Empty/empty rule (per-image metrics): an image whose prediction and ground truth are both empty has no overlap
 to measure. ``empty="one"`` (default, reported in our tables) scores it 1.0 -- the prediction is exactly
@@ -17,6 +18,7 @@ __all__ = [
     "overlap_counts",
     "dice_from_counts",
     "iou_from_counts",
+    "pairwise_mask_dice",
     "PerImageOverlapMetric",
     "GlobalOverlapMetric",
     "PerImageDice",
@@ -60,6 +62,38 @@ def iou_from_counts(counts: torch.Tensor, empty_value: float = 1.0) -> torch.Ten
     inter, p, g = counts.unbind(-1)
     union = p + g - inter
     return torch.where(union > 0, inter / union.clamp_min(1e-12), torch.full_like(union, empty_value))
+
+
+def pairwise_mask_dice(a: torch.Tensor, b: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Mask agreement of every pair of label maps: the Dice of each foreground class, averaged over the classes
+    present in either mask; two masks without any foreground agree perfectly (1.0).
+
+    Args:
+        a: (A, 1, *spatial) integer labels in [0, num_classes).
+        b: (B, 1, *spatial) integer labels, same spatial size.
+        num_classes: K, classes including background (label 0).
+
+    Returns:
+        (A, B) float32 agreement in [0, 1].
+    """
+    if a.ndim < 3 or a.shape[1] != 1 or b.shape[1:] != a.shape[1:]:
+        raise ValueError(
+            f"expected (A, 1, ...) and (B, 1, ...) label maps of one size, got {tuple(a.shape)}, {tuple(b.shape)}."
+        )
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
+    a, b = a.flatten(1).long(), b.to(a.device).flatten(1).long()
+    dice = torch.zeros(a.shape[0], b.shape[0], device=a.device)
+    present = torch.zeros_like(dice)
+    for c in range(1, num_classes):
+        qa, qb = (a == c).float(), (b == c).float()
+        counts = torch.stack(
+            [qa @ qb.T, qa.sum(1, keepdim=True).expand_as(dice), qb.sum(1)[None].expand_as(dice)], dim=-1
+        )
+        in_either = counts[..., 1] + counts[..., 2] > 0
+        dice += torch.where(in_either, dice_from_counts(counts, 0.0), 0.0)
+        present += in_either.float()
+    return torch.where(present > 0, dice / present.clamp_min(1), torch.ones_like(dice))
 
 
 def _score(counts: torch.Tensor, kind: str, empty_value: float) -> torch.Tensor:
