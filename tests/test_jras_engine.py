@@ -21,24 +21,28 @@ def splits(tmp_path_factory):
     return load_slices(train, 1000.0), load_slices(val, 1000.0)
 
 
-def _network(use_retrieval=True):
+def _network(use_retrieval=True, retriever_seg_grad=False):
     torch.manual_seed(0)
     retriever = Retriever(in_channels=1, embed_dim=16, hidden_dim=32, widen_factor=0.25)
     segmenter = GuidedSegmenter(1, 4, "unet", features=(8, 8, 16, 16, 32, 8), use_retrieval=use_retrieval)
-    return RetrievalAugmentedSegmenter(retriever, segmenter, k=2, exclude_same_case=True)
+    return RetrievalAugmentedSegmenter(
+        retriever, segmenter, k=2, exclude_same_case=True, retriever_seg_grad=retriever_seg_grad
+    )
 
 
 PREPARE = PrepareBatchExtraInput(extra_keys={"exclude_ids": "name", "exclude_cases": "case_id"})
 
 
-def _trainer(net, data, batch_size: int, handlers: list, epochs: int = 1, shuffle: bool = False) -> SupervisedTrainer:
-    """MONAI's SupervisedTrainer on the segmenter (Dice + CE) with the J-RAS handlers."""
+def _trainer(
+    net, data, batch_size: int, handlers: list, epochs: int = 1, shuffle: bool = False, optimizer=None
+) -> SupervisedTrainer:
+    """MONAI's SupervisedTrainer (Dice + CE; by default optimising the segmenter) with the J-RAS handlers."""
     return SupervisedTrainer(
         device=torch.device("cpu"),
         max_epochs=epochs,
         train_data_loader=DataLoader(data, batch_size=batch_size, shuffle=shuffle),
         network=net,
-        optimizer=torch.optim.Adam(net.segmenter.parameters(), 1e-3),
+        optimizer=optimizer or torch.optim.Adam(net.segmenter.parameters(), 1e-3),
         loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
         prepare_batch=PREPARE,
         train_handlers=handlers,
@@ -214,3 +218,29 @@ def test_mask_contrastive_step_trains_the_retriever_with_labels(splits):
     trainer = _trainer(net, train[:4], 4, [step])
     trainer.run()
     assert torch.isfinite(trainer.state.output[0]["contrastive_loss"]) and net.retriever_fingerprint() != before
+
+
+@pytest.mark.parametrize("seg_grad", [True, False])
+def test_segmentation_loss_updates_the_retriever_only_with_seg_grad(splits, seg_grad):
+    """One supervised step, the retriever's parameters in the supervised optimiser and no contrastive step: the
+    retriever moves through the blend weights with ``retriever_seg_grad`` and stays put without it."""
+    train, _ = splits
+    net = _network(retriever_seg_grad=seg_grad)
+    net.set_gallery(
+        torch.stack([t["image"] for t in train]),
+        torch.stack([t["label"] for t in train]),
+        [t["name"] for t in train],
+        [t["case_id"] for t in train],
+    )
+    net.rebuild_index()
+    before = [p.detach().clone() for p in net.retriever.parameters()]
+    optimizer = torch.optim.Adam([*net.segmenter.parameters(), *net.retriever.parameters()], 1e-3)
+    trainer = _trainer(net, train[:4], 4, [], optimizer=optimizer)
+    trainer.run()
+    moved = [not torch.equal(a, b) for a, b in zip(before, net.retriever.parameters(), strict=True)]
+    grads = [p.grad for p in net.retriever.parameters()]
+    if seg_grad:
+        assert all(moved) and all(g is not None and g.abs().sum() > 0 for g in grads)
+    else:
+        assert not any(moved) and all(g is None for g in grads)
+    assert net.last_indices.shape == (4, 2)  # the top-k itself stays the index's discrete choice

@@ -4,6 +4,10 @@
 pairs) and the index. Its forward embeds the query, retrieves the top-k gallery items (excluding the query
 itself and, optionally, its whole case), blends them one-hot and runs the segmenter. The index is rebuilt from
 the current retriever by :meth:`rebuild_index` (the ``RebuildIndex`` handler calls it on a schedule).
+
+With ``retriever_seg_grad`` the segmentation loss also trains the retriever: the top-k choice stays discrete (the
+index search), but in training the blend weights ``softmax(similarity / temperature)`` are recomputed from the
+query and its k guides re-embedded with gradient, so the loss reaches the retriever through the weights.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ class RetrievalAugmentedSegmenter(nn.Module):
         exclude_same_case: also exclude every gallery item of the query's case (other slices of one patient).
         index_backend: ``torch`` (exact) or a FAISS backend name (see ``create_index``).
         embed_batch: gallery items embedded per forward pass when rebuilding.
+        retriever_seg_grad: in training mode, recompute the blend weights from embeddings with gradient (query and
+            guides re-embedded by the retriever in train mode), so that the segmentation loss updates the
+            retriever too (give its parameters to the supervised optimiser); otherwise the weights come from the
+            index's scores, without gradient.
     """
 
     def __init__(
@@ -45,6 +53,7 @@ class RetrievalAugmentedSegmenter(nn.Module):
         exclude_same_case: bool = True,
         index_backend: str = "torch",
         embed_batch: int = 64,
+        retriever_seg_grad: bool = False,
     ):
         super().__init__()
         if k < 1:
@@ -52,6 +61,7 @@ class RetrievalAugmentedSegmenter(nn.Module):
         self.retriever, self.segmenter = retriever, segmenter
         self.k, self.temperature, self.exclude_same_case = k, temperature, exclude_same_case
         self.index_backend, self.embed_batch = index_backend, embed_batch
+        self.retriever_seg_grad = retriever_seg_grad
         self.register_buffer("gallery_images", torch.empty(0), persistent=False)
         self.register_buffer("gallery_labels", torch.empty(0, dtype=torch.long), persistent=False)
         self.gallery_ids: list[str] = []
@@ -205,10 +215,20 @@ class RetrievalAugmentedSegmenter(nn.Module):
         self.last_indices, self.last_scores = result.indices, result.scores
         rows = result.indices.to(image.device)
         guide_image, guide_mask = blend_guides(
-            result.scores.to(image.device),
+            self._blend_scores(image, rows) if self._seg_grad_active() else result.scores.to(image.device),
             self.gallery_images[rows],
             self.gallery_labels[rows],
             self.segmenter.num_classes,
             self.temperature,
         )
         return self.segmenter(self.segmenter.guided_input(image, guide_image, guide_mask))
+
+    def _seg_grad_active(self) -> bool:
+        return self.retriever_seg_grad and self.training and torch.is_grad_enabled()
+
+    def _blend_scores(self, image: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Cosine similarities (B, k) of the queries ``image`` (B, C, H, W) with their retrieved gallery ``rows``
+        (B, k), from embeddings computed in one train-mode pass with gradient to the retriever."""
+        b, k = rows.shape
+        z = self.retriever(torch.cat([image, self.gallery_images[rows.flatten()]]))
+        return (z[:b, None] * z[b:].reshape(b, k, -1)).sum(-1)
