@@ -67,6 +67,13 @@ def test_evaluating_writes_metrics_and_per_slice_csv(trained):
     assert run.returncode == 0, run.stderr[-3000:]
     metrics = dict(line.split(",") for line in (root / "eval" / "metrics.csv").read_text().splitlines())
     assert float(metrics["val_mean_dice"]) > 0.1 and "val_hd95" in metrics
+    quality = {
+        k: float(metrics[f"{p}retrieval_{k}"]) for p in ("", "oracle_", "random_") for k in ("hit_rate", "mask_dice")
+    }
+    assert all(0.0 <= v <= 1.0 for v in quality.values())
+    assert float(metrics["oracle_retrieval_mask_dice"]) >= max(
+        float(metrics["retrieval_mask_dice"]), float(metrics["random_retrieval_mask_dice"])
+    )
     with open(root / "eval" / "val_mean_dice_raw.csv") as f:
         rows = list(csv.reader(f, delimiter="\t"))
     assert len(rows) == 1 + len(read_acdc_split(root / "data", "test"))

@@ -244,3 +244,30 @@ def test_segmentation_loss_updates_the_retriever_only_with_seg_grad(splits, seg_
     else:
         assert not any(moved) and all(g is None for g in grads)
     assert net.last_indices.shape == (4, 2)  # the top-k itself stays the index's discrete choice
+
+
+def test_retrieval_quality_of_learned_oracle_and_random_retrievers():
+    """Hand-computed on the 4-slice gallery: q1 (patient p1, the query mask) agrees [1, 1, 0.5, 0] with the
+    gallery rows, q2 (patient p9, the shifted mask) [0.5, 0.5, 1, 0]; the learned retriever returned rows 3 and 1."""
+    from ignite.engine import Engine
+
+    net, query = _four_slice_gallery()
+    shifted = net.gallery_labels[2:3]
+    batch = {"label": torch.cat([query, shifted]), "case_id": ["p1", "p9"]}
+    engine = Engine(lambda e, b: setattr(net, "last_indices", torch.tensor([[3, 0], [1, 0]])) or {})
+    for retriever in ("learned", "oracle", "random"):
+        RetrievalHitRate(net, num_classes=4, retriever=retriever).attach(engine)
+    engine.run([batch])
+    metrics = engine.state.metrics
+    assert metrics["retrieval_mask_dice"] == pytest.approx(0.25) and metrics["retrieval_hit_rate"] == 0.0
+    # oracle: q1 may not use its own patient's identical slices, so its best is p2 (0.5, not a hit); q2 gets 1.0
+    assert metrics["oracle_retrieval_mask_dice"] == pytest.approx(0.75) and metrics["oracle_retrieval_hit_rate"] == 0.5
+    draws = set()
+    for seed in range(12):
+        engine = Engine(lambda e, b: {})
+        RetrievalHitRate(net, num_classes=4, retriever="random", seed=seed).attach(engine)
+        engine.run([{"label": query, "case_id": ["p1"]}])
+        draws.add(engine.state.metrics["random_retrieval_mask_dice"])
+    assert draws == {0.0, 0.5}  # rows of p2 and p3 only, never p1's (agreement 1)
+    with pytest.raises(ValueError, match="retriever must be one of"):
+        RetrievalHitRate(net, num_classes=4, retriever="best")

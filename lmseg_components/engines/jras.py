@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 POSITIVES = ("mask", "views", "adjacent")
+RETRIEVERS = {"learned": "", "oracle": "oracle_", "random": "random_"}  # judged by RetrievalHitRate: metric prefix
 
 
 def _unwrap(network: nn.Module) -> RetrievalAugmentedSegmenter:
@@ -314,47 +315,82 @@ def gallery_agreement(
 
 
 class RetrievalHitRate:
-    """Fraction of queries whose top-1 guide's mask has foreground Dice with the query's mask above
-    ``threshold`` (mean over the classes present in either), written to the iteration output as ``hit_rate``
-    and accumulated per epoch in ``engine.state.metrics["retrieval_hit_rate"]``.
+    """How well the top-1 guide's mask matches the query's mask, judged on its own (not through the segmenter).
+
+    Per query, the agreement is :func:`~lmseg_components.metrics.pairwise_mask_dice` of the two masks (foreground
+    Dice averaged over the classes present in either; two empty masks agree, 1.0). Over the epoch so far,
+    ``engine.state.metrics`` holds ``<prefix>retrieval_hit_rate`` (fraction of queries whose agreement exceeds
+    ``threshold``) and ``<prefix>retrieval_mask_dice`` (mean agreement), updated every iteration so that any
+    ``StatsHandler`` / ``MetricsSaver`` sees the epoch's values; the iteration output gets ``<prefix>hit_rate``.
+
+    Args:
+        network: the :class:`RetrievalAugmentedSegmenter` (or its DDP wrapper).
+        num_classes: K, classes including background.
+        threshold: agreement above which a retrieval is a hit.
+        label_key: batch key of the labels, (1, H, W) integers or (K, H, W) one-hot per item.
+        retriever: whose top-1 guide is judged: ``learned`` (the network's last retrieval; no prefix), ``oracle``
+            (the gallery item of another case whose mask agrees best: the upper bound of any retriever) or
+            ``random`` (a uniformly drawn gallery item of another case, from a generator seeded with ``seed`` at
+            each epoch). The query's case comes from the batch's ``case_id`` when present.
+        seed: seed of the ``random`` retriever.
     """
 
-    def __init__(self, network: nn.Module, num_classes: int, threshold: float = 0.5, label_key: str = "label"):
+    def __init__(
+        self,
+        network: nn.Module,
+        num_classes: int,
+        threshold: float = 0.5,
+        label_key: str = "label",
+        retriever: str = "learned",
+        seed: int = 0,
+    ):
+        if retriever not in RETRIEVERS:
+            raise ValueError(f"retriever must be one of {tuple(RETRIEVERS)}, got {retriever!r}.")
         self.network, self.num_classes, self.threshold, self.label_key = network, num_classes, threshold, label_key
+        self.retriever, self.prefix, self.seed = retriever, RETRIEVERS[retriever], seed
+        self.generator = torch.Generator()
         self._hits = self._count = 0
+        self._agreement = 0.0
 
     def attach(self, engine: Engine) -> None:
         if not _unwrap(self.network).uses_retrieval:
             return
         engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self._publish)
 
     def _reset(self, engine: Engine) -> None:
         self._hits = self._count = 0
+        self._agreement = 0.0
+        self.generator.manual_seed(self.seed)
 
     def __call__(self, engine: Engine) -> None:
         model = _unwrap(self.network)
-        if model.last_indices is None:
+        if not model.gallery_ids or (self.retriever == "learned" and model.last_indices is None):
             return
-        labels = torch.as_tensor(_batch_value(engine.state.batch, self.label_key)).long()
-        labels = labels.to(model.gallery_labels.device)
-        guides = model.gallery_labels[model.last_indices[:, 0].to(labels.device)]
-        dice = torch.zeros(labels.shape[0], device=labels.device)
-        present = torch.zeros_like(dice)
-        for c in range(1, self.num_classes):
-            q, g = (labels == c).flatten(1).float(), (guides == c).flatten(1).float()
-            denom = q.sum(1) + g.sum(1)
-            dice += torch.where(denom > 0, 2 * (q * g).sum(1) / denom.clamp_min(1), torch.zeros_like(denom))
-            present += (denom > 0).float()
-        score = dice / present.clamp_min(1)
+        batch = engine.state.batch
+        labels = _integer_labels(_batch_value(batch, self.label_key))
+        has_case = (batch[0] if isinstance(batch, list) else batch).get("case_id") is not None
+        agreement, admissible = gallery_agreement(model, labels, _batch_value(batch, "case_id") if has_case else None)
+        score = self._top1(model, agreement, admissible)
         hits = int((score > self.threshold).sum())
         self._hits += hits
+        self._agreement += float(score.sum())
         self._count += labels.shape[0]
-        _set_output(engine, "hit_rate", hits / labels.shape[0])
+        _set_output(engine, f"{self.prefix}hit_rate", hits / labels.shape[0])
+        engine.state.metrics[f"{self.prefix}retrieval_hit_rate"] = self._hits / self._count
+        engine.state.metrics[f"{self.prefix}retrieval_mask_dice"] = self._agreement / self._count
 
-    def _publish(self, engine: Engine) -> None:
-        engine.state.metrics["retrieval_hit_rate"] = self._hits / max(1, self._count)
+    def _top1(self, model: RetrievalAugmentedSegmenter, agreement: torch.Tensor, admissible: torch.Tensor):
+        """(B,) agreement of each query with its top-1 guide under this handler's retriever."""
+        if self.retriever == "learned":
+            rows = model.last_indices[:, 0].to(agreement.device)
+        elif not bool(admissible.any(1).all()):
+            raise RuntimeError(f"the {self.retriever} retriever needs gallery items of another case for every query.")
+        elif self.retriever == "oracle":
+            rows = agreement.masked_fill(~admissible, -1.0).argmax(1)
+        else:
+            rows = torch.multinomial(admissible.float().cpu(), 1, generator=self.generator)[:, 0].to(agreement.device)
+        return agreement.gather(1, rows[:, None])[:, 0]
 
 
 class SaveGuidePanels:
