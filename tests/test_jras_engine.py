@@ -30,6 +30,18 @@ def _network(use_retrieval=True, retriever_seg_grad=False):
     )
 
 
+def _network_with_gallery(items, **kwargs):
+    """:func:`_network` with ``items`` (dataset records) as its gallery."""
+    net = _network(**kwargs)
+    net.set_gallery(
+        torch.stack([t["image"] for t in items]),
+        torch.stack([t["label"] for t in items]),
+        [t["name"] for t in items],
+        [t["case_id"] for t in items],
+    )
+    return net
+
+
 PREPARE = PrepareBatchExtraInput(extra_keys={"exclude_ids": "name", "exclude_cases": "case_id"})
 
 
@@ -51,13 +63,7 @@ def _trainer(
 
 def test_joint_training_never_retrieves_self_or_case_and_rebuilds_index(splits, tmp_path):
     train, val = splits
-    net = _network()
-    net.set_gallery(
-        torch.stack([t["image"] for t in train]),
-        torch.stack([t["label"] for t in train]),
-        [t["name"] for t in train],
-        [t["case_id"] for t in train],
-    )
+    net = _network_with_gallery(train)
     handlers = [
         RebuildIndex(net),
         ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters(), 1e-3)),
@@ -205,13 +211,7 @@ def test_mask_positives_come_from_other_patients_by_mask_agreement():
 
 def test_mask_contrastive_step_trains_the_retriever_with_labels(splits):
     train, _ = splits
-    net = _network()
-    net.set_gallery(
-        torch.stack([t["image"] for t in train]),
-        torch.stack([t["label"] for t in train]),
-        [t["name"] for t in train],
-        [t["case_id"] for t in train],
-    )
+    net = _network_with_gallery(train)
     net.rebuild_index()
     before = net.retriever_fingerprint()
     step = ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters(), 1e-3), positives="mask", num_candidates=8)
@@ -225,13 +225,7 @@ def test_segmentation_loss_updates_the_retriever_only_with_seg_grad(splits, seg_
     """One supervised step, the retriever's parameters in the supervised optimiser and no contrastive step: the
     retriever moves through the blend weights with ``retriever_seg_grad`` and stays put without it."""
     train, _ = splits
-    net = _network(retriever_seg_grad=seg_grad)
-    net.set_gallery(
-        torch.stack([t["image"] for t in train]),
-        torch.stack([t["label"] for t in train]),
-        [t["name"] for t in train],
-        [t["case_id"] for t in train],
-    )
+    net = _network_with_gallery(train, retriever_seg_grad=seg_grad)
     net.rebuild_index()
     before = [p.detach().clone() for p in net.retriever.parameters()]
     optimizer = torch.optim.Adam([*net.segmenter.parameters(), *net.retriever.parameters()], 1e-3)
