@@ -2,7 +2,7 @@
 
 A kill never leaves a torn target; the file gets the mode the user's umask gives a new file (``tempfile`` would
 leave 0600, which breaks a shared cache or a non-root container); the temporary name carries the writer's pid, so
-leftovers of a killed writer are recognised and removed by the next write to the same folder.
+leftovers of a killed writer are recognised and removed by the next process's first write to the same folder.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ __all__ = [
 
 # .<target stem>.<pid>.<random>.tmp<target suffix>: the suffix stays last for writers that check it (torch.export)
 _TEMP = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp(\.[^.]+)?$")
+# folders this process has cleaned of stale temporary files
+_CLEANED: set[Path] = set()
 
 
 def current_umask() -> int:
@@ -74,10 +76,14 @@ def remove_stale_temps(directory: str | Path) -> list[Path]:
 
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     """Call ``write(tmp)`` to fill a temporary file beside ``path``, give it the umask's mode and rename it onto
-    ``path``; on any error the temporary file is removed and ``path`` is unchanged. Returns ``path``."""
+    ``path``; on any error the temporary file is removed and ``path`` is unchanged. The first write of a process
+    to a folder also removes the temporary files killed writers left there. Returns ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path.parent)
+    folder = path.parent.resolve()
+    if folder not in _CLEANED:  # once per folder and process: a cache folder may hold many thousand files
+        remove_stale_temps(folder)
+        _CLEANED.add(folder)
     tmp = path.parent / f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}"
     try:
         write(str(tmp))

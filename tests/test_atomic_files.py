@@ -52,5 +52,6 @@ def test_temps_of_killed_writers_are_removed_and_nothing_else(tmp_path):
         path.write_bytes(b"x")
     assert remove_stale_temps(tmp_path) == [stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (live, *user))
-    atomic_save({}, tmp_path / "checkpoint.pt")  # a write also cleans up
+    stale.write_bytes(b"x")
+    atomic_save({}, tmp_path / "checkpoint.pt")  # a process's first write to a folder also cleans up
     assert not stale.exists() and live.exists()

@@ -34,9 +34,10 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def _rng_state() -> dict:
+    _, keys, *position = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": json.dumps(np.random.get_state()[1].tolist() + list(np.random.get_state()[2:])),
+        "numpy": json.dumps(keys.tolist() + position),
         "python": json.dumps(random.getstate(), default=list),
     }
     if torch.cuda.is_available():
