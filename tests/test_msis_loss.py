@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -60,3 +61,76 @@ def test_msis_weights_combine_terms():
     assert torch.allclose(MSISLoss()((logits, sims, l_negs), gt), expected, atol=1e-5)
     assert torch.allclose(MSISLoss()(logits, gt), seg, atol=1e-5)
     assert torch.allclose(MSISLoss(rgc_weight=0, bs_weight=0)((logits, sims, l_negs), gt), seg, atol=1e-5)
+
+
+def _bce(p: float, y: float) -> float:
+    return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
+
+def test_bs_sums_stages_by_default_and_averages_on_request():
+    gt = torch.zeros(1, 1, 4, 4)
+    gt[..., 0, 0] = 1  # one lesion pixel: the 2x2 stage's top-left cell is a quarter lesion
+    coarse = torch.tensor([[[[0.2, 0.9], [0.7, 0.6]]]])
+    fine = torch.full((1, 1, 4, 4), 0.8)
+    # coarse: targets 1 - f = [[0.75, 1], [1, 1]]; fine: target 0 at the lesion pixel, 1 elsewhere
+    coarse_bce = (_bce(0.2, 0.75) + _bce(0.9, 1) + _bce(0.7, 1) + _bce(0.6, 1)) / 4
+    fine_bce = (_bce(0.8, 0) + 15 * _bce(0.8, 1)) / 16
+    assert math.isclose(BSLoss()([coarse, fine], gt).item(), coarse_bce + fine_bce, rel_tol=1e-5)
+    assert math.isclose(BSLoss(reduction="mean")([coarse, fine], gt).item(), (coarse_bce + fine_bce) / 2, rel_tol=1e-5)
+    # MSIS passes the reduction on: with the segmentation and RGC terms off, 0.5 * BS
+    maps = (torch.zeros(1, 1, 4, 4), [torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 4, 4)], [coarse, fine])
+    for reduction, expected in (("sum", coarse_bce + fine_bce), ("mean", (coarse_bce + fine_bce) / 2)):
+        loss = MSISLoss(seg_weight=0, rgc_weight=0, bs_reduction=reduction)(maps, gt)
+        assert math.isclose(loss.item(), 0.5 * expected, rel_tol=1e-5)
+
+
+def test_resize_mask_fraction_and_threshold():
+    gt = torch.zeros(1, 1, 4, 4)
+    gt[..., :2, :2] = torch.tensor([[1.0, 1.0], [1.0, 0.0]])  # 3 of the top-left cell's 4 pixels
+    gt[..., 0, 3] = 1  # 1 of the top-right cell's 4
+    fraction = torch.tensor([[[[0.75, 0.25], [0.0, 0.0]]]])
+    assert torch.equal(resize_mask(gt, (2, 2)), fraction)
+    assert torch.equal(resize_mask(gt, (2, 2), "threshold"), torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]]))
+    assert torch.equal(resize_mask(gt, (4, 4)), gt)
+    assert resize_mask(gt, (1, 1)).item() == 0.25  # the lesion's area (4 of 16 pixels) at every size
+
+
+def test_rgc_weights_cells_by_their_lesion_fraction():
+    gt = torch.zeros(1, 1, 4, 4)
+    gt[..., 0, 0] = 1
+    sim = torch.tensor([[[[2.0, 0.0], [1.0, -1.0]]]])
+    # f = [[0.25, 0], [0, 0]]: cover = exp(2); leak = (0.75 exp(2) + exp(0) + exp(1) + exp(-1)) / 3.75
+    cover = math.exp(2.0)
+    leak = (0.75 * math.exp(2.0) + 1 + math.e + math.exp(-1)) / 3.75
+    assert math.isclose(RGCLoss()([sim], gt).item(), -math.log(cover / (cover + leak)), rel_tol=1e-5)
+    # with the old threshold the quarter-lesion cell is background: the image is skipped
+    assert RGCLoss(stage_target="threshold")([sim], gt).item() == 0.0
+
+
+def test_three_pixel_lesion_reaches_every_stage():
+    """At 224 px TIRNet's stages are 28, 56, 112 and 224; a 3-pixel lesion must give an RGC and a BS signal at
+    each (the old > 0.5 threshold erased it below full resolution)."""
+    gt = torch.zeros(1, 1, 224, 224)
+    gt[..., 100, 100:103] = 1
+    for size in (28, 56, 112, 224):
+        f = resize_mask(gt, (size, size))
+        assert math.isclose(f.sum().item() * (224 // size) ** 2, 3.0, rel_tol=1e-5)
+        sim = torch.zeros(1, 1, size, size, requires_grad=True)
+        l_neg = torch.full((1, 1, size, size), 0.5, requires_grad=True)
+        RGCLoss()([sim], gt).backward()
+        BSLoss()([l_neg], gt).backward()
+        lesion = f[0, 0] > 0
+        assert bool((sim.grad[0, 0][lesion] < 0).all()), f"RGC does not raise A on the lesion at {size}x{size}"
+        # BS pushes L- towards 1 on the background, less so where the lesion is
+        assert bool((l_neg.grad[0, 0][lesion] > l_neg.grad[0, 0][~lesion].max()).all()), size
+        if size < 224:
+            assert resize_mask(gt, (size, size), "threshold").sum() == 0  # what the threshold lost
+
+
+def test_bad_choices_are_refused():
+    with pytest.raises(ValueError, match=r"reduction must be one of \['sum', 'mean'\], got 'max'"):
+        BSLoss(reduction="max")
+    with pytest.raises(ValueError, match="stage_target must be one of"):
+        MSISLoss(stage_target="nearest")
+    with pytest.raises(ValueError, match=r"non-negative, got \{'bs_weight': -1\}"):
+        MSISLoss(bs_weight=-1)
