@@ -8,6 +8,10 @@ the current retriever by :meth:`rebuild_index` (the ``RebuildIndex`` handler cal
 With ``retriever_seg_grad`` the segmentation loss also trains the retriever: the top-k choice stays discrete (the
 index search), but in training the blend weights ``softmax(similarity / temperature)`` are recomputed from the
 query and its k guides re-embedded with gradient, so the loss reaches the retriever through the weights.
+
+With ``guide_source="oracle"`` the guides are not retrieved but chosen by the query's own mask (the k gallery items
+of admissible cases whose masks agree best with it): the upper bound of any retriever, for benchmarks asking
+whether guides help the segmenter at all. It needs the query labels, so it serves training and evaluation only.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from torch import nn
 
 from lmseg_components.files import atomic_save
 from lmseg_components.fingerprint import weights_fingerprint
+from lmseg_components.metrics.overlap import pairwise_mask_dice
 from lmseg_components.networks.guided import GuidedSegmenter, blend_guides
 from lmseg_components.retrieval.index import RetrievalIndex, create_index, load_index
 
-__all__ = ["RetrievalAugmentedSegmenter"]
+__all__ = ["GUIDE_SOURCES", "RetrievalAugmentedSegmenter"]
+
+GUIDE_SOURCES = ("retrieved", "oracle")
 
 
 class RetrievalAugmentedSegmenter(nn.Module):
@@ -42,6 +49,8 @@ class RetrievalAugmentedSegmenter(nn.Module):
             guides re-embedded by the retriever in train mode), so that the segmentation loss updates the
             retriever too (give its parameters to the supervised optimiser); otherwise the weights come from the
             index's scores, without gradient.
+        guide_source: ``retrieved`` (the index's top-k) or ``oracle`` (the top-k by mask agreement with the
+            query's own labels, ``oracle_labels`` of :meth:`forward`; an upper bound for benchmarks).
     """
 
     def __init__(
@@ -54,14 +63,17 @@ class RetrievalAugmentedSegmenter(nn.Module):
         index_backend: str = "torch",
         embed_batch: int = 64,
         retriever_seg_grad: bool = False,
+        guide_source: str = "retrieved",
     ):
         super().__init__()
         if k < 1:
             raise ValueError(f"k must be positive, got {k}.")
+        if guide_source not in GUIDE_SOURCES:
+            raise ValueError(f"guide_source must be one of {GUIDE_SOURCES}, got {guide_source!r}.")
         self.retriever, self.segmenter = retriever, segmenter
         self.k, self.temperature, self.exclude_same_case = k, temperature, exclude_same_case
         self.index_backend, self.embed_batch = index_backend, embed_batch
-        self.retriever_seg_grad = retriever_seg_grad
+        self.retriever_seg_grad, self.guide_source = retriever_seg_grad, guide_source
         self.register_buffer("gallery_images", torch.empty(0), persistent=False)
         self.register_buffer("gallery_labels", torch.empty(0, dtype=torch.long), persistent=False)
         self.gallery_ids: list[str] = []
@@ -189,18 +201,33 @@ class RetrievalAugmentedSegmenter(nn.Module):
         image: torch.Tensor,
         exclude_ids: Sequence[str] | None = None,
         exclude_cases: Sequence[str] | None = None,
+        oracle_labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         Args:
             image: (B, C, H, W) queries.
             exclude_ids: per query, its own gallery id (training queries must not retrieve themselves).
             exclude_cases: per query, its case id; used when ``exclude_same_case``.
+            oracle_labels: (B, 1, H, W) integer labels of the queries; required with ``guide_source="oracle"``,
+                ignored otherwise.
 
         Returns:
             logits (B, K, H, W).
         """
         if not self.uses_retrieval:
             return self.segmenter(image)
+        if self.guide_source == "oracle":
+            rows, scores = self._oracle_guides(oracle_labels, exclude_ids, exclude_cases)
+            self.last_indices, self.last_scores = rows, scores
+            image = image.as_subclass(torch.Tensor)
+            guide_image, guide_mask = blend_guides(
+                scores.to(image.device),
+                self.gallery_images[rows],
+                self.gallery_labels[rows],
+                self.segmenter.num_classes,
+                self.temperature,
+            )
+            return self.segmenter(self.segmenter.guided_input(image, guide_image, guide_mask))
         if self.index is None:
             raise RuntimeError("the retrieval index is not built: call rebuild_index() (or load_index()).")
         image = image.as_subclass(torch.Tensor)  # MONAI MetaTensors would leak into the index and the guides
@@ -222,6 +249,37 @@ class RetrievalAugmentedSegmenter(nn.Module):
             self.temperature,
         )
         return self.segmenter(self.segmenter.guided_input(image, guide_image, guide_mask))
+
+    def _oracle_guides(
+        self,
+        labels: torch.Tensor | None,
+        exclude_ids: Sequence[str] | None,
+        exclude_cases: Sequence[str] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows (B, k) and agreements (B, k) of the k admissible gallery items whose masks agree best
+        (:func:`~lmseg_components.metrics.pairwise_mask_dice`) with the queries' ``labels`` (B, 1, H, W)."""
+        if labels is None:
+            raise ValueError(
+                "guide_source='oracle' chooses guides by the query's own mask: pass oracle_labels (the bundle's "
+                "prepare_batch does so for training and evaluation; inference has no labels)."
+            )
+        labels = torch.as_tensor(labels).as_subclass(torch.Tensor)
+        labels = labels.argmax(1, keepdim=True) if labels.shape[1] > 1 else labels.long()
+        agreement = pairwise_mask_dice(
+            labels.to(self.gallery_labels.device), self.gallery_labels, self.segmenter.num_classes
+        )
+        for q in range(agreement.shape[0]):
+            blocked = [
+                i
+                for i, (gid, case) in enumerate(zip(self.gallery_ids, self.gallery_cases, strict=True))
+                if (exclude_ids is not None and gid == str(exclude_ids[q]))
+                or (self.exclude_same_case and exclude_cases is not None and case == str(exclude_cases[q]))
+            ]
+            agreement[q, blocked] = -1.0
+        scores, rows = agreement.topk(self.k, dim=1)
+        if bool((scores < 0).any()):
+            raise RuntimeError(f"fewer than k={self.k} admissible gallery items for a query; enlarge the gallery.")
+        return rows, scores
 
     def _seg_grad_active(self) -> bool:
         return self.retriever_seg_grad and self.training and torch.is_grad_enabled()
