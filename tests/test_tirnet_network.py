@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lmseg_components.networks import CDCB, RTMB, TextTokenPooling, TIRNet
 
@@ -64,6 +65,63 @@ def test_cdcb_shape_and_zero_detail():
     flat_skip = torch.zeros(2, 8, 6, 6)  # no high-frequency detail: out is the base path alone
     assert torch.allclose(block(d, flat_skip, l_pos), block.base(d), atol=1e-6)
     assert block(d, torch.randn(2, 8, 6, 6), l_pos).shape == (2, 8, 6, 6)
+
+
+def _gelu(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
+
+
+def _avg_pool3x3(x: torch.Tensor) -> torch.Tensor:
+    """3x3 mean with zero padding counted, from the nine shifted copies."""
+    padded, (h, w) = F.pad(x, (1, 1, 1, 1)), x.shape[-2:]
+    return sum(padded[..., i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9
+
+
+def _norm_per_channel(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """GroupNorm with one channel per group (CDCB(2) has 2 groups), before its affine step."""
+    mean, var = x.mean((-2, -1), keepdim=True), x.var((-2, -1), unbiased=False, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps)
+
+
+def test_cdcb_matches_a_hand_computation():
+    """CDCB(2) with weights set by hand (3x3 convolutions reduced to their centre tap) against its formulas
+    written out channel by channel: B, D_raw, W with delta and both GroupNorms, the gate G on [B, W D_raw, L+]."""
+    block = CDCB(2)  # gate hidden width 1; GroupNorm(2, 2)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.zero_()
+        block.base[0].weight[:, :, 1, 1] = torch.tensor([[1.0, 0.0], [0.5, 1.0]])
+        block.base[2].weight[:, :, 1, 1] = torch.tensor([[2.0, 0.0], [0.0, -1.0]])
+        block.base[2].bias.copy_(torch.tensor([0.1, 0.0]))
+        block.base_proj[0].weight[:, :, 0, 0] = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+        block.base_proj[1].weight.fill_(1.0)
+        block.detail_proj[0].weight[:, :, 0, 0] = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+        block.detail_proj[1].weight.copy_(torch.tensor([1.0, 2.0]))
+        block.detail_proj[1].bias.copy_(torch.tensor([0.0, 0.5]))
+        block.delta.fill_(0.7)
+        block.gate[0].weight[0, :, 1, 1] = torch.tensor([0.5, 0.0, 1.0, -1.0, 2.0])  # [B_0, B_1, WD_0, WD_1, L+]
+        block.gate[0].bias.fill_(-0.3)
+        block.gate[2].weight[:, 0, 0, 0] = torch.tensor([1.0, -2.0])
+        block.gate[2].bias.copy_(torch.tensor([0.0, 0.5]))
+    g = torch.Generator().manual_seed(0)
+    d, e, l_pos = torch.randn(1, 2, 4, 4, generator=g), torch.randn(1, 2, 4, 4, generator=g), torch.rand(1, 1, 4, 4)
+
+    hidden = torch.stack([d[:, 0], 0.5 * d[:, 0] + d[:, 1]], 1)
+    base = torch.stack([2 * _gelu(hidden[:, 0]) + 0.1, -_gelu(hidden[:, 1])], 1)
+    detail = e - _avg_pool3x3(e)
+    base_norm = _norm_per_channel(torch.stack([base[:, 0], base[:, 0] + base[:, 1]], 1))
+    detail_norm = _norm_per_channel(detail.flip(1)) * torch.tensor([1.0, 2.0]).view(1, 2, 1, 1)
+    detail_norm = detail_norm + torch.tensor([0.0, 0.5]).view(1, 2, 1, 1)
+    consistency = torch.sigmoid(0.7 * (base_norm * detail_norm).sum(1, keepdim=True))
+    weighted = consistency * detail
+    gate_hidden = _gelu(0.5 * base[:, 0] + weighted[:, 0] - weighted[:, 1] + 2 * l_pos[:, 0] - 0.3)
+    gate = torch.sigmoid(torch.stack([gate_hidden, 0.5 - 2 * gate_hidden], 1))
+    expected = base + gate * weighted
+
+    with torch.no_grad():
+        out = block(d, e, l_pos)
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert not torch.allclose(out, base, atol=1e-2)  # the detail branch contributes
 
 
 def test_text_pooling_equals_conv1d_then_masked_mean():
