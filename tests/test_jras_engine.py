@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from ignite.engine import Events
 from monai.data import DataLoader
 from monai.engines import PrepareBatchExtraInput, SupervisedEvaluator, SupervisedTrainer
@@ -70,7 +71,7 @@ def test_joint_training_never_retrieves_self_or_case_and_rebuilds_index(splits, 
         RetrievalHitRate(net, num_classes=4),
     ]
     trainer = _trainer(net, train, 8, handlers, epochs=2, shuffle=True)
-    seen, fingerprints = [], []
+    seen, indexes = [], []
 
     @trainer.on(Events.ITERATION_COMPLETED)
     def check_retrieved(engine):
@@ -81,9 +82,26 @@ def test_joint_training_never_retrieves_self_or_case_and_rebuilds_index(splits, 
                 assert net.gallery_cases[j] != batch[q]["case_id"]
         seen.append(engine.state.output[0])
 
-    trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: fingerprints.append(net.retriever_fingerprint()))
+    @trainer.on(Events.EPOCH_STARTED)  # after RebuildIndex, attached with the trainer
+    def record_index(engine):
+        embeddings = net.index.embeddings.clone()
+        indexes.append(
+            {
+                "fingerprint": net.retriever_fingerprint(),
+                "embeddings": embeddings,
+                "from_current_retriever": torch.allclose(
+                    embeddings, F.normalize(net.embed(net.gallery_images), dim=1), atol=1e-5
+                ),
+                "neighbours": net.index.search(embeddings, k=2, exclude_ids=net.gallery_ids).indices,
+            }
+        )
+
     trainer.run()
-    assert len(set(fingerprints)) == 2  # the retriever moved, and the index was rebuilt from it
+    first, second = indexes
+    assert first["fingerprint"] != second["fingerprint"]  # the contrastive steps moved the retriever ...
+    assert first["from_current_retriever"] and second["from_current_retriever"]  # ... each index is rebuilt from it
+    assert not torch.allclose(first["embeddings"], second["embeddings"], atol=1e-3)
+    assert not torch.equal(first["neighbours"], second["neighbours"])  # and the retrieved neighbours change
     assert all("contrastive_loss" in o and 0.0 <= o["hit_rate"] <= 1.0 for o in seen)
     assert 0.0 <= trainer.state.metrics["retrieval_hit_rate"] <= 1.0
 
