@@ -90,6 +90,7 @@ def test_resize_mask_fraction_and_threshold():
     gt[..., 0, 3] = 1  # 1 of the top-right cell's 4
     fraction = torch.tensor([[[[0.75, 0.25], [0.0, 0.0]]]])
     assert torch.equal(resize_mask(gt, (2, 2)), fraction)
+    assert torch.equal(resize_mask(gt.to(torch.uint8), (2, 2)), fraction)  # an integer mask keeps its fractions
     assert torch.equal(resize_mask(gt, (2, 2), "threshold"), torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]]))
     assert torch.equal(resize_mask(gt, (4, 4)), gt)
     assert resize_mask(gt, (1, 1)).item() == 0.25  # the lesion's area (4 of 16 pixels) at every size

@@ -32,7 +32,7 @@ def resize_mask(target: torch.Tensor, size: Sequence[int], stage_target: str = "
             (binary; lesions smaller than half a cell vanish).
 
     Returns:
-        (B, 1, h, w) in ``target``'s dtype.
+        (B, 1, h, w) in ``target``'s dtype if it is floating point, else float32 (fractions must survive).
 
     Raises:
         ValueError: when ``stage_target`` is not one of the two.
@@ -44,7 +44,7 @@ def resize_mask(target: torch.Tensor, size: Sequence[int], stage_target: str = "
     )
     if stage_target == "threshold":
         fraction = (fraction > 0.5).float()
-    return fraction.to(target.dtype)
+    return fraction.to(target.dtype) if target.is_floating_point() else fraction
 
 
 def _masked_log_mean_exp(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
