@@ -6,19 +6,38 @@ from __future__ import annotations
 import csv
 
 import pytest
+import torch
 
 from lmseg_components.data import AuxiliaryPromptd, make_synthetic_lvit, read_lvit_split
 from lmseg_components.text import CausalLMGenerator, GlossaryExpander
 
 
-def test_glossary_expander_is_deterministic_and_names_zones():
+def test_glossary_expander_writes_the_glossary_sentences_in_report_order_then_the_zones():
     expand = GlossaryExpander()
     report = "Bilateral pulmonary infection, two infected areas, upper left lung and lower zone of the right lung."
-    aux = expand(report)
-    assert aux == expand(report)
-    assert aux.startswith("Pulmonary infection appears")
-    assert "Location: the upper zone of the left lung; the lower zone of the right lung." in aux
-    assert "spleen" in expand("A computerized tomography of a spleen").lower()
+    assert expand(report) == (
+        "Pulmonary infection appears as ill-defined regions brighter than the aerated lung. "
+        "Location: the upper zone of the left lung; the lower zone of the right lung."
+    )
+    # terms in order of first appearance in the report (not glossary order), each zone once, "mid" -> "middle"
+    report = "Opacity with consolidation in the left mid lung; infection in the middle zone of the left lung."
+    assert expand(report) == (
+        "An opacity is an area of the lung denser than the surrounding air-filled parenchyma. "
+        "Consolidation is a dense, homogeneous opacity that hides the vessels and airways. "
+        "Pulmonary infection appears as ill-defined regions brighter than the aerated lung. "
+        "Location: the middle zone of the left lung."
+    )
+    report = "Nodule, effusion, opacity, consolidation and infection."  # the first max_terms (4) terms only
+    assert expand(report) == (
+        "A nodule is a small round opacity with a well-defined margin. "
+        "Pleural effusion is fluid at the lung base with a meniscus-shaped upper border. "
+        "An opacity is an area of the lung denser than the surrounding air-filled parenchyma. "
+        "Consolidation is a dense, homogeneous opacity that hides the vessels and airways."
+    )
+    assert expand("A computerized tomography of a spleen") == (
+        "The spleen is a crescent-shaped soft-tissue organ in the left upper abdomen, beside the stomach."
+    )
+    assert GlossaryExpander({"lesion": "A lesion is damaged tissue."})("One lesion.") == "A lesion is damaged tissue."
     assert expand("Normal study.") == "Normal study."  # nothing known: the primary prompt
 
 
@@ -65,12 +84,26 @@ def tiny_lm(tmp_path_factory):
     return path
 
 
+def _greedy_continuation(generator: CausalLMGenerator, report: str) -> str:
+    """Greedy decoding by hand: the argmax token appended step by step after the prompt, then decoded."""
+    ids = generator.tokenizer(generator.template.format(report=report), return_tensors="pt")["input_ids"]
+    prompt_length = ids.shape[1]
+    with torch.no_grad():
+        for _ in range(generator.max_new_tokens):
+            next_id = generator.model(input_ids=ids).logits[:, -1].argmax(-1, keepdim=True)
+            ids = torch.cat([ids, next_id], 1)
+            if next_id.item() == generator.tokenizer.eos_token_id:
+                break
+    return generator.tokenizer.decode(ids[0, prompt_length:], skip_special_tokens=True).strip()
+
+
 def test_local_causal_lm_generator(tiny_lm, tmp_path):
     generate = CausalLMGenerator(tiny_lm, max_new_tokens=6)
-    aux = generate("infection upper left lung")
-    assert isinstance(aux, str) and aux and aux == generate("infection upper left lung")  # greedy: deterministic
-    assert all(word in generate.tokenizer.get_vocab() for word in aux.split())
-    assert AuxiliaryPromptd("text", generator=generate)({"text": "infection upper left lung"})["aux_text"] == aux
+    report = "infection upper left lung"
+    aux = generate(report)
+    assert aux == _greedy_continuation(generate, report)  # the greedy continuation of the prompt, prompt removed
+    assert aux and len(aux.split()) <= 6 and "radiology" not in aux.split()[:3]
+    assert AuxiliaryPromptd("text", generator=generate)({"text": report})["aux_text"] == aux
     assert isinstance(AuxiliaryPromptd("text", generator=str(tiny_lm)).generator, CausalLMGenerator)
     with pytest.raises(FileNotFoundError, match="no local causal LM"):
         CausalLMGenerator(tmp_path / "missing")

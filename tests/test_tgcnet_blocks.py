@@ -111,21 +111,77 @@ def _text(b=2, length=6, dim=24, valid=4, seed=0):
     return t
 
 
-def test_date_modes_masking_and_empty_text():
+def _date_by_hand(date: DATE, primary: torch.Tensor, auxiliary: torch.Tensor) -> torch.Tensor:
+    """DATE's ``both`` mode written out for one prompt: ``auxiliary`` (La, D) tokens are the Query, ``primary``
+    (Lp, D) tokens the Key/Value (its all-zero padding excluded), the attention output is added to the projected
+    auxiliary tokens, then the feed-forward block -> (La, dim)."""
+    attn = date.cross
+    q, kv = date.proj(auxiliary), date.proj(primary)
+    heads, width = attn.num_heads, q.shape[-1] // attn.num_heads
+    w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
+    b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
+
+    def split(x: torch.Tensor) -> torch.Tensor:  # (L, C) -> (heads, L, width)
+        return x.view(x.shape[0], heads, width).transpose(0, 1)
+
+    query = split(date.norm_q(q) @ w_q.T + b_q)
+    key, value = split(date.norm_kv(kv) @ w_k.T + b_k), split(date.norm_kv(kv) @ w_v.T + b_v)
+    scores = (query @ key.transpose(1, 2) / math.sqrt(width)).masked_fill(primary.abs().amax(-1) == 0, -math.inf)
+    mixed = (scores.softmax(-1) @ value).transpose(0, 1).reshape(q.shape)
+    tokens = q + mixed @ attn.out_proj.weight.T + attn.out_proj.bias
+    return tokens + date.ffn(date.norm_ffn(tokens))
+
+
+def test_date_auxiliary_tokens_query_the_primary_tokens():
+    torch.manual_seed(0)
+    date = DATE(text_dim=24, dim=16, n_heads=4, mode="both").eval()
+    primary = _text(b=1, length=7, valid=5, seed=1)[:, None]  # (B, P, Lp, D): 5 tokens + 2 padding
+    aux = _text(b=1, length=4, valid=2, seed=2)[:, None]  # (B, P, La, D): 2 tokens + 2 padding
+    with torch.no_grad():
+        tokens, valid, emb = date(primary, aux)
+        # one output token per auxiliary (Query) token, valid where the auxiliary prompt is
+        assert tokens.shape == (1, 1, 4, 16) and valid[0, 0].tolist() == [True, True, False, False]
+        assert torch.allclose(tokens[0, 0], _date_by_hand(date, primary[0, 0], aux[0, 0]), atol=1e-5)
+        assert torch.allclose(emb[0, 0], tokens[0, 0, :2].mean(0), atol=1e-6)
+        # a token's output depends on its own auxiliary token and on every valid primary token
+        moved = aux.clone()
+        moved[..., 0, :] += 1.0
+        out = date(primary, moved)[0]
+        assert not torch.allclose(out[..., 0, :], tokens[..., 0, :]) and torch.allclose(
+            out[..., 1, :], tokens[..., 1, :]
+        )
+        moved = primary.clone()
+        moved[..., 4, :] += 1.0  # the last valid primary token
+        out = date(primary=moved, auxiliary=aux)[0]
+        assert not torch.allclose(out[..., 0, :], tokens[..., 0, :]) and not torch.allclose(
+            out[..., 1, :], tokens[..., 1, :]
+        )
+        # the primary prompt's padding is no key: more padding changes nothing
+        padded = torch.cat([primary, torch.zeros(1, 1, 3, 24)], 2)
+        assert torch.allclose(date(padded, aux)[0], tokens, atol=1e-6)
+
+
+def test_date_modes_and_missing_auxiliary_prompt():
+    torch.manual_seed(0)
     date = DATE(text_dim=24, dim=16, n_heads=4, mode="both").eval()
     primary, aux = _text(seed=1), _text(seed=2)
-    tokens, valid, emb = date(primary, aux)
-    assert tokens.shape == (2, 1, 6, 16) and valid.shape == (2, 1, 6) and emb.shape == (2, 1, 16)
-    assert valid[0, 0].tolist() == [True] * 4 + [False] * 2
-    assert not torch.allclose(emb, date(_text(seed=3), aux)[2])  # the primary prompt matters
-    assert not torch.allclose(emb, date(primary, _text(seed=4))[2])  # so does the auxiliary one
-    assert torch.allclose(date(primary, None)[2], date(primary, primary)[2])  # missing aux -> primary
-    empty = torch.zeros(2, 6, 24)
-    assert torch.isfinite(date(empty, empty)[2]).all()
-    only_primary = DATE(24, 16, 4, mode="primary").eval()
-    assert torch.allclose(only_primary(primary, aux)[2], only_primary(primary, _text(seed=5))[2])
-    only_aux = DATE(24, 16, 4, mode="auxiliary").eval()
-    assert torch.allclose(only_aux(primary, aux)[2], only_aux(_text(seed=6), aux)[2])
+    with torch.no_grad():
+        tokens, valid, emb = date(primary, aux)
+        assert tokens.shape == (2, 1, 6, 16) and valid.shape == (2, 1, 6) and emb.shape == (2, 1, 16)
+        assert not torch.allclose(emb, date(_text(seed=3), aux)[2])  # the primary prompt matters
+        assert not torch.allclose(emb, date(primary, _text(seed=4))[2])  # so does the auxiliary one
+        # no auxiliary prompt: the primary prompt queries itself through the same cross-attention
+        fallback = date(primary, None)[0]
+        for i in range(2):
+            assert torch.allclose(fallback[i, 0], _date_by_hand(date, primary[i], primary[i]), atol=1e-5)
+        only_primary = DATE(24, 16, 4, mode="primary").eval()
+        only_primary.load_state_dict(date.state_dict())
+        assert not torch.allclose(only_primary(primary)[0], fallback, atol=1e-3)  # the fallback is not "primary"
+        assert torch.allclose(only_primary(primary, aux)[2], only_primary(primary, _text(seed=5))[2])
+        only_aux = DATE(24, 16, 4, mode="auxiliary").eval()
+        assert torch.allclose(only_aux(primary, aux)[2], only_aux(_text(seed=6), aux)[2])
+        empty = torch.zeros(2, 6, 24)
+        assert torch.isfinite(date(empty, empty)[2]).all()
     with pytest.raises(ValueError, match="mode must be one of"):
         DATE(24, mode="llm")
 
@@ -141,6 +197,39 @@ def test_vlcm_shapes_and_padding_is_ignored(mode):
     changed[:, 3:] = torch.randn(2, 2, 16)
     assert torch.allclose(vlcm(visual, changed, valid)[0], v, atol=1e-6)  # masked tokens do not reach the image
     assert not torch.allclose(vlcm(visual, text * 2, valid)[0], v)
+
+
+def _update_is_shared(calibrated: torch.Tensor, tokens: torch.Tensor) -> bool:
+    """Whether every token of each sample received the same residual update."""
+    update = calibrated - tokens
+    return torch.allclose(update, update[:, :1].expand_as(update), atol=1e-5)
+
+
+def test_vlcm_calibrates_through_a_gated_shared_context_bidirectional_attends_directly():
+    torch.manual_seed(0)
+    visual, text = torch.randn(2, 9, 16), torch.randn(2, 5, 16)
+    valid = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    moved = visual.clone()
+    moved[:, 0] += 1.0
+    with torch.no_grad():
+        # one context token: each modality attends to it alone, so all its tokens receive one and the same update
+        one = VLCM(dim=16, n_context=1, n_heads=4, mode="vlcm").eval()
+        v, t = one(visual, text, valid)
+        assert _update_is_shared(v, visual) and _update_is_shared(t, text)
+        # bidirectional: each visual token attends to the text tokens itself, and to nothing else
+        direct = VLCM(dim=16, n_heads=4, mode="bidirectional").eval()
+        v, t = direct(visual, text, valid)
+        assert not _update_is_shared(v, visual) and not _update_is_shared(t, text)
+        assert torch.allclose(direct(moved, text, valid)[0][:, 1:], v[:, 1:], atol=1e-6)
+        # vlcm: the context is distilled from every visual token, so moving one moves the others
+        vlcm = VLCM(dim=16, n_context=4, n_heads=4, mode="vlcm").eval()
+        v = vlcm(visual, text, valid)[0]
+        assert not torch.allclose(vlcm(moved, text, valid)[0][:, 1:], v[:, 1:], atol=1e-4)
+        # the text reaches the image only through its sigmoid gate: a closed gate cuts it off
+        vlcm.gate_t.weight.zero_()
+        vlcm.gate_t.bias.fill_(-1e4)
+        v = vlcm(visual, text, valid)[0]
+        assert torch.allclose(vlcm(visual, torch.randn(2, 5, 16), valid)[0], v, atol=1e-6)
 
 
 def test_cost_volume_and_decoder_shapes():

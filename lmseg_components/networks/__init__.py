@@ -7,7 +7,7 @@ from lmseg_components.networks.date import DATE, TEXT_MODES
 from lmseg_components.networks.deformable_attention import MSDeformAttn, ms_deform_attn_core, reference_points
 from lmseg_components.networks.guided import SEGMENTER_BACKBONES, GuidedSegmenter, SegFormer2D, blend_guides
 from lmseg_components.networks.rtmb import RTMB
-from lmseg_components.networks.sse import SSE, CLIPImageTower, CNNBranch
+from lmseg_components.networks.sse import GUIDANCES, SSE, CLIPImageTower, CNNBranch
 from lmseg_components.networks.tgcnet import TGCNet, count_parameters
 from lmseg_components.networks.tirnet import TextTokenPooling, TIRNet
 from lmseg_components.networks.vlcm import CALIBRATIONS, VLCM
@@ -19,6 +19,7 @@ __all__ = [
     "CNNBranch",
     "CostAggregationDecoder",
     "DATE",
+    "GUIDANCES",
     "MSDeformAttn",
     "RTMB",
     "SEGMENTER_BACKBONES",

@@ -1,5 +1,6 @@
 """TGC-Net's cost-aggregating decoder (after CAT-Seg): a cosine cost volume between visual features and one
-text embedding per prompt, aggregated over space and over prompts, then upsampled with CNN guidance."""
+text embedding per prompt, aggregated over space and over prompts, then upsampled with guidance from the encoder's
+stride-16 and stride-8 levels (TGC-Net: the SSE's hybrid pyramid)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ class CostAggregationDecoder(nn.Module):
 
     Forward:
         ``visual`` (B, C, h, w) (stride 32), ``text`` (B, P, C), ``guidance`` [(B, C, 2h, 2w) stride 16,
-        (B, C, 4h, 4w) stride 8], ``size`` the output (H, W) -> logits (B, P, H, W).
+        (B, C, 4h, 4w) stride 8] (the high-resolution levels, coarse first), ``size`` the output (H, W) ->
+        logits (B, P, H, W).
     """
 
     def __init__(self, dim: int = 256, cost_dim: int = 64, n_heads: int = 4):

@@ -12,13 +12,15 @@ from torch import nn
 
 from lmseg_components.networks.deformable_attention import MSDeformAttn, reference_points
 
-__all__ = ["CLIPImageTower", "CNNBranch", "SSE"]
+__all__ = ["CLIPImageTower", "CNNBranch", "GUIDANCES", "SSE"]
 
 STRIDES = (8, 16, 32)
+GUIDANCES = ("hybrid", "cnn")
 
 
 class CLIPImageTower(nn.Module):
-    """A frozen open_clip ViT image tower returning patch-token grids of intermediate blocks.
+    """An open_clip ViT image tower, frozen or with its last blocks fine-tuned, returning patch-token grids of
+    intermediate blocks.
 
     Args:
         model_name: an open_clip ViT name (reference ``ViT-L-14-336-quickgelu``, small ``ViT-B-16-quickgelu``).
@@ -27,6 +29,14 @@ class CLIPImageTower(nn.Module):
         cache_dir: where open_clip caches downloaded weights.
         image_size: input side other than the model's own (positional embeddings are interpolated by open_clip),
             e.g. 224 instead of 336 on a CPU.
+        trainable_blocks: N, the fine-tuning ablation (the seed's Table 4): 0 freezes the tower (the method), N > 0
+            trains the last N blocks up to the deepest tapped one, -1 trains all of them plus the patch, class and
+            position embeddings and ``ln_pre`` (full fine-tuning). ``ln_post`` and ``proj`` (and blocks deeper than
+            the last index) stay frozen in every setting: the tapped grids never pass through them.
+
+    Raises:
+        ValueError: a model without a ViT image tower, block indices out of range, or ``trainable_blocks`` not in
+            ``[-1, deepest index + 1]``.
 
     Forward:
         image (B, C, H, W) in [0, 1] (1 or 3 channels, any size; resized to the tower's input size and
@@ -40,6 +50,7 @@ class CLIPImageTower(nn.Module):
         indices: Sequence[int] | None = None,
         cache_dir: str | None = None,
         image_size: int | None = None,
+        trainable_blocks: int = 0,
     ):
         super().__init__()
         import open_clip
@@ -60,23 +71,36 @@ class CLIPImageTower(nn.Module):
         cfg = open_clip.get_model_preprocess_cfg(clip)
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
-        for p in self.parameters():
-            p.requires_grad_(False)
-        self.visual.eval()
+        used = max(self.indices) + 1  # blocks the tapped grids pass through
+        if not -1 <= trainable_blocks <= used:
+            raise ValueError(
+                f"trainable_blocks must be -1 (all), 0 (frozen) or at most {used} (the blocks up to the deepest "
+                f"index {used - 1}), got {trainable_blocks}."
+            )
+        self.trainable_blocks = used if trainable_blocks == -1 else trainable_blocks
+        self.requires_grad_(False)
+        for block in visual.transformer.resblocks[used - self.trainable_blocks : used]:
+            block.requires_grad_(True)
+        if trainable_blocks == -1:
+            for part in (visual.conv1, visual.ln_pre):
+                part.requires_grad_(True)
+            for embedding in (visual.class_embedding, visual.positional_embedding):
+                embedding.requires_grad_(True)
+        self.visual.train(self.training and self.trainable_blocks > 0)
 
     def train(self, mode: bool = True) -> CLIPImageTower:
         super().train(mode)
-        self.visual.eval()  # frozen: dropout and norm statistics never change
+        self.visual.train(mode and self.trainable_blocks > 0)  # frozen: always in eval mode
         return self
 
-    @torch.no_grad()
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         x = image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
         if x.shape[1] != 3:
             raise ValueError(f"the CLIP tower takes 1 or 3 channels, got {x.shape[1]}.")
         x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         x = (x - self.mean) / self.std
-        out = self.visual.forward_intermediates(x, indices=list(self.indices), intermediates_only=True)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable_blocks > 0):
+            out = self.visual.forward_intermediates(x, indices=list(self.indices), intermediates_only=True)
         return list(out["image_intermediates"])
 
 
@@ -132,7 +156,7 @@ class SSE(nn.Module):
 
     The ViT's intermediate grids (shallow to deep) are projected to ``dim`` and resized to the CNN's stride 8 / 16
     / 32 grids, added to the projected CNN features, and refined by ``n_deform_layers`` layers of multi-scale
-    deformable attention across the three levels (with a learned level embedding).
+    deformable attention across the three levels (with a learned level embedding): the hybrid pyramid.
 
     Args:
         vit: the frozen :class:`CLIPImageTower` (None when ``use_vit`` is False).
@@ -141,11 +165,18 @@ class SSE(nn.Module):
         cnn_width: CNN stem width (stages 2x, 4x, 8x).
         n_heads, n_points, n_deform_layers: deformable attention settings.
         use_vit, use_cnn: ablation switches (at least one must be on).
+        guidance: the decoder's high-resolution guidance: ``hybrid`` (the method: the hybrid pyramid's fused,
+            deformable-refined stride-8 and stride-16 levels) or ``cnn`` (the ablation: the CNN levels at strides
+            8 and 16, projected to ``dim``, before fusion; needs ``use_cnn``).
+
+    Raises:
+        ValueError: both branches off, ``use_vit`` without a tower, a tower not returning three grids, an unknown
+            ``guidance``, or ``guidance="cnn"`` without the CNN.
 
     Forward:
         image (B, C, S, S), S divisible by 32 (the CNN resolution, e.g. 768; the ViT resizes to its own) ->
-        ``pyramid`` [(B, dim, S/8, S/8), (B, dim, S/16, S/16), (B, dim, S/32, S/32)] and ``guidance``, the CNN
-        levels at strides 8 and 16 projected to ``dim`` (the pyramid's when the CNN is off).
+        ``pyramid`` [(B, dim, S/8, S/8), (B, dim, S/16, S/16), (B, dim, S/32, S/32)] and ``guidance``
+        [(B, dim, S/8, S/8), (B, dim, S/16, S/16)] (``pyramid[:2]`` itself with ``guidance="hybrid"``).
     """
 
     def __init__(
@@ -159,13 +190,18 @@ class SSE(nn.Module):
         n_deform_layers: int = 1,
         use_vit: bool = True,
         use_cnn: bool = True,
+        guidance: str = "hybrid",
     ):
         super().__init__()
         if not (use_vit or use_cnn):
             raise ValueError("SSE needs the ViT, the CNN or both (use_vit and use_cnn are both False).")
         if use_vit and vit is None:
             raise ValueError("use_vit is True but no CLIP image tower was given.")
-        self.use_vit, self.use_cnn, self.dim = use_vit, use_cnn, dim
+        if guidance not in GUIDANCES:
+            raise ValueError(f"guidance must be one of {GUIDANCES}, got {guidance!r}.")
+        if guidance == "cnn" and not use_cnn:
+            raise ValueError('guidance="cnn" takes the CNN levels, but use_cnn is False; use guidance="hybrid".')
+        self.use_vit, self.use_cnn, self.guidance, self.dim = use_vit, use_cnn, guidance, dim
         self.vit = vit if use_vit else None
         if use_vit and len(vit.indices) != len(STRIDES):
             raise ValueError(f"the CLIP tower must return {len(STRIDES)} grids, it returns {len(vit.indices)}.")
@@ -183,11 +219,10 @@ class SSE(nn.Module):
             raise ValueError(f"SSE needs square images with a side divisible by 32, got {tuple(image.shape[-2:])}.")
         shapes = [(size // s, size // s) for s in STRIDES]
         levels = [0.0] * len(STRIDES)
-        guidance: list[torch.Tensor] = []
+        cnn: list[torch.Tensor] = []
         if self.use_cnn:
             cnn = [proj(f) for proj, f in zip(self.cnn_proj, self.cnn(image), strict=True)]
             levels = [lv + c for lv, c in zip(levels, cnn, strict=True)]
-            guidance = cnn[:2]
         if self.use_vit:
             grids = self.vit(image)
             for i, (proj, grid) in enumerate(zip(self.vit_proj, grids, strict=True)):
@@ -203,4 +238,4 @@ class SSE(nn.Module):
         for h, w in shapes:
             pyramid.append(tokens[:, start : start + h * w].transpose(1, 2).reshape(b, self.dim, h, w))
             start += h * w
-        return pyramid, guidance or pyramid[:2]
+        return pyramid, cnn[:2] if self.guidance == "cnn" else pyramid[:2]

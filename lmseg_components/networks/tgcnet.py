@@ -27,15 +27,21 @@ def count_parameters(module: nn.Module) -> dict[str, int]:
 class TGCNet(nn.Module):
     """Text-guided CLIP segmentation network.
 
-    The frozen text tower runs outside the network (``EncodeTextd`` caches its token features); the frozen CLIP
-    image tower runs inside it (``clip_model`` / ``clip_pretrained``: a tag such as ``openai``, a local
-    checkpoint file, or None for random weights).
+    The frozen text tower runs outside the network (``EncodeTextd`` caches its token features); the CLIP image
+    tower runs inside it (``clip_model`` / ``clip_pretrained``: a tag such as ``openai``, a local checkpoint file,
+    or None for random weights), frozen unless ``clip_trainable_blocks`` fine-tunes its last blocks.
+
+    Data path: SSE gives the hybrid pyramid (strides 8, 16, 32); VLCM calibrates the stride-32 level (the cost
+    level, the ViT's patch-grid resolution) against the DATE text tokens; the decoder builds the cost volume there
+    and upsamples it with ``decoder_guidance`` at strides 16 and 8.
 
     Args:
         in_channels: image channels.
         text_dim: width of the frozen text encoder's token features.
-        clip_model, clip_pretrained, clip_indices, clip_cache_dir, clip_image_size: the frozen image tower (see
+        clip_model, clip_pretrained, clip_indices, clip_cache_dir, clip_image_size: the image tower (see
             :class:`~lmseg_components.networks.sse.CLIPImageTower`); ignored with ``use_vit=False``.
+        clip_trainable_blocks: ViT fine-tuning ablation: 0 frozen (the method), N the last N blocks, -1 all
+            (``CLIPImageTower(trainable_blocks=...)``); their learning rate is set by :meth:`parameter_groups`.
         dim: width of the hybrid pyramid, text tokens and calibration.
         cnn_width: CNN branch stem width.
         n_heads, n_points, n_deform_layers: SSE deformable attention.
@@ -43,6 +49,8 @@ class TGCNet(nn.Module):
         cost_dim: decoder width.
         use_vit, use_cnn: SSE ablations. text_mode: DATE ablation (``both``, ``primary``, ``auxiliary``).
         calibration: VLCM ablation (``vlcm`` or ``bidirectional``).
+        decoder_guidance: the decoder's stride-8/16 guidance: ``hybrid`` (the fused pyramid levels, the method) or
+            ``cnn`` (the CNN levels before fusion, the ablation; needs ``use_cnn``).
 
     Forward:
         ``image`` (B, C, S, S) in [0, 1], S divisible by 32 (the CNN resolution); ``text`` primary-prompt token
@@ -61,6 +69,7 @@ class TGCNet(nn.Module):
         clip_indices: Sequence[int] | None = None,
         clip_cache_dir: str | None = None,
         clip_image_size: int | None = None,
+        clip_trainable_blocks: int = 0,
         dim: int = 256,
         cnn_width: int = 32,
         n_heads: int = 8,
@@ -72,18 +81,47 @@ class TGCNet(nn.Module):
         use_cnn: bool = True,
         text_mode: str = "both",
         calibration: str = "vlcm",
+        decoder_guidance: str = "hybrid",
     ):
         super().__init__()
         vit = (
-            CLIPImageTower(clip_model, clip_pretrained, clip_indices, clip_cache_dir, clip_image_size)
+            CLIPImageTower(
+                clip_model,
+                clip_pretrained,
+                clip_indices,
+                clip_cache_dir,
+                clip_image_size,
+                trainable_blocks=clip_trainable_blocks,
+            )
             if use_vit
             else None
         )
-        self.sse = SSE(vit, in_channels, dim, cnn_width, n_heads, n_points, n_deform_layers, use_vit, use_cnn)
+        self.sse = SSE(
+            vit,
+            in_channels,
+            dim,
+            cnn_width,
+            n_heads,
+            n_points,
+            n_deform_layers,
+            use_vit=use_vit,
+            use_cnn=use_cnn,
+            guidance=decoder_guidance,
+        )
         self.date = DATE(text_dim, dim, n_heads, text_mode)
         self.vlcm = VLCM(dim, n_context, n_heads, calibration)
         self.text_out = nn.Linear(dim, dim)
         self.decoder = CostAggregationDecoder(dim, cost_dim, max(1, n_heads // 2))
+
+    def parameter_groups(self, clip_learning_rate: float) -> list[dict]:
+        """Optimizer parameter groups: every trainable parameter outside the CLIP image tower (the optimizer's
+        own learning rate), then the tower's fine-tuned blocks at ``clip_learning_rate`` (an empty group when the
+        tower is frozen or off, so that the optimizer has the same groups in every setting)."""
+        vit = self.sse.vit
+        clip = [p for p in vit.parameters() if p.requires_grad] if vit is not None else []
+        tower = {id(p) for p in clip}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in tower]
+        return [{"params": rest}, {"params": clip, "lr": clip_learning_rate}]
 
     def forward(
         self, image: torch.Tensor, text: torch.Tensor | None = None, aux_text: torch.Tensor | None = None
