@@ -10,7 +10,12 @@ from pathlib import Path
 import fire
 
 from lmseg_components.data.check import LAYOUTS, check_dataset
-from lmseg_components.data.synthetic import make_synthetic_acdc, make_synthetic_lvit, make_synthetic_msd
+from lmseg_components.data.synthetic import (
+    make_synthetic_acdc,
+    make_synthetic_busi,
+    make_synthetic_lvit,
+    make_synthetic_msd,
+)
 from lmseg_components.files import prepare_output_dir
 
 __all__ = ["make_synthetic", "check_data", "demo", "verify_bundles", "export", "label_app", "main"]
@@ -30,6 +35,11 @@ def make_synthetic(
     n_patients: int = 10,
     naming: str = "qata",
     text_format: str = "xlsx",
+    scanner: str = "A",
+    difficulty: str = "standard",
+    n_benign: int = 8,
+    n_malignant: int = 6,
+    n_normal: int = 4,
     overwrite: bool = False,
 ) -> None:
     """Write a synthetic dataset in a real layout and print a short summary (the lvit manifest, with every image's
@@ -37,19 +47,24 @@ def make_synthetic(
 
     Args:
         out: output folder: new or empty (see ``overwrite``).
-        kind: ``lvit`` (2D images + masks + descriptions, QaTa/MosMed layout), ``msd`` (3D CT NIfTI) or
-            ``acdc`` (cardiac MRI in the ACDC layout).
+        kind: ``lvit`` (2D images + masks + descriptions, QaTa/MosMed layout), ``msd`` (3D CT NIfTI), ``acdc``
+            (cardiac MRI in the ACDC layout) or ``busi`` (breast ultrasound PNGs in the BUSI layout).
         seed: random seed; the same seed gives the same dataset.
-        size: lvit image side in pixels.
+        size: lvit image side, busi image height, in pixels.
         n_train, n_val, n_test: lvit images per split.
         n_cases: msd volumes.
         n_patients: acdc patients (two frames each).
         naming: lvit mask naming, ``qata`` (mask_<image>) or ``mosmed`` (same name).
         text_format: lvit text table, ``xlsx`` or ``csv``.
+        scanner: acdc acquisition, ``A`` or ``B`` (another spacing, contrast curve, range, bias field and noise;
+            the same seed gives the same anatomy on both).
+        difficulty: acdc ``standard`` or ``hard`` (lower myocardium contrast, partial-volume blur, stronger bias
+            field and noise, papillary muscles, irregular RV, empty apical slices, slice misalignment).
+        n_benign, n_malignant, n_normal: busi images per class.
         overwrite: write into a non-empty ``out`` (files of the same names are replaced, others stay).
     """
-    if kind not in ("lvit", "msd", "acdc"):
-        sys.exit(f"error: --kind must be 'lvit', 'msd' or 'acdc', got {kind!r}")
+    if kind not in ("lvit", "msd", "acdc", "busi"):
+        sys.exit(f"error: --kind must be 'lvit', 'msd', 'acdc' or 'busi', got {kind!r}")
     try:
         prepare_output_dir(out, overwrite)
     except (ValueError, FileExistsError) as e:
@@ -61,7 +76,15 @@ def make_synthetic(
             f"{summary['text_ignoring_oracle_mdice']:.3f}; manifest {Path(out) / 'synthetic.json'}"
         )
         return
-    summary = make_synthetic_msd(out, seed, n_cases) if kind == "msd" else make_synthetic_acdc(out, seed, n_patients)
+    try:
+        if kind == "msd":
+            summary = make_synthetic_msd(out, seed, n_cases)
+        elif kind == "acdc":
+            summary = make_synthetic_acdc(out, seed, n_patients, scanner=scanner, difficulty=difficulty)
+        else:
+            summary = make_synthetic_busi(out, seed, n_benign, n_malignant, n_normal, size=size)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     print(json.dumps(summary, indent=2))
 
 

@@ -7,8 +7,11 @@ from PIL import Image
 
 from lmseg_components.data import (
     check_dataset,
+    make_synthetic_acdc,
+    make_synthetic_busi,
     make_synthetic_lvit,
     make_synthetic_msd,
+    read_busi,
     read_lvit_split,
     read_msd,
     read_msd_labels,
@@ -112,3 +115,102 @@ def test_bad_options(tmp_path):
         make_synthetic_lvit(tmp_path, naming="nih")
     with pytest.raises(ValueError, match="shape"):
         make_synthetic_msd(tmp_path, shape=(4, 4))
+
+
+def _acdc_volumes(root, patient="patient001", frame=1):
+    import nibabel as nib
+
+    stem = root / patient / f"{patient}_frame{frame:02d}"
+    image, labels = (nib.load(f"{stem}{suffix}.nii.gz") for suffix in ("", "_gt"))
+    return np.asarray(image.dataobj).astype(float), np.asarray(labels.dataobj), image.header.get_zooms()
+
+
+def test_acdc_scanner_b_is_the_same_anatomy_acquired_differently(tmp_path):
+    summaries = {s: make_synthetic_acdc(tmp_path / s, seed=3, n_patients=2, shape=(32, 32, 4), scanner=s) for s in "AB"}
+    assert summaries["A"]["shape"] == [32, 32, 4] and summaries["B"]["shape"] == [38, 38, 4]
+    for patient in ("patient001", "patient002"):
+        (image_a, labels_a, zooms_a), (image_b, labels_b, zooms_b) = (
+            _acdc_volumes(tmp_path / s, patient) for s in "AB"
+        )
+        assert zooms_a == (1.5, 1.5, 8.0) and zooms_b == (1.25, 1.25, 8.0)
+        assert image_b.shape == (38, 38, 4) and labels_b.shape == image_b.shape
+        assert set(np.unique(labels_b)) == set(np.unique(labels_a)) == {0, 1, 2, 3}
+        for c in (1, 2, 3):  # the same structures in mm^2, per slice
+            area_a, area_b = (
+                (labels == c).sum((0, 1)) * zoom[0] ** 2 for labels, zoom in ((labels_a, zooms_a), (labels_b, zooms_b))
+            )
+            assert np.allclose(area_a, area_b, rtol=0.25, atol=12.0), (c, area_a, area_b)
+        # B stores another range, with a compressed contrast curve: myocardium closer to blood
+        assert image_a.max() <= 1000 < np.percentile(image_b, 99)
+        ratio = {
+            s: im[lab == 2].mean() / im[lab == 3].mean()
+            for s, im, lab in (("A", image_a, labels_a), ("B", image_b, labels_b))
+        }
+        assert ratio["B"] > ratio["A"] + 0.1, ratio
+
+
+def test_acdc_hard_difficulty_lowers_contrast_and_varies_shapes(tmp_path):
+    contrast, empty_apex = {}, {}
+    for difficulty in ("standard", "hard"):
+        make_synthetic_acdc(tmp_path / difficulty, seed=0, n_patients=4, shape=(48, 48, 6), difficulty=difficulty)
+        cnr, empty = [], 0
+        for p in range(1, 5):
+            image, labels, _ = _acdc_volumes(tmp_path / difficulty, f"patient{p:03d}")
+            assert set(np.unique(labels)) <= {0, 1, 2, 3}
+            # myocardium against blood, in units of the background's spread (noise, texture and bias together)
+            cnr.append((image[labels == 3].mean() - image[labels == 2].mean()) / image[labels == 0].std())
+            empty += int(not labels[..., -1].any())
+        contrast[difficulty], empty_apex[difficulty] = float(np.mean(cnr)), empty
+    assert contrast["hard"] < 0.75 * contrast["standard"], contrast
+    assert empty_apex["standard"] == 0 and empty_apex["hard"] >= 1
+
+
+def test_acdc_default_is_scanner_a_standard_and_bad_options_are_named(tmp_path):
+    a = make_synthetic_acdc(tmp_path / "a", seed=1, n_patients=1, shape=(24, 24, 2))
+    b = make_synthetic_acdc(tmp_path / "b", seed=1, n_patients=1, shape=(24, 24, 2), scanner="A", difficulty="standard")
+    assert a == b and a["spacing"] == [1.5, 1.5, 8.0]
+    assert np.array_equal(_acdc_volumes(tmp_path / "a")[0], _acdc_volumes(tmp_path / "b")[0])
+    with pytest.raises(ValueError, match="scanner must be one of \\['A', 'B'\\]"):
+        make_synthetic_acdc(tmp_path / "c", scanner="C")
+    with pytest.raises(ValueError, match="difficulty must be one of"):
+        make_synthetic_acdc(tmp_path / "c", difficulty="extreme")
+
+
+def _outline(mask):
+    padded = np.pad(mask, 1)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~interior
+
+
+def test_busi_layout_reads_back_with_lesions_by_class(tmp_path):
+    summary = make_synthetic_busi(tmp_path, seed=0, n_benign=6, n_malignant=4, n_normal=2, size=64, second_lesion=0.5)
+    assert summary["counts"] == {"benign": 6, "malignant": 4, "normal": 2} and summary["images_with_two_masks"] >= 1
+    assert check_dataset(tmp_path) == ("busi", [])
+    records = read_busi(tmp_path)
+    assert [r["name"] for r in records[:2]] == ["benign_benign (1)", "benign_benign (2)"]
+    irregularity = {"benign": [], "malignant": []}
+    for record in records:
+        image = np.asarray(Image.open(record["image"]))
+        assert image.ndim == 3 and image.shape[0] == 64 and 64 <= image.shape[1] <= 96
+        mask = np.any([np.asarray(Image.open(m)) > 0 for m in record["label"]], axis=0)
+        if record["class"] == "normal":
+            assert not mask.any()
+            continue
+        grey = image[..., 0].astype(float)
+        assert grey[mask].mean() < 0.6 * grey[~mask].mean()  # hypoechoic lesion
+        if len(record["label"]) == 1:  # outline length^2 / area: smallest for a disc, larger for a ragged outline
+            irregularity[record["class"]].append(_outline(mask).sum() ** 2 / mask.sum())
+    assert np.mean(irregularity["malignant"]) > 1.2 * np.mean(irregularity["benign"]), irregularity
+
+
+def test_make_synthetic_cli_writes_busi_and_scanner_b(tmp_path, capsys):
+    from lmseg_components.cli import make_synthetic
+
+    make_synthetic(str(tmp_path / "busi"), kind="busi", size=40, n_benign=2, n_malignant=1, n_normal=1)
+    assert len(read_busi(tmp_path / "busi")) == 4
+    make_synthetic(str(tmp_path / "acdc"), kind="acdc", n_patients=1, scanner="B", difficulty="hard")
+    printed = capsys.readouterr().out
+    assert '"kind": "busi"' in printed and '"gamma": 0.6' in printed and '"papillary": true' in printed
+    assert _acdc_volumes(tmp_path / "acdc")[2] == (1.25, 1.25, 8.0)
+    with pytest.raises(SystemExit, match="scanner must be one of"):
+        make_synthetic(str(tmp_path / "bad"), kind="acdc", scanner="C")

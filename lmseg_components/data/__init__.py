@@ -13,6 +13,7 @@ from lmseg_components.data.acdc import (
     read_acdc_slices,
     read_acdc_split,
     read_busi,
+    read_busi_split,
 )
 from lmseg_components.data.check import check_dataset, detect_layout
 from lmseg_components.data.lvit import (
@@ -38,6 +39,7 @@ from lmseg_components.data.splits import PARTS, select_part, split_by_case
 from lmseg_components.data.synthetic import (
     describe_zones,
     make_synthetic_acdc,
+    make_synthetic_busi,
     make_synthetic_lvit,
     make_synthetic_msd,
 )
@@ -46,12 +48,14 @@ __all__ = [
     "ACDC_LABELS",
     "load_slices",
     "make_synthetic_acdc",
+    "make_synthetic_busi",
     "read_acdc_slices",
     "read_acdc_split",
     "ACDC_PARTS",
     "check_acdc",
     "check_busi",
     "read_busi",
+    "read_busi_split",
     "split_by_case",
     "AsGreyd",
     "AuxiliaryPromptd",

@@ -35,6 +35,7 @@ __all__ = [
     "read_acdc_slices",
     "read_acdc_split",
     "read_busi",
+    "read_busi_split",
 ]
 
 ACDC_LABELS = {0: "background", 1: "right ventricle", 2: "myocardium", 3: "left ventricle"}
@@ -127,6 +128,22 @@ def read_busi(root: str | Path, classes: Sequence[str] = ("benign", "malignant",
     if problems:
         raise DatasetValidationError(problems)
     return records
+
+
+def read_busi_split(
+    root: str | Path,
+    part: str,
+    fractions: Sequence[float] = (0.7, 0.1, 0.2),
+    seed: int = 0,
+    classes: Sequence[str] = ("benign", "malignant", "normal"),
+) -> list[dict]:
+    """The ``train``, ``val`` or ``test`` records of a BUSI folder (see :func:`read_busi`), split with
+    :func:`~lmseg_components.data.splits.split_by_case` as :func:`read_acdc_split` splits ACDC.
+
+    BUSI publishes no patient ids, so each image is its own case (``case_id`` ``<class>/<name>``): retrieval
+    excludes only the query image itself.
+    """
+    return select_part(read_busi(root, classes), part, fractions, seed, root)
 
 
 def check_busi(root: str | Path, classes: Sequence[str] = ("benign", "malignant", "normal")) -> list[DataProblem]:

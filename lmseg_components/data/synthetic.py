@@ -13,7 +13,11 @@ Left and right follow the radiological convention: the patient's left lung is on
 written as NIfTI with ``dataset.json`` in the Medical Segmentation Decathlon layout.
 
 ``acdc``: short-axis cardiac MRI stacks in the ACDC layout (RV, myocardium, LV), for retrieval-augmented
-segmentation.
+segmentation, on two simulated scanners and at two difficulties.
+
+``busi``: breast ultrasound images in the BUSI layout (``benign``, ``malignant``, ``normal`` folders with
+``<name>.png`` and ``<name>_mask.png``): speckled tissue layers with a hypoechoic lesion, smooth for benign,
+irregular for malignant, none for normal.
 
 The same seed and options give identical files and records.
 """
@@ -23,7 +27,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +41,19 @@ __all__ = [
     "make_synthetic_lvit",
     "make_synthetic_msd",
     "make_synthetic_acdc",
+    "make_synthetic_busi",
+    "BUSI_CLASSES",
+    "CARDIAC_DIFFICULTIES",
+    "CARDIAC_SCANNERS",
+    "CardiacDifficulty",
+    "CardiacScanner",
     "SYNTHETIC_ORGANS",
 ]
 
 LUNG_LEVELS = ("upper", "middle", "lower")
 LUNG_SIDES = ("left", "right")
 SYNTHETIC_ORGANS = {1: "liver", 2: "spleen", 3: "kidney"}
+BUSI_CLASSES = ("benign", "malignant", "normal")
 ACDC_CLASS_NAMES = {"0": "background", "1": "right ventricle", "2": "myocardium", "3": "left ventricle"}
 _ORGAN_HU = {1: 105.0, 2: 160.0, 3: 215.0}
 _COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
@@ -331,13 +342,98 @@ def make_synthetic_msd(
     return {"kind": "msd", "seed": seed, "n_cases": n_cases, "labels": meta["labels"]}
 
 
+@dataclass(frozen=True)
+class CardiacScanner:
+    """How a synthetic cardiac frame is acquired: a miniature of the multi-vendor shift of M&Ms.
+
+    Attributes:
+        spacing: in-plane pixel spacing in mm. The field of view is that of ``shape`` at 1.5 mm, so another
+            spacing gives another image size over the same anatomy (in millimetres).
+        gamma: contrast curve ``1000 * (s / 1000) ** gamma`` on the tissue signal ``s`` (0-1000); below 1 it
+            brightens tissue and compresses the blood / myocardium contrast.
+        max_intensity: the stored range is 0 to ``max_intensity`` (vendors store different ranges).
+        bias: strength of the smooth multiplicative bias field (its peak deviation from 1).
+        noise: Rician noise standard deviation in signal units (0-1000).
+    """
+
+    spacing: float = 1.5
+    gamma: float = 1.0
+    max_intensity: float = 1000.0
+    bias: float = 0.25
+    noise: float = 90.0
+
+
+@dataclass(frozen=True)
+class CardiacDifficulty:
+    """What makes the synthetic cardiac set hard to segment.
+
+    Attributes:
+        myocardium: myocardium signal; the surrounding tissue is 300 and blood 720, so closer to 300 is less
+            contrast with the tissue around the heart.
+        blur: partial-volume blur of the tissue signal (Gaussian sigma in 1.5 mm pixels).
+        bias_gain, noise_gain: multiply the scanner's bias-field strength and noise.
+        papillary: two papillary muscles with the myocardium's signal inside the LV cavity, labelled LV cavity
+            (as ACDC's annotation protocol does), in every slice but the apical ones.
+        rv_irregularity: amplitude of random low-frequency bumps on the RV outline (relative radius).
+        apex_gap: up to this many apical slices lie beyond the apex and hold no heart.
+        misalignment: standard deviation (pixels) of a per-slice in-plane shift of the heart (breath-hold
+            mismatch between slices).
+    """
+
+    myocardium: float = 230.0
+    blur: float = 0.7
+    bias_gain: float = 1.0
+    noise_gain: float = 1.0
+    papillary: bool = False
+    rv_irregularity: float = 0.0
+    apex_gap: int = 0
+    misalignment: float = 0.0
+
+
+CARDIAC_SCANNERS = {
+    "A": CardiacScanner(),
+    "B": CardiacScanner(spacing=1.25, gamma=0.6, max_intensity=4000.0, bias=0.45, noise=120.0),
+}
+CARDIAC_DIFFICULTIES = {
+    "standard": CardiacDifficulty(),
+    "hard": CardiacDifficulty(
+        myocardium=275.0,
+        blur=1.3,
+        bias_gain=1.6,
+        noise_gain=1.4,
+        papillary=True,
+        rv_irregularity=0.25,
+        apex_gap=2,
+        misalignment=1.0,
+    ),
+}
+
+
+def _preset(value: object, presets: dict[str, object], kind: type, name: str) -> object:
+    """``value`` if it is a ``kind`` already, else the preset it names."""
+    if isinstance(value, kind):
+        return value
+    if value not in presets:
+        raise ValueError(f"{name} must be one of {sorted(presets)} or a {kind.__name__}, got {value!r}.")
+    return presets[value]
+
+
+def _resize(field: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resampling of a smooth 2D field to ``shape`` (the same field of view)."""
+    if field.shape == shape:
+        return field
+    image = Image.fromarray(np.asarray(field, dtype=np.float32))  # mode "F"
+    return np.asarray(image.resize(shape[::-1], Image.BILINEAR))
+
+
 def make_synthetic_acdc(
     out: str | Path,
     seed: int = 0,
     n_patients: int = 10,
     shape: Sequence[int] = (64, 64, 8),
     frames: Sequence[int] = (1, 12),
-    noise: float = 90.0,
+    scanner: str | CardiacScanner = "A",
+    difficulty: str | CardiacDifficulty = "standard",
 ) -> dict:
     """Write a synthetic cardiac MRI set in the ACDC layout (``patientXXX/patientXXX_frameYY[_gt].nii.gz``).
 
@@ -346,21 +442,54 @@ def make_synthetic_acdc(
     RV angle; frame 12 (end-systole) is smaller than frame 1 (end-diastole). To keep the task from being
     solvable by intensity alone, as in real cine MRI: the myocardium is only slightly darker than the
     surrounding tissue, both blood pools are equally bright, an unlabelled bright aorta and a dark lung sit next
-    to the heart in basal slices, and a smooth bias field, textured tissue and Rician-like noise (``noise``)
-    cover everything. Intensities are MRI-like (0-1000, int16).
+    to the heart in basal slices, and a smooth bias field, textured tissue and Rician-like noise cover
+    everything.
+
+    ``scanner`` changes the acquisition only: the same seed gives the same anatomy (in millimetres) on every
+    scanner, so a model trained on scanner ``A`` can be tested on ``B`` (finer spacing, so a larger image;
+    a compressed contrast curve; a 0-4000 range; stronger bias field and noise). ``difficulty="hard"`` lowers
+    the myocardium contrast, blurs more (partial volume), strengthens bias and noise and varies the shapes
+    (papillary muscles, irregular RV, empty slices beyond the apex, slice misalignment); anatomy it adds comes
+    from its own random stream, so it too is the same on every scanner. Scanner ``A`` with ``standard``
+    difficulty is the set this generator has always written.
+
+    Args:
+        out: dataset root.
+        seed: random seed; the same seed and options give identical files.
+        n_patients: patients, each with one volume per frame.
+        shape: (X, Y, Z) at scanner A's 1.5 mm spacing; the image size of another spacing follows from it.
+        frames: frame numbers; the first is end-diastole, the others end-systole.
+        scanner: ``"A"``, ``"B"`` (see ``CARDIAC_SCANNERS``) or a :class:`CardiacScanner`.
+        difficulty: ``"standard"``, ``"hard"`` (see ``CARDIAC_DIFFICULTIES``) or a :class:`CardiacDifficulty`.
 
     Returns:
-        summary with the patient count, frames and label map.
+        summary with the patient count, frames, label map, image shape, spacing, scanner and difficulty.
+
+    Raises:
+        ValueError: for a shape too small, an unknown scanner or difficulty, or an intensity range int16 cannot
+            store.
     """
     import nibabel as nib
 
     if len(shape) != 3 or min(shape[:2]) < 24 or shape[2] < 2:
         raise ValueError(f"shape must be (X >= 24, Y >= 24, Z >= 2), got {tuple(shape)}.")
-    rng = np.random.default_rng(seed)
+    scanner = _preset(scanner, CARDIAC_SCANNERS, CardiacScanner, "scanner")
+    difficulty = _preset(difficulty, CARDIAC_DIFFICULTIES, CardiacDifficulty, "difficulty")
+    if not 0 < scanner.max_intensity <= np.iinfo(np.int16).max or scanner.spacing <= 0:
+        raise ValueError(f"scanner needs spacing > 0 and 0 < max_intensity <= 32767, got {scanner}.")
+    rng = np.random.default_rng(seed)  # anatomy and scanner A's textures and noise, in the original order
+    shape_rng = np.random.default_rng([seed, 1])  # the anatomy `difficulty` adds
+    noise_rng = np.random.default_rng([seed, 2])  # noise on a grid other than scanner A's
     out = Path(out)
     nx, ny, nz = shape
-    xx, yy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
-    affine = np.diag([1.5, 1.5, 8.0, 1.0])
+    ratio = scanner.spacing / CARDIAC_SCANNERS["A"].spacing
+    grid = (int(round(nx / ratio)), int(round(ny / ratio)))
+    # pixel centres in scanner-A pixel units: the anatomy below is drawn in those units on any grid
+    xx, yy = np.meshgrid(
+        (np.arange(grid[0]) + 0.5) * ratio - 0.5, (np.arange(grid[1]) + 0.5) * ratio - 0.5, indexing="ij"
+    )
+    affine = np.diag([scanner.spacing, scanner.spacing, 8.0, 1.0])
+    noise = scanner.noise * difficulty.noise_gain
     for p in range(1, n_patients + 1):
         patient = f"patient{p:03d}"
         (out / patient).mkdir(parents=True, exist_ok=True)
@@ -370,43 +499,185 @@ def make_synthetic_acdc(
         rv_angle = np.pi + rng.uniform(-0.6, 0.6)
         brightness = rng.uniform(0.85, 1.15)
         bias = _blur(rng.standard_normal((nx, ny)), sigma=min(nx, ny) / 4)
-        bias = 1.0 + 0.25 * bias / max(1e-6, float(np.abs(bias).max()))
+        bias = _resize(1.0 + scanner.bias * difficulty.bias_gain * bias / max(1e-6, float(np.abs(bias).max())), grid)
+        rv_bumps = difficulty.rv_irregularity * shape_rng.uniform(-1, 1, 3)
+        rv_phases = shape_rng.uniform(0, 2 * np.pi, 3)
+        apex = nz - 1 - int(shape_rng.integers(0, difficulty.apex_gap + 1))
+        papillary_angles = tilt + np.array([0.7, -0.7]) + shape_rng.uniform(-0.3, 0.3, 2)
         for frame in frames:
             contraction = 1.0 if frame == frames[0] else rng.uniform(0.7, 0.8)
-            labels = np.zeros(shape, np.uint8)
-            intensity = np.empty(shape, np.float32)
+            shifts = shape_rng.normal(0.0, difficulty.misalignment, (nz, 2))
+            labels = np.zeros((*grid, nz), np.uint8)
+            intensity = np.empty((*grid, nz), np.float32)
             for z in range(nz):
-                taper = 1.0 - 0.6 * z / max(1, nz - 1)  # base (z = 0) to apex
+                zx, zy = cx + shifts[z, 0], cy + shifts[z, 1]
+                taper = 1.0 - 0.6 * z / max(1, apex)  # base (z = 0) to apex
                 r_lv = radius * taper * contraction
-                u = (xx - cx) * np.cos(tilt) + (yy - cy) * np.sin(tilt)
-                v = ((yy - cy) * np.cos(tilt) - (xx - cx) * np.sin(tilt)) / squash
+                u = (xx - zx) * np.cos(tilt) + (yy - zy) * np.sin(tilt)
+                v = ((yy - zy) * np.cos(tilt) - (xx - zx) * np.sin(tilt)) / squash
                 d = np.hypot(u, v)
-                rx, ry = cx + 1.6 * r_lv * np.cos(rv_angle), cy + 1.6 * r_lv * np.sin(rv_angle)
+                rx, ry = zx + 1.6 * r_lv * np.cos(rv_angle), zy + 1.6 * r_lv * np.sin(rv_angle)
                 a = (xx - rx) * np.cos(rv_angle) + (yy - ry) * np.sin(rv_angle)
                 b = (yy - ry) * np.cos(rv_angle) - (xx - rx) * np.sin(rv_angle)
-                rv = (np.hypot(a, 0.7 * b) < 1.4 * r_lv) & (np.hypot(xx - cx, yy - cy) > r_lv + 0.35 * radius)
+                phi = np.arctan2(b, a)
+                outline = 1.0 + sum(
+                    c * np.cos(k * phi + f) for k, c, f in zip((2, 3, 4), rv_bumps, rv_phases, strict=True)
+                )
+                rv = (np.hypot(a, 0.7 * b) < 1.4 * r_lv * outline) & (np.hypot(xx - zx, yy - zy) > r_lv + 0.35 * radius)
                 slice_labels = labels[..., z]
-                if z < nz - 1:
+                if z < apex:
                     slice_labels[rv] = 1
-                slice_labels[d < r_lv + 0.3 * radius] = 2
-                slice_labels[d < r_lv] = 3
-                tissue = 300.0 + 40.0 * _blur(rng.standard_normal((nx, ny)), 1.5)
-                image = np.where(slice_labels == 2, 230.0, tissue)
+                if z <= apex:
+                    slice_labels[d < r_lv + 0.3 * radius] = 2
+                    slice_labels[d < r_lv] = 3
+                texture = _blur(rng.standard_normal((nx, ny)), 1.5)
+                tissue = 300.0 + 40.0 * _resize(texture, grid)
+                image = np.where(slice_labels == 2, difficulty.myocardium, tissue)
                 image[(slice_labels == 1) | (slice_labels == 3)] = 720.0
+                if difficulty.papillary and 0 < z < apex - 1:
+                    for angle in papillary_angles:
+                        px, py = zx + 0.55 * r_lv * np.cos(angle), zy + 0.55 * r_lv * np.sin(angle)
+                        image[(np.hypot(xx - px, yy - py) < 0.25 * r_lv) & (slice_labels == 3)] = difficulty.myocardium
                 if z < nz // 2:  # basal slices: aorta (bright, unlabelled) and lung (dark)
-                    ax, ay = cx - 1.8 * radius * np.cos(rv_angle), cy - 2.2 * radius
+                    ax, ay = zx - 1.8 * radius * np.cos(rv_angle), zy - 2.2 * radius
                     aorta = np.hypot(xx - ax, yy - ay) < 0.45 * radius
                     image[aorta & (slice_labels == 0)] = 700.0
-                    lung = (xx - cx) * np.cos(rv_angle) + (yy - cy) * np.sin(rv_angle) < -3.2 * radius
+                    lung = (xx - zx) * np.cos(rv_angle) + (yy - zy) * np.sin(rv_angle) < -3.2 * radius
                     image[lung & (slice_labels == 0)] = 60.0
-                image = _blur(image, 0.7) * bias * brightness
-                intensity[..., z] = np.hypot(
-                    image + noise * rng.standard_normal((nx, ny)), noise * rng.standard_normal((nx, ny))
-                )
+                if scanner.gamma != 1.0:
+                    image = 1000.0 * (np.maximum(image, 0.0) / 1000.0) ** scanner.gamma
+                image = _blur(image, difficulty.blur / ratio) * bias * brightness
+                # scanner A's noise is drawn on every scanner, so that the anatomy stream stays the same
+                stream_noise = rng.standard_normal((2, nx, ny))
+                white = stream_noise if grid == (nx, ny) else noise_rng.standard_normal((2, *grid))
+                intensity[..., z] = np.hypot(image + noise * white[0], noise * white[1])
             stem = f"{patient}_frame{frame:02d}"
+            scale = scanner.max_intensity / 1000.0
             nib.save(
-                nib.Nifti1Image(np.clip(intensity, 0, 1000).astype(np.int16), affine),
+                nib.Nifti1Image(np.clip(intensity * scale, 0, scanner.max_intensity).astype(np.int16), affine),
                 str(out / patient / f"{stem}.nii.gz"),
             )
             nib.save(nib.Nifti1Image(labels, affine), str(out / patient / f"{stem}_gt.nii.gz"))
-    return {"kind": "acdc", "seed": seed, "n_patients": n_patients, "frames": list(frames), "labels": ACDC_CLASS_NAMES}
+    return {
+        "kind": "acdc",
+        "seed": seed,
+        "n_patients": n_patients,
+        "frames": list(frames),
+        "labels": ACDC_CLASS_NAMES,
+        "shape": [*grid, nz],
+        "spacing": [scanner.spacing, scanner.spacing, 8.0],
+        "scanner": asdict(scanner),
+        "difficulty": asdict(difficulty),
+    }
+
+
+def _speckle(shape: tuple[int, int], grain: float, rng: np.random.Generator) -> np.ndarray:
+    """Fully developed speckle: the magnitude of smoothed complex Gaussian noise (Rayleigh), mean 1."""
+    real, imag = (_blur(rng.standard_normal(shape), grain) for _ in range(2))
+    magnitude = np.hypot(real, imag)
+    return magnitude / float(magnitude.mean())
+
+
+def _breast_tissue(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """Echogenicity (0-1) of the layers a linear probe sees: bright skin line, hypoechoic fat, textured
+    fibroglandular tissue, pectoral muscle; the layer boundaries undulate."""
+    depth = np.broadcast_to(np.arange(height, dtype=np.float32)[:, None] / height, (height, width))
+
+    def boundary(level: float) -> np.ndarray:
+        return level + 0.04 * _smooth_noise((1, width), 4, rng)[0]
+
+    tissue = np.full((height, width), 0.55, dtype=np.float32) + 0.12 * _smooth_noise((height, width), 6, rng)
+    tissue[depth < boundary(0.3)] = 0.25  # subcutaneous fat
+    tissue[depth < 0.04] = 0.85  # skin
+    tissue[depth > boundary(0.78)] = 0.4  # pectoral muscle
+    return tissue
+
+
+def _lesion(height: int, width: int, malignant: bool, rng: np.random.Generator) -> np.ndarray:
+    """A lesion mask: an oval with a smooth outline (benign: wider than tall) or an irregular, spiculated one
+    (malignant: about as tall as wide), from a polar radius with random harmonics."""
+    row, col = height * rng.uniform(0.4, 0.62), width * rng.uniform(0.3, 0.7)
+    radius = min(height, width) * rng.uniform(0.09, 0.16)
+    aspect = rng.uniform(0.85, 1.15) if malignant else rng.uniform(0.55, 0.75)  # height / width
+    harmonics = np.arange(2, 13 if malignant else 4)
+    amplitudes = rng.uniform(0.0, 0.18 if malignant else 0.05, len(harmonics)) / np.sqrt(harmonics - 1)
+    phases = rng.uniform(0, 2 * np.pi, len(harmonics))
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    dy, dx = (yy - row) / aspect, xx - col
+    theta = np.arctan2(dy, dx)
+    outline = 1.0 + sum(a * np.cos(k * theta + f) for k, a, f in zip(harmonics, amplitudes, phases, strict=True))
+    return np.hypot(dy, dx) < radius * outline
+
+
+def _ultrasound(tissue: np.ndarray, lesions: Sequence[np.ndarray], malignant: bool, rng: np.random.Generator):
+    """B-mode image (0-255 uint8) of ``tissue`` with hypoechoic ``lesions``: posterior acoustic enhancement
+    below benign lesions, shadowing below malignant ones, depth attenuation and speckle."""
+    height, width = tissue.shape
+    echo = tissue.copy()
+    for lesion in lesions:
+        echo[lesion] = rng.uniform(0.08, 0.16)
+        columns = lesion.any(0)
+        below = np.cumsum(lesion, axis=0) > 0
+        posterior = _blur((below & ~lesion & columns[None]).astype(np.float32), 2.0)
+        echo *= 1.0 + (-0.5 if malignant else 0.35) * posterior
+    echo = _blur(echo, 1.0) * np.exp(-1.2 * np.arange(height, dtype=np.float32)[:, None] / height)
+    image = echo * _speckle((height, width), 0.8, rng) * rng.uniform(0.8, 1.1)
+    return (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def make_synthetic_busi(
+    out: str | Path,
+    seed: int = 0,
+    n_benign: int = 8,
+    n_malignant: int = 6,
+    n_normal: int = 4,
+    size: int = 96,
+    second_lesion: float = 0.2,
+) -> dict:
+    """Write a synthetic breast ultrasound set in the BUSI layout (Al-Dhabyani et al. 2020)::
+
+        <out>/benign/benign (1).png, benign (1)_mask.png, benign (1)_mask_1.png (a second lesion), ...
+        <out>/malignant/malignant (1).png, malignant (1)_mask.png, ...
+        <out>/normal/normal (1).png, normal (1)_mask.png (empty), ...
+
+    Images are grey scans stored as RGB PNGs, as BUSI's are, ``size`` pixels high and up to 1.5 x ``size`` wide
+    (BUSI's sizes vary too); masks are 0/255 grey PNGs. Each image shows speckled tissue layers (skin, fat,
+    fibroglandular tissue, muscle) with depth attenuation; benign images hold a smooth, wider-than-tall
+    hypoechoic lesion with posterior enhancement (and, with probability ``second_lesion``, a second one in its
+    own ``_mask_1.png``), malignant images an irregular, spiculated lesion with posterior shadowing, normal
+    images none (an empty mask).
+
+    Args:
+        out: dataset root.
+        seed: random seed; the same seed and options give identical files.
+        n_benign, n_malignant, n_normal: images per class.
+        size: image height in pixels.
+        second_lesion: probability that a benign image holds a second lesion.
+
+    Returns:
+        summary with the image counts per class and the number of images with two masks.
+
+    Raises:
+        ValueError: for a size below 32 pixels.
+    """
+    if size < 32:
+        raise ValueError(f"size must be at least 32 pixels, got {size}.")
+    rng = np.random.default_rng(seed)
+    out = Path(out)
+    counts = {"benign": n_benign, "malignant": n_malignant, "normal": n_normal}
+    two_masks = 0
+    for cls, count in counts.items():
+        (out / cls).mkdir(parents=True, exist_ok=True)
+        for index in range(1, count + 1):
+            height, width = size, size + int(rng.integers(0, size // 2 + 1))
+            n_lesions = 0 if cls == "normal" else 1 + int(cls == "benign" and rng.uniform() < second_lesion)
+            lesions = [_lesion(height, width, cls == "malignant", rng) for _ in range(n_lesions)]
+            image = _ultrasound(_breast_tissue(height, width, rng), lesions, cls == "malignant", rng)
+            stem = f"{cls} ({index})"
+            Image.fromarray(np.repeat(image[..., None], 3, axis=2)).save(out / cls / f"{stem}.png")
+            masks = lesions or [np.zeros((height, width), dtype=bool)]
+            for m, mask in enumerate(masks):
+                suffix = "_mask" if m == 0 else f"_mask_{m}"
+                Image.fromarray(mask.astype(np.uint8) * 255).save(out / cls / f"{stem}{suffix}.png")
+            two_masks += len(masks) > 1
+    return {"kind": "busi", "seed": seed, "size": size, "counts": counts, "images_with_two_masks": two_masks}
