@@ -71,26 +71,33 @@ class CLIPImageTower(nn.Module):
         cfg = open_clip.get_model_preprocess_cfg(clip)
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        self.set_trainable_blocks(trainable_blocks)
+
+    def set_trainable_blocks(self, trainable_blocks: int) -> None:
+        """Freeze the tower, then unfreeze its last ``trainable_blocks`` blocks up to the deepest tapped one (-1: all
+        of them and the embeddings); see the class docstring. The optimizer must be built after this call."""
         used = max(self.indices) + 1  # blocks the tapped grids pass through
         if not -1 <= trainable_blocks <= used:
             raise ValueError(
                 f"trainable_blocks must be -1 (all), 0 (frozen) or at most {used} (the blocks up to the deepest "
                 f"index {used - 1}), got {trainable_blocks}."
             )
-        self.trainable_blocks = used if trainable_blocks == -1 else trainable_blocks
+        self.trainable_blocks = trainable_blocks
+        n_blocks = used if trainable_blocks == -1 else trainable_blocks
+        visual = self.visual
         self.requires_grad_(False)
-        for block in visual.transformer.resblocks[used - self.trainable_blocks : used]:
+        for block in visual.transformer.resblocks[used - n_blocks : used]:
             block.requires_grad_(True)
         if trainable_blocks == -1:
             for part in (visual.conv1, visual.ln_pre):
                 part.requires_grad_(True)
             for embedding in (visual.class_embedding, visual.positional_embedding):
                 embedding.requires_grad_(True)
-        self.visual.train(self.training and self.trainable_blocks > 0)
+        self.train(self.training)
 
     def train(self, mode: bool = True) -> CLIPImageTower:
         super().train(mode)
-        self.visual.train(mode and self.trainable_blocks > 0)  # frozen: always in eval mode
+        self.visual.train(mode and self.trainable_blocks != 0)  # frozen: always in eval mode
         return self
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
@@ -99,7 +106,7 @@ class CLIPImageTower(nn.Module):
             raise ValueError(f"the CLIP tower takes 1 or 3 channels, got {x.shape[1]}.")
         x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         x = (x - self.mean) / self.std
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable_blocks > 0):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable_blocks != 0):
             out = self.visual.forward_intermediates(x, indices=list(self.indices), intermediates_only=True)
         return list(out["image_intermediates"])
 
