@@ -1,5 +1,13 @@
-"""Segmentation metrics: per-image and global Dice/IoU for 2D masks, per-class Dice/HD95 for 3D volumes."""
+"""Segmentation metrics: per-image and global Dice/IoU for 2D masks, per-class Dice/HD95 for 3D volumes, and the
+ACDC per-frame protocol (Dice and HD95 in mm per structure of 3D frames segmented slice by slice)."""
 
+from lmseg_components.metrics.acdc import (
+    ACDC_STRUCTURES,
+    FrameDiceHD95,
+    frame_dice_hd95,
+    hd95_penalty,
+    summarize_frames,
+)
 from lmseg_components.metrics.overlap import (
     GlobalDice,
     GlobalIoU,
@@ -15,6 +23,8 @@ from lmseg_components.metrics.overlap import (
 from lmseg_components.metrics.volume import HausdorffDistance95, SpacedHausdorffDistanceMetric, per_class_dice_hd95
 
 __all__ = [
+    "ACDC_STRUCTURES",
+    "FrameDiceHD95",
     "GlobalDice",
     "GlobalIoU",
     "GlobalOverlapMetric",
@@ -24,8 +34,11 @@ __all__ = [
     "PerImageIoU",
     "PerImageOverlapMetric",
     "dice_from_counts",
+    "frame_dice_hd95",
+    "hd95_penalty",
     "iou_from_counts",
     "overlap_counts",
     "pairwise_mask_dice",
     "per_class_dice_hd95",
+    "summarize_frames",
 ]

@@ -43,7 +43,9 @@ def per_class_dice_hd95(
 
 class SpacedHausdorffDistanceMetric(HausdorffDistanceMetric):
     """MONAI's Hausdorff distance in physical units: each item's voxel size comes from its own ``affine``
-    (a MetaTensor read from NIfTI, e.g. a prediction inverted to the input grid). Plain tensors count in voxels.
+    (a MetaTensor read from NIfTI, e.g. a prediction inverted to the input grid; a batch's (B, 4, 4) affines give
+    one voxel size per item), as the affine's column norms, right for oblique orientations too. Plain tensors
+    count in voxels.
 
     Args:
         kwargs: :class:`~monai.metrics.HausdorffDistanceMetric` options (``include_background``, ``percentile``, ...).
@@ -52,8 +54,10 @@ class SpacedHausdorffDistanceMetric(HausdorffDistanceMetric):
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs) -> torch.Tensor:  # type: ignore[override]
         affine = getattr(y_pred, "affine", None)
         if kwargs.get("spacing") is None and affine is not None:
-            affine = affine[0] if affine.ndim == 3 else affine
-            kwargs["spacing"] = affine_to_spacing(affine, r=y_pred.ndim - 2).tolist()
+            affines = affine if affine.ndim == 3 else affine[None].expand(y_pred.shape[0], -1, -1)
+            if len(affines) != y_pred.shape[0]:
+                raise ValueError(f"{len(affines)} affines for a batch of {y_pred.shape[0]} items.")
+            kwargs["spacing"] = [affine_to_spacing(a, r=y_pred.ndim - 2).tolist() for a in affines]
         return super()._compute_tensor(y_pred, y, **kwargs)
 
 
