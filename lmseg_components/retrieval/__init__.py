@@ -1,4 +1,5 @@
-"""Retrieval for retrieval-augmented segmentation: a persisted cosine top-k index with two backends."""
+"""Retrieval for retrieval-augmented segmentation: a persisted cosine top-k index with two backends, and the
+user's memory bank (add / list / remove cases of a trained bundle's gallery and index)."""
 
 from lmseg_components.retrieval.augmented import RetrievalAugmentedSegmenter
 from lmseg_components.retrieval.index import (
@@ -12,7 +13,25 @@ from lmseg_components.retrieval.index import (
 )
 from lmseg_components.retrieval.retriever import RETRIEVER_BACKBONES, Retriever
 
+_BANK = ("BankCase", "add_cases", "jras_bank", "list_cases", "remove_cases")
+
+
+def __getattr__(name: str):
+    """The memory bank's names (:mod:`lmseg_components.retrieval.bank`), imported on first use: it pulls in the
+    bundle config parser and the dataset readers, which bundle configs that only build a retriever do not need."""
+    if name in _BANK:
+        from lmseg_components.retrieval import bank
+
+        return getattr(bank, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "BankCase",
+    "add_cases",
+    "jras_bank",
+    "list_cases",
+    "remove_cases",
     "RETRIEVER_BACKBONES",
     "Retriever",
     "RetrievalAugmentedSegmenter",

@@ -1,0 +1,360 @@
+"""The J-RAS memory bank is the user's: add labelled cases to a trained bundle's gallery and retrieval index, list
+them, remove them, all without retraining.
+
+A trained ``bundles/jras_segmentation`` holds ``models/model.pt`` (``{segmenter, retriever}``), ``models/gallery.pt``
+(the training slices after the gallery's preprocessing) and ``models/index.pt`` (their embeddings by the saved
+retriever, with the retriever's weight fingerprint). :func:`add_cases` reads new cases of an ACDC folder with the
+bundle's reader and the gallery's own preprocessing (``gallery#dataset#transform`` of ``train.json``, parsed with
+``monai.bundle.ConfigParser``), embeds them with the saved retriever and appends them to both files;
+:func:`remove_cases` drops every slice of the given cases; :func:`list_cases` tells what the bank holds. Inference
+(``LoadRetrievalState``) then retrieves from the new bank: the index keeps the retriever's fingerprint and the
+gallery's ids in order, which is what it checks.
+
+Both files are written with :func:`~lmseg_components.files.atomic_save`, the gallery first, then the (small)
+index. A command killed between the two writes leaves an index that lists other ids than the gallery; the next
+``add`` or ``remove`` then re-embeds the whole gallery with the saved retriever (the gallery is the bank's record,
+the index is derived from it).
+
+Command line: ``lmseg jras-bank add --bundle_root R --dataset_dir D``, ``lmseg jras-bank list --bundle_root R``,
+``lmseg jras-bank remove --bundle_root R --case_id patient101`` (or ``python -m lmseg_components.retrieval.bank``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from monai.bundle import ConfigParser
+from torch import nn
+
+from lmseg_components.data.acdc import read_acdc_slices
+from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
+from lmseg_components.export import trained_values
+from lmseg_components.files import atomic_save
+from lmseg_components.fingerprint import weights_fingerprint
+from lmseg_components.retrieval.index import FaissIndex, RetrievalIndex, TorchIndex, load_index
+
+__all__ = ["BankCase", "add_cases", "jras_bank", "list_cases", "remove_cases"]
+
+ACTIONS = ("add", "list", "remove")
+_GALLERY_KEYS = ("images", "labels", "ids", "case_ids")
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BankCase:
+    """One case of the bank: its id, how many gallery slices it has, and the dataset folder it was added from
+    (``None``: it came with training)."""
+
+    case_id: str
+    slices: int
+    source: str | None
+
+
+@dataclass
+class _Bank:
+    """An opened bank: the parsed config, the file paths, the gallery (``images`` (N, C, H, W) float, ``labels``
+    (N, 1, H, W) int64, ``ids``, ``case_ids``, ``sources`` case -> folder), the saved retriever (eval mode) and
+    the index that matches the gallery."""
+
+    parser: ConfigParser
+    gallery_path: Path
+    index_path: Path
+    gallery: dict
+    retriever: nn.Module
+    device: torch.device
+    index: RetrievalIndex
+
+
+def _config(bundle_root: str | Path, config_file: str | Path | None, overrides: dict | None) -> ConfigParser:
+    """``config_file`` (default ``<bundle_root>/configs/train.json``) with ``bundle_root`` set, the values the model
+    was trained with (the run record in ``<ckpt_dir>/checkpoint.pt``, when there is one) and ``overrides`` on top."""
+    root = Path(bundle_root)
+    config_file = Path(config_file) if config_file is not None else root / "configs" / "train.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"no bundle config {config_file}: pass config_file (the bundle's train.json).")
+    parser = ConfigParser()
+    parser.read_config(str(config_file))
+    parser["bundle_root"] = str(root)
+    trained = trained_values(parser.get_parsed_content("ckpt_dir"))
+    for key, value in trained.items():
+        if key in parser and not isinstance(parser.get(key), dict):  # plain values, not components
+            parser[key] = value
+    for key, value in (overrides or {}).items():
+        parser[key] = value
+    return parser
+
+
+def _read_gallery(path: Path) -> dict:
+    """The gallery written by training (``RetrievalAugmentedSegmenter.save_gallery``) or by this module."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no retrieval gallery at {path}: train the bundle first (it writes one).")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    missing = [key for key in _GALLERY_KEYS if key not in state]
+    if missing:
+        raise ValueError(f"{path}: not a J-RAS gallery (missing {missing}).")
+    return {**state, "sources": dict(state.get("sources", {}))}
+
+
+def _load_retriever(parser: ConfigParser, device: torch.device) -> nn.Module:
+    """``retriever_def`` with the weights of ``<ckpt_dir>/model.pt``, in eval mode on ``device``."""
+    path = check_checkpoint_file(Path(parser.get_parsed_content("ckpt_dir")) / "model.pt")
+    retriever = parser.get_parsed_content("retriever_def")
+    retriever.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["retriever"])
+    return retriever.to(device).eval()
+
+
+@torch.no_grad()
+def _embed(retriever: nn.Module, images: torch.Tensor, device: torch.device, batch: int = 64) -> torch.Tensor:
+    """Embeddings (N, D) on the CPU of ``images`` (N, C, H, W), as ``rebuild_index`` makes them (eval mode)."""
+    return torch.cat([retriever(images[i : i + batch].to(device)).float().cpu() for i in range(0, len(images), batch)])
+
+
+def _empty_like(index: RetrievalIndex) -> RetrievalIndex:
+    """An empty index of the same backend and settings as ``index``."""
+    if isinstance(index, FaissIndex):
+        return FaissIndex(index.dim, index.kind, index.nlist, index.nprobe, index.hnsw_m, index.ef_search)
+    return TorchIndex(index.dim)
+
+
+def _stored_embeddings(index: RetrievalIndex) -> torch.Tensor:
+    """The (N, D) normalised embeddings an index holds, in row order."""
+    if isinstance(index, TorchIndex):
+        return index.embeddings
+    return torch.from_numpy(index.index.reconstruct_n(0, len(index)))  # FAISS: flat, IVF (scans its lists), HNSW
+
+
+def _open(bundle_root: str | Path, config_file: str | Path | None, overrides: dict | None) -> _Bank:
+    """Read the gallery, the saved retriever and its index (refused with ``StaleIndexError`` when another retriever
+    built it; re-embedded from the gallery when it lists other ids, after an interrupted command)."""
+    parser = _config(bundle_root, config_file, overrides)
+    gallery_path = Path(parser.get_parsed_content("gallery_path"))
+    index_path = Path(parser.get_parsed_content("index_path"))
+    gallery = _read_gallery(gallery_path)
+    device = torch.device(parser.get_parsed_content("device"))
+    retriever = _load_retriever(parser, device)
+    index = load_index(index_path, weights_fingerprint(retriever))
+    if index.ids != gallery["ids"]:
+        logger.warning(
+            f"{index_path} lists {len(index)} items, not the {len(gallery['ids'])} of {gallery_path} (a bank command "
+            "was interrupted between the two writes?): re-embedding the gallery with the saved retriever."
+        )
+        rebuilt = _empty_like(index)
+        rebuilt.add(_embed(retriever, gallery["images"], device), gallery["ids"], gallery["case_ids"])
+        index = rebuilt
+    return _Bank(parser, gallery_path, index_path, gallery, retriever, device, index)
+
+
+def _keep_rows(bank: _Bank, rows: list[int]) -> None:
+    """Keep only gallery / index ``rows`` (in their order); the index keeps its stored embeddings."""
+    gallery, keep = bank.gallery, torch.tensor(rows, dtype=torch.long)
+    cases = {gallery["case_ids"][r] for r in rows}
+    gallery["images"], gallery["labels"] = gallery["images"][keep], gallery["labels"][keep]
+    gallery["ids"] = [gallery["ids"][r] for r in rows]
+    gallery["case_ids"] = [gallery["case_ids"][r] for r in rows]
+    gallery["sources"] = {c: s for c, s in gallery["sources"].items() if c in cases}
+    index = _empty_like(bank.index)
+    index.add(_stored_embeddings(bank.index)[keep], gallery["ids"], gallery["case_ids"])
+    bank.index = index
+
+
+def _save(bank: _Bank) -> None:
+    """Write the gallery, then the index with the retriever's fingerprint, each atomically."""
+    atomic_save({key: bank.gallery[key] for key in (*_GALLERY_KEYS, "sources")}, bank.gallery_path)
+    bank.index.save(bank.index_path, weights_fingerprint(bank.retriever))
+
+
+def _summary(gallery: dict, cases: Sequence[str] | None = None) -> list[BankCase]:
+    counts = Counter(gallery["case_ids"])
+    order = dict.fromkeys(gallery["case_ids"]) if cases is None else cases
+    return [BankCase(c, counts[c], gallery["sources"].get(c)) for c in order]
+
+
+def _preprocess(bank: _Bank, records: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The records through the gallery's preprocessing: images (N, C, H, W) float and labels (N, 1, H, W) int64,
+    refused when an image's shape is not the gallery's or a label lies outside the bundle's classes."""
+    transform = bank.parser.get_parsed_content("gallery#dataset#transform")
+    num_classes = int(bank.parser.get_parsed_content("num_classes"))
+    expected = tuple(bank.gallery["images"].shape[1:])
+    images, labels = [], []
+    for record in records:
+        item = transform(record)
+        image = torch.as_tensor(item["image"]).as_subclass(torch.Tensor).float()
+        label = torch.as_tensor(item["label"]).as_subclass(torch.Tensor).long()
+        if tuple(image.shape) != expected:
+            size = bank.parser.get_parsed_content("image_size") if "image_size" in bank.parser else "?"
+            raise ValueError(
+                f"{record['image']}: preprocessed to {'x'.join(map(str, image.shape))} (image_size={size}) but the "
+                f"gallery {bank.gallery_path} holds {'x'.join(map(str, expected))} images: pass the image_size and "
+                "in_channels the bundle was trained with."
+            )
+        values = set(torch.unique(label).tolist())
+        outside = sorted(v for v in values if not 0 <= v < num_classes)
+        if outside:
+            raise ValueError(
+                f"{record['label']}: label values {outside} are outside the bundle's label set 0-{num_classes - 1} "
+                f"(num_classes={num_classes}) of the gallery {bank.gallery_path}."
+            )
+        images.append(image)
+        labels.append(label)
+    return torch.stack(images), torch.stack(labels)
+
+
+def add_cases(
+    bundle_root: str | Path,
+    dataset_dir: str | Path,
+    replace: bool = False,
+    config_file: str | Path | None = None,
+    overrides: dict | None = None,
+) -> list[BankCase]:
+    """Add every labelled case of an ACDC folder to a trained bundle's gallery and index, without retraining.
+
+    Slices are read with :func:`~lmseg_components.data.read_acdc_slices` (ids ``patientXXX_frameYY_zNN``, case id
+    the patient), preprocessed by the config's ``gallery#dataset#transform`` (what training put in the gallery:
+    a raw image of another size is resized like the training images), embedded by the retriever of
+    ``<ckpt_dir>/model.pt`` and appended after the existing rows of ``gallery.pt`` and ``index.pt``.
+
+    Args:
+        bundle_root: the trained bundle (``models/model.pt``, ``gallery.pt``, ``index.pt``).
+        dataset_dir: the ACDC folder of the new cases (``patientXXX/patientXXX_frameYY[_gt].nii.gz``).
+        replace: replace the slices of cases already in the bank; without it they are refused.
+        config_file: the bundle's training config (default ``<bundle_root>/configs/train.json``).
+        overrides: config values over the trained ones (the run record in ``<ckpt_dir>/checkpoint.pt``).
+
+    Returns:
+        the added cases, in the reader's order.
+
+    Raises:
+        DatasetValidationError: problems of the folder (files, shapes, labels outside ACDC's 0-3).
+        ValueError: a case id already in the bank (without ``replace``), an image that preprocesses to another
+            (C, H, W) than the gallery's, labels outside ``range(num_classes)``; each message names the file.
+        StaleIndexError: the index was built by another retriever than the one in ``model.pt``.
+    """
+    bank = _open(bundle_root, config_file, overrides)
+    records = read_acdc_slices(dataset_dir)
+    new_cases = list(dict.fromkeys(r["case_id"] for r in records))
+    in_bank = set(bank.gallery["case_ids"])
+    present = [c for c in new_cases if c in in_bank]
+    if present and not replace:
+        raise ValueError(
+            f"{dataset_dir}: cases {present} are already in the bank {bank.gallery_path}; pass --replace to replace "
+            "their slices, or rename the new cases."
+        )
+    images, labels = _preprocess(bank, records)
+    if present:
+        _keep_rows(bank, [r for r, c in enumerate(bank.gallery["case_ids"]) if c not in present])
+    ids, case_ids = [r["name"] for r in records], [r["case_id"] for r in records]
+    bank.index.add(_embed(bank.retriever, images, bank.device), ids, case_ids)
+    gallery = bank.gallery
+    gallery["images"] = torch.cat([gallery["images"], images])
+    gallery["labels"] = torch.cat([gallery["labels"], labels])
+    gallery["ids"], gallery["case_ids"] = gallery["ids"] + ids, gallery["case_ids"] + case_ids
+    gallery["sources"].update(dict.fromkeys(new_cases, str(Path(dataset_dir).resolve())))
+    _save(bank)
+    return _summary(gallery, new_cases)
+
+
+def list_cases(
+    bundle_root: str | Path, config_file: str | Path | None = None, overrides: dict | None = None
+) -> list[BankCase]:
+    """The cases of a bundle's gallery, in gallery order, with their slice counts and source folders."""
+    parser = _config(bundle_root, config_file, overrides)
+    return _summary(_read_gallery(Path(parser.get_parsed_content("gallery_path"))))
+
+
+def remove_cases(
+    bundle_root: str | Path,
+    case_ids: str | Sequence[str],
+    config_file: str | Path | None = None,
+    overrides: dict | None = None,
+) -> list[BankCase]:
+    """Remove every slice of ``case_ids`` from a bundle's gallery and index (the other rows keep their order, images
+    and stored embeddings, so removing the cases an :func:`add_cases` added restores the bank as it was).
+
+    Args:
+        bundle_root: the trained bundle.
+        case_ids: one case id or several.
+        config_file: see :func:`add_cases`.
+        overrides: see :func:`add_cases`.
+
+    Returns:
+        the removed cases.
+
+    Raises:
+        ValueError: a case id not in the bank, or fewer than ``k`` gallery items (guides per query) would remain.
+    """
+    bank = _open(bundle_root, config_file, overrides)
+    wanted = [case_ids] if isinstance(case_ids, str) else [str(c) for c in case_ids]
+    known = list(dict.fromkeys(bank.gallery["case_ids"]))
+    unknown = [c for c in wanted if c not in known]
+    if unknown:
+        raise ValueError(f"cases {unknown} are not in the bank {bank.gallery_path} (it holds {known}).")
+    keep = [r for r, c in enumerate(bank.gallery["case_ids"]) if c not in wanted]
+    k = int(bank.parser.get_parsed_content("k"))
+    if len(keep) < k:
+        raise ValueError(
+            f"removing {wanted} would leave {len(keep)} items in {bank.gallery_path}, fewer than k={k} guides per "
+            "query."
+        )
+    removed = _summary(bank.gallery, wanted)
+    _keep_rows(bank, keep)
+    _save(bank)
+    return removed
+
+
+def jras_bank(
+    action: str,
+    bundle_root: str,
+    dataset_dir: str | None = None,
+    case_id: str | Sequence[str] | None = None,
+    replace: bool = False,
+    config_file: str | None = None,
+    **overrides,
+) -> None:
+    """Manage a trained J-RAS bundle's memory bank (gallery + retrieval index) without retraining.
+
+    ``add --bundle_root R --dataset_dir D [--replace]`` adds the labelled cases of the ACDC folder ``D``;
+    ``list --bundle_root R`` prints case ids, slice counts and source folders; ``remove --bundle_root R --case_id
+    X[,Y]`` removes cases. Inference (``python -m monai.bundle run inference``) then retrieves from the new bank.
+
+    Args:
+        action: ``add``, ``list`` or ``remove``.
+        bundle_root: the trained bundle (``models/model.pt``, ``gallery.pt``, ``index.pt``).
+        dataset_dir: with ``add``, the ACDC folder of the new cases.
+        case_id: with ``remove``, one case id or a comma-separated list.
+        replace: with ``add``, replace cases already in the bank.
+        config_file: the bundle's training config (default ``<bundle_root>/configs/train.json``).
+        overrides: config values, e.g. ``--device cpu``; the trained ones come from ``models/checkpoint.pt``.
+    """
+    try:
+        if action == "add":
+            if dataset_dir is None:
+                raise ValueError("add needs --dataset_dir (an ACDC folder of labelled cases).")
+            cases = add_cases(bundle_root, dataset_dir, replace, config_file, overrides)
+            print(f"added {len(cases)} cases ({sum(c.slices for c in cases)} slices) from {dataset_dir}")
+        elif action == "list":
+            cases = list_cases(bundle_root, config_file, overrides)
+            print(f"{'case_id':<16} {'slices':>6}  source")
+            for c in cases:
+                print(f"{c.case_id:<16} {c.slices:>6}  {c.source or '(training)'}")
+        elif action == "remove":
+            if case_id is None:
+                raise ValueError("remove needs --case_id (one id or a comma-separated list).")
+            ids = [str(c) for c in case_id] if isinstance(case_id, (list, tuple)) else str(case_id).split(",")
+            cases = remove_cases(bundle_root, ids, config_file, overrides)
+            print(f"removed {len(cases)} cases ({sum(c.slices for c in cases)} slices): {[c.case_id for c in cases]}")
+        else:
+            raise ValueError(f"action must be one of {ACTIONS}, got {action!r}.")
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    import fire
+
+    fire.Fire(jras_bank)

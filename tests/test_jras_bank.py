@@ -1,0 +1,240 @@
+"""The J-RAS memory bank (``lmseg_components.retrieval.bank``): cases added to a trained bundle's gallery and index
+without retraining, listed, removed; inference retrieves them; wrong sizes, label sets and duplicate ids refused."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import fire
+import pytest
+import torch
+import torch.nn.functional as F
+from bundle_cli import BUNDLES, run_bundle
+from ignite.engine import Events
+
+from lmseg_components.data import make_synthetic_acdc, read_acdc_slices
+from lmseg_components.fingerprint import weights_fingerprint
+from lmseg_components.retrieval import (
+    BankCase,
+    FaissIndex,
+    Retriever,
+    add_cases,
+    jras_bank,
+    list_cases,
+    load_index,
+    remove_cases,
+)
+from lmseg_components.workflows import load_bundle
+
+TRAIN_CONFIG = BUNDLES / "jras_segmentation" / "configs" / "train.json"
+TINY = {"image_size": 32, "features": [8, 8, 16, 16, 32, 8]}
+NEW_IDS = ["patient101", "patient102", "patient103"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A J-RAS bundle trained one epoch on 4 synthetic patients (2 in the gallery), 32 px."""
+    root = tmp_path_factory.mktemp("jras_bank")
+    make_synthetic_acdc(root / "data", seed=0, n_patients=4, shape=(32, 32, 3))
+    tiny = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "6"]
+    run = run_bundle(
+        "jras_segmentation",
+        "training",
+        ["configs/train.json"],
+        root,
+        *tiny,
+        "--epochs",
+        "1",
+        "--contrastive_candidates",
+        "8",
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return root
+
+
+@pytest.fixture(scope="module")
+def new_cases(tmp_path_factory) -> Path:
+    """Three new labelled patients, ``patient101``-``patient103`` (ids not in the bank), scanned at 40 px."""
+    raw, out = tmp_path_factory.mktemp("raw"), tmp_path_factory.mktemp("new_cases")
+    make_synthetic_acdc(raw, seed=7, n_patients=3, shape=(40, 40, 3))
+    for folder, new_id in zip(sorted(raw.iterdir()), NEW_IDS, strict=True):
+        (out / new_id).mkdir()
+        for f in folder.iterdir():
+            f.rename(out / new_id / f.name.replace(folder.name, new_id))
+    return out
+
+
+@pytest.fixture
+def bank(trained, tmp_path) -> Path:
+    """A copy of the trained bundle's ``models`` (each test edits its own bank)."""
+    shutil.copytree(trained / "models", tmp_path / "models")
+    return tmp_path
+
+
+def _add(root: Path, dataset: Path, **kwargs) -> list[BankCase]:
+    return add_cases(root, dataset, config_file=TRAIN_CONFIG, **kwargs)
+
+
+def _gallery(root: Path) -> dict:
+    return torch.load(root / "models" / "gallery.pt", weights_only=True)
+
+
+def _retriever(root: Path) -> Retriever:
+    parser = load_bundle(BUNDLES / "jras_segmentation", ["train.json"], TINY)
+    retriever = parser.get_parsed_content("retriever_def")
+    retriever.load_state_dict(torch.load(root / "models" / "model.pt", weights_only=True)["retriever"])
+    return retriever.eval()
+
+
+def _index(root: Path, gallery: dict):
+    """The bank's index, checked as inference checks it (retriever of model.pt, the gallery's ids in order)."""
+    return load_index(root / "models" / "index.pt", weights_fingerprint(_retriever(root)), gallery["ids"])
+
+
+def test_add_appends_the_new_slices_to_gallery_and_index_and_list_shows_them(bank, new_cases):
+    before, records = _gallery(bank), read_acdc_slices(new_cases)
+    n0 = len(before["ids"])
+    added = _add(bank, new_cases)
+    assert added == [BankCase(c, 6, str(new_cases.resolve())) for c in NEW_IDS]  # 2 frames x 3 slices each
+    after = _gallery(bank)
+    assert len(after["ids"]) == n0 + len(records) and after["ids"][n0:] == [r["name"] for r in records]
+    assert after["case_ids"][n0:] == [r["case_id"] for r in records]
+    assert torch.equal(after["images"][:n0], before["images"]) and torch.equal(after["labels"][:n0], before["labels"])
+    assert after["images"].shape[1:] == (1, 32, 32)  # the 40 px scans preprocessed as training's were
+    assert set(after["labels"][n0:].unique().tolist()) <= {0, 1, 2, 3} and after["labels"][n0:].max() == 3
+    index = _index(bank, after)
+    with torch.no_grad():
+        expected = F.normalize(_retriever(bank)(after["images"][n0:]), dim=1)
+    assert len(index) == n0 + len(records) and index.case_ids == after["case_ids"]
+    assert torch.allclose(index.embeddings[n0:], expected, atol=1e-5)
+    listed = list_cases(bank, TRAIN_CONFIG)
+    assert [c.case_id for c in listed[-3:]] == NEW_IDS and listed[-3:] == added
+    assert all(c.source is None and c.slices == 6 for c in listed[:-3]) and len(listed) == 5
+
+
+def test_inference_retrieves_the_new_cases(bank, new_cases):
+    _add(bank, new_cases)
+    overrides = {"bundle_root": str(bank), "dataset_dir": str(new_cases), "device": "$torch.device('cpu')", **TINY}
+    parser = load_bundle(BUNDLES / "jras_segmentation", ["inference.json"], overrides)
+    evaluator, network = parser.get_parsed_content("evaluator"), parser.get_parsed_content("network")
+    top1: dict[str, tuple[str, float]] = {}
+
+    @evaluator.on(Events.ITERATION_COMPLETED)
+    def record(engine):
+        for item, row, score in zip(
+            engine.state.batch, network.last_indices[:, 0], network.last_scores[:, 0], strict=True
+        ):
+            top1[item["name"]] = (network.gallery_ids[int(row)], float(score))
+
+    parser.get_parsed_content("inference")  # the bundle's `inference` workflow: LoadRetrievalState, then the run
+    queries = {r["name"] for r in read_acdc_slices(new_cases) if r["case_id"] in NEW_IDS}
+    assert top1 and set(top1) <= queries  # the test part of the new folder
+    for name, (guide, score) in top1.items():  # each new slice retrieves itself from the bank (cosine 1)
+        assert guide == name and score > 0.999, (name, guide, score)
+    assert len(list((bank / "eval" / "inference").glob("*_panel.png"))) == len(top1)
+
+
+def test_remove_restores_the_original_bank(bank, new_cases):
+    before = _gallery(bank)
+    index_before = _index(bank, before)
+    _add(bank, new_cases)
+    removed = remove_cases(bank, NEW_IDS, TRAIN_CONFIG)
+    assert [c.case_id for c in removed] == NEW_IDS and all(c.slices == 6 for c in removed)
+    after = _gallery(bank)
+    assert torch.equal(after["images"], before["images"]) and torch.equal(after["labels"], before["labels"])
+    assert after["ids"] == before["ids"] and after["case_ids"] == before["case_ids"] and after["sources"] == {}
+    index = _index(bank, after)
+    assert index.ids == index_before.ids and index.case_ids == index_before.case_ids
+    assert torch.allclose(index.embeddings, index_before.embeddings, atol=1e-6)
+    assert [c.case_id for c in list_cases(bank, TRAIN_CONFIG)] == list(dict.fromkeys(before["case_ids"]))
+
+
+def test_wrong_size_label_set_and_duplicate_ids_are_refused_and_leave_the_bank_unchanged(bank, new_cases):
+    files = {p: p.read_bytes() for p in (bank / "models" / "gallery.pt", bank / "models" / "index.pt")}
+    first = read_acdc_slices(new_cases)[0]
+    with pytest.raises(ValueError, match=r"preprocessed to 1x48x48 \(image_size=48\).* holds 1x32x32 images") as e:
+        _add(bank, new_cases, overrides={"image_size": 48})
+    assert first["image"] in str(e.value) and str(bank / "models" / "gallery.pt") in str(e.value)
+    with pytest.raises(ValueError, match=r"label values \[3\] are outside the bundle's label set 0-2") as e:
+        _add(bank, new_cases, overrides={"num_classes": 3})
+    assert "_gt.nii.gz" in str(e.value)
+    assert all(p.read_bytes() == content for p, content in files.items())
+
+    n_new = len(_add(bank, new_cases)) * 6
+    grown = _gallery(bank)
+    with pytest.raises(ValueError, match=r"cases \['patient101', 'patient102', 'patient103'\] are already in the bank"):
+        _add(bank, new_cases)
+    with pytest.raises(ValueError, match=r"cases \['patient999'\] are not in the bank"):
+        remove_cases(bank, ["patient999"], TRAIN_CONFIG)
+    assert torch.equal(_gallery(bank)["images"], grown["images"])
+    _add(bank, new_cases, replace=True)
+    replaced = _gallery(bank)
+    assert replaced["ids"] == grown["ids"]  # the cases' rows dropped, then appended again
+    assert torch.equal(replaced["images"][-n_new:], grown["images"][-n_new:])
+    assert len(_index(bank, replaced)) == len(replaced["ids"])
+
+
+def test_index_from_another_retriever_is_refused(bank, new_cases):
+    state = torch.load(bank / "models" / "model.pt", weights_only=True)
+    name = next(iter(state["retriever"]))
+    state["retriever"][name] = state["retriever"][name] + 0.01
+    torch.save(state, bank / "models" / "model.pt")
+    with pytest.raises(ValueError, match="rebuild the index from the current retriever"):
+        _add(bank, new_cases)
+
+
+def test_an_interrupted_write_is_repaired_from_the_gallery(bank, new_cases, caplog):
+    before = _gallery(bank)
+    index_before = _index(bank, before)
+    stale = (bank / "models" / "index.pt").read_bytes()
+    _add(bank, new_cases)
+    (bank / "models" / "index.pt").write_bytes(stale)  # killed after the gallery's write, before the index's
+    remove_cases(bank, ["patient102"], TRAIN_CONFIG)
+    assert "re-embedding the gallery with the saved retriever" in caplog.text
+    after = _gallery(bank)
+    index = _index(bank, after)
+    assert [c.case_id for c in list_cases(bank, TRAIN_CONFIG)][-2:] == ["patient101", "patient103"]
+    assert torch.allclose(index.embeddings[: len(before["ids"])], index_before.embeddings, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_faiss_index_add_and_remove(bank, new_cases, kind):
+    pytest.importorskip("faiss")
+    gallery = _gallery(bank)
+    torch_index = _index(bank, gallery)
+    index = FaissIndex(torch_index.dim, kind)
+    index.add(torch_index.embeddings, torch_index.ids, torch_index.case_ids)
+    index.save(bank / "models" / "index.pt", weights_fingerprint(_retriever(bank)))
+    _add(bank, new_cases)
+    grown = _index(bank, _gallery(bank))
+    assert isinstance(grown, FaissIndex) and grown.kind == kind and len(grown) == len(gallery["ids"]) + 18
+    remove_cases(bank, NEW_IDS, TRAIN_CONFIG)
+    shrunk = _index(bank, _gallery(bank))
+    assert shrunk.ids == gallery["ids"] and shrunk.kind == kind
+    assert shrunk.search(torch_index.embeddings, 1).ids == [[i] for i in gallery["ids"]]  # each finds itself
+
+
+def test_command_line(bank, new_cases, capsys):
+    common = ["--bundle_root", str(bank), "--config_file", str(TRAIN_CONFIG)]
+    add = [sys.executable, "-m", "lmseg_components.retrieval.bank", "add", "--dataset_dir", str(new_cases), *common]
+    run = subprocess.run(add, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"added 3 cases (18 slices) from {new_cases}" in run.stdout
+    # the other commands as python-fire parses them, in this process
+    fire.Fire(jras_bank, command=["remove", "--case_id", "patient101,patient103", *common])
+    fire.Fire(jras_bank, command=["list", *common])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "removed 2 cases (12 slices): ['patient101', 'patient103']"
+    assert lines[1].split() == ["case_id", "slices", "source"]
+    assert [line.split() for line in lines[-3:]] == [
+        [case, "6", "(training)"] for case in list(dict.fromkeys(_gallery(bank)["case_ids"]))[:2]
+    ] + [["patient102", "6", str(new_cases.resolve())]]
+    with pytest.raises(SystemExit, match=r"error: .*already in the bank .*pass --replace"):
+        jras_bank("add", str(bank), str(new_cases), config_file=str(TRAIN_CONFIG))
+    with pytest.raises(SystemExit, match="error: add needs --dataset_dir"):
+        jras_bank("add", str(bank), config_file=str(TRAIN_CONFIG))
+    with pytest.raises(SystemExit, match=r"error: action must be one of \('add', 'list', 'remove'\)"):
+        jras_bank("show", str(bank), config_file=str(TRAIN_CONFIG))
