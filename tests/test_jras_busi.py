@@ -1,0 +1,83 @@
+"""The J-RAS bundle on BUSI (breast ultrasound, binary, PNG) through ``python -m monai.bundle``: the ``busi.json``
+overlay trains and evaluates on the synthetic BUSI layout, ``busi_inference.json`` writes masks of each image's
+own size, and a case's several masks are read as their union."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from bundle_cli import BUNDLES, run_bundle
+from monai.transforms import Compose, Resize
+from PIL import Image
+
+from lmseg_components.data import make_synthetic_busi, read_busi_split
+from lmseg_components.workflows import load_bundle
+
+TINY = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "4"]
+TRAIN = ["configs/train.json", "configs/busi.json"]
+EVALUATE = ["configs/train.json", "configs/evaluate.json", "configs/busi.json", "configs/busi_evaluate.json"]
+INFERENCE = ["configs/inference.json", "configs/busi_inference.json"]
+EPOCHS = 2
+
+
+def _bundle(workflow: str, configs: list[str], root: Path, *extra: str):
+    return run_bundle("jras_segmentation", workflow, configs, root, *TINY, *extra)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("jras_busi")
+    make_synthetic_busi(root / "data", seed=0, n_benign=7, n_malignant=5, n_normal=3, size=48)
+    run = _bundle("training", TRAIN, root, "--epochs", str(EPOCHS), "--learning_rate", "0.003")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return root, run.stdout + run.stderr
+
+
+def test_masks_of_one_image_are_united_and_images_are_grey(tmp_path):
+    make_synthetic_busi(tmp_path, seed=0, n_benign=6, n_malignant=1, n_normal=1, size=40, second_lesion=1.0)
+    parser = load_bundle(BUNDLES / "jras_segmentation", ["train.json", "busi.json"], {"dataset_dir": str(tmp_path)})
+    parser["image_size"] = 32
+    load = Compose(parser.get_parsed_content("load_transforms"))
+    record = next(r for r in read_busi_split(tmp_path, "train") if len(r["label"]) == 2)
+    item = load(record)
+    first, second = (np.asarray(Image.open(m)) > 0 for m in record["label"])
+    assert (first & ~second).any() and (second & ~first).any()
+    union = (first | second).T[None].astype(np.float32)  # MONAI's PIL reader gives (width, height)
+    expected = Resize((32, 32), mode="nearest")(union)
+    assert item["image"].shape == (1, 32, 32) and item["label"].dtype == torch.long
+    assert torch.equal(item["label"].as_tensor(), torch.as_tensor(expected).long())
+
+
+def test_training_on_busi_learns_a_binary_task_with_training_gallery_only(trained):
+    root, log = trained
+    dice = [float(v) for v in re.findall(r"Metrics -- .*val_mean_dice: ([0-9.]+)", log)]
+    assert len(dice) == EPOCHS and all(0.0 <= d <= 1.0 for d in dice), dice
+    gallery = torch.load(root / "models" / "gallery.pt", weights_only=True)
+    assert set(gallery["ids"]) == {r["name"] for r in read_busi_split(root / "data", "train")}
+    assert gallery["case_ids"] == [f"{name.split('_', 1)[0]}/{name.split('_', 1)[1]}" for name in gallery["ids"]]
+    assert set(gallery["labels"].unique().tolist()) == {0, 1} and (root / "models" / "model.pt").is_file()
+
+
+def test_evaluating_and_inference_on_busi(trained):
+    root, _ = trained
+    run = _bundle("evaluating", EVALUATE, root)
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = dict(line.split(",") for line in (root / "eval" / "metrics.csv").read_text().splitlines())
+    assert 0.0 <= float(metrics["val_mean_dice"]) <= 1.0
+    assert 0.0 <= float(metrics["oracle_retrieval_mask_dice"]) <= 1.0
+    test = read_busi_split(root / "data", "test")
+    with open(root / "eval" / "val_mean_dice_raw.csv") as f:
+        assert len(list(csv.reader(f, delimiter="\t"))) == 1 + len(test)
+    run = _bundle("inference", INFERENCE, root)
+    assert run.returncode == 0, run.stderr[-3000:]
+    masks = sorted((root / "eval" / "inference").glob("*_mask.png"))
+    assert len(masks) == len(test)
+    for record in test:
+        image = Image.open(record["image"])
+        mask = Image.open(root / "eval" / "inference" / f"{Path(record['image']).stem}_mask.png")
+        assert mask.size == image.size and set(np.unique(np.asarray(mask)).tolist()) <= {0, 1}
