@@ -1,5 +1,5 @@
 """The ``lmseg`` command line (python-fire): ``make-synthetic``, ``check-data``, ``demo``, ``verify-bundles``,
-``export``, ``label-app``."""
+``export``, ``label-app``, ``deploy-app``, ``jras-bank``."""
 
 from __future__ import annotations
 
@@ -277,6 +277,23 @@ def deploy_app(out: str, bundle: str, model: str | None = None, overwrite: bool 
     print(f"package: monai-deploy package {app} -c {app}/app.yaml -m {app}/models -t <tag> --platform x86_64")
 
 
+def jras_bank(
+    action: str,
+    bundle_root: str,
+    dataset_dir: str | None = None,
+    case_id=None,
+    replace: bool = False,
+    config_file: str | None = None,
+    **overrides,
+) -> None:
+    """Add, list or remove the cases of a trained J-RAS bundle's memory bank (``lmseg_components.retrieval.bank``):
+    ``lmseg jras-bank add --bundle_root R --dataset_dir D``, ``list --bundle_root R``,
+    ``remove --bundle_root R --case_id patient101,patient102``."""
+    from lmseg_components.retrieval.bank import jras_bank as run  # lazy: monai.bundle and the engines
+
+    run(action, bundle_root, dataset_dir, case_id, replace, config_file, **overrides)
+
+
 def main() -> None:
     fire.Fire(
         {
@@ -285,6 +302,7 @@ def main() -> None:
             "demo": demo,
             "deploy-app": deploy_app,
             "export": export,
+            "jras-bank": jras_bank,
             "label-app": label_app,
             "verify-bundles": verify_bundles,
         }
