@@ -8,12 +8,14 @@ import re
 import shutil
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
 from bundle_cli import BUNDLES, monai_bundle, run_bundle
 
 from lmseg_components.data import make_synthetic_acdc, read_acdc_split
+from lmseg_components.metrics import hd95_penalty
 from lmseg_components.workflows import load_bundle
 
 TINY = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "4"]
@@ -76,7 +78,19 @@ def test_evaluating_writes_metrics_and_per_slice_csv(trained):
     )
     with open(root / "eval" / "val_mean_dice_raw.csv") as f:
         rows = list(csv.reader(f, delimiter="\t"))
-    assert len(rows) == 1 + len(read_acdc_split(root / "data", "test"))
+    test = read_acdc_split(root / "data", "test")
+    assert len(rows) == 1 + len(test)
+    # the ACDC protocol: per 3D frame, HD95 in mm, a miss scored with the field-of-view diagonal (75.3 mm here)
+    frame = nib.load(test[0]["label"])
+    penalty = hd95_penalty(frame.shape, frame.header.get_zooms())
+    dice = {k: float(metrics[f"frame_{k}"]) for k in ("dice_rv", "dice_myo", "dice_lv", "mean_dice")}
+    hd95 = {k: float(metrics[f"frame_{k}"]) for k in ("hd95_rv", "hd95_myo", "hd95_lv", "mean_hd95")}
+    assert all(0.0 <= v <= 1.0 for v in dice.values()), dice
+    assert all(0.0 <= v <= penalty for v in hd95.values()), (hd95, penalty)
+    assert float(metrics["frame_mean_dice"]) > 0.1
+    with open(root / "eval" / "frame_metrics.csv") as f:
+        frames = [row["frame"] for row in csv.DictReader(f)]
+    assert frames == sorted({r["name"].rsplit("_z", 1)[0] for r in test}) + ["mean", "std"]
 
 
 def test_inference_writes_masks_and_guide_panels(trained):
