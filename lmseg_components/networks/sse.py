@@ -101,13 +101,18 @@ class CLIPImageTower(nn.Module):
         return self
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        if self.trainable_blocks == 0:  # frozen: no graph (the whole call, so that torch.export can save it)
+            with torch.no_grad():
+                return self._grids(image)
+        return self._grids(image)
+
+    def _grids(self, image: torch.Tensor) -> list[torch.Tensor]:
         x = image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
         if x.shape[1] != 3:
             raise ValueError(f"the CLIP tower takes 1 or 3 channels, got {x.shape[1]}.")
         x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         x = (x - self.mean) / self.std
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable_blocks != 0):
-            out = self.visual.forward_intermediates(x, indices=list(self.indices), intermediates_only=True)
+        out = self.visual.forward_intermediates(x, indices=list(self.indices), intermediates_only=True)
         return list(out["image_intermediates"])
 
 
