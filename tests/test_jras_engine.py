@@ -209,13 +209,16 @@ def test_mask_positives_come_from_other_patients_by_mask_agreement():
     assert sample_candidates(agreement, admissible, 0, num_similar=1, num_dissimilar=0).tolist() == [2]
     assert sample_candidates(agreement, admissible, 0, num_similar=0, num_dissimilar=1).tolist() == [3]
 
-    loss = MaskAgreementInfoNCE(temperature=0.5, mask_temperature=0.1)
+    loss = MaskAgreementInfoNCE(temperature=0.5, mask_temperature=0.1, view_agreement="one")
     rows = torch.tensor([0, 1, 2, 3])  # even when same-case rows are among the candidates, they get no weight
     targets = loss.targets(agreement[:, rows], admissible[:, rows])
     weights = torch.tensor([10.0, 5.0, 0.0]).exp()  # exp(Dice / 0.1) of [other view, p2, p3]
     assert torch.allclose(
         targets, torch.cat([(weights / weights.sum())[:1], torch.zeros(2), (weights / weights.sum())[1:]])[None]
     )
+    best = MaskAgreementInfoNCE(mask_temperature=0.1).targets(agreement[:, rows], admissible[:, rows])
+    even = torch.tensor([5.0, 5.0, 0.0]).exp()  # the view counts as much as p2, the best admissible mask
+    assert torch.allclose(best, torch.cat([(even / even.sum())[:1], torch.zeros(2), (even / even.sum())[1:]])[None])
 
     anchor = torch.tensor([[1.0, 0.0]])
     view = torch.tensor([[0.6, 0.8]])

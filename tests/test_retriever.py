@@ -13,6 +13,23 @@ def test_embeddings_are_unit_norm_and_shaped():
     assert torch.allclose(z.norm(dim=1), torch.ones(3), atol=1e-5)
 
 
+def test_grid_pooling_keeps_where_features_are():
+    """pool_grid=2: the head sees the trunk's last feature map averaged over each of 2 x 2 cells, not over the
+    whole image, so an embedding can tell where the anatomy lies."""
+    torch.manual_seed(0)
+    net = Retriever(in_channels=1, embed_dim=8, widen_factor=0.25, pool_grid=2).eval()
+    trunk = net.trunk
+    image = torch.rand(2, 1, 128, 128)
+    with torch.no_grad():
+        x = trunk.maxpool(trunk.act(trunk.bn1(trunk.conv1(image))))
+        fmap = trunk.layer4(trunk.layer3(trunk.layer2(trunk.layer1(x))))  # (2, F, 8, 8)
+        cells = fmap.unflatten(2, (2, -1)).unflatten(4, (2, -1)).mean((3, 5))  # (2, F, 2, 2) cell means
+        assert torch.allclose(trunk(image), cells.flatten(1), atol=1e-6)
+    assert net.head[0].in_features == 4 * fmap.shape[1]
+    with pytest.raises(ValueError, match="pool_grid"):
+        Retriever(pool_grid=0)
+
+
 def test_contrastive_training_makes_positives_retrievable():
     """A few NT-Xent steps on two noisy views of 8 images: each view then retrieves its own image."""
     torch.manual_seed(0)

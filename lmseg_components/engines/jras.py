@@ -204,6 +204,8 @@ class ContrastiveStep:
             an adjacent slice of the same volume from the gallery, both augmented (items without a known
             neighbour fall back to a second view of themselves).
         mask_temperature: with ``mask``, the temperature of the targets ``softmax(mask Dice / mask_temperature)``.
+        view_agreement: with ``mask``, the other view's agreement in the targets: ``best`` (that of the best
+            admissible candidate) or ``one`` (see :class:`~lmseg_components.losses.MaskAgreementInfoNCE`).
         num_candidates: with ``mask``, gallery items embedded per step (at least; each query's two most and one
             least similar admissible masks are always among them, see
             :func:`~lmseg_components.losses.sample_candidates`).
@@ -218,6 +220,7 @@ class ContrastiveStep:
         temperature: float = 0.1,
         positives: str = "mask",
         mask_temperature: float = 0.1,
+        view_agreement: str = "best",
         num_candidates: int = 32,
         image_key: str = "image",
         label_key: str = "label",
@@ -230,7 +233,7 @@ class ContrastiveStep:
             raise ValueError(f"num_candidates must be positive, got {num_candidates}.")
         self.network, self.optimizer, self.positives = network, optimizer, positives
         self.loss = ContrastiveLoss(temperature=temperature)
-        self.mask_loss = MaskAgreementInfoNCE(temperature, mask_temperature)
+        self.mask_loss = MaskAgreementInfoNCE(temperature, mask_temperature, view_agreement)
         self.num_candidates = num_candidates
         self.image_key, self.label_key, self.noise_std, self.max_shift = image_key, label_key, noise_std, max_shift
 

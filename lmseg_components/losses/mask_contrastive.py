@@ -1,15 +1,17 @@
 """Segmentation-aware contrastive learning for the J-RAS retriever: images are pulled together as much as their
 masks agree.
 
-For each query the loss is a soft InfoNCE over a candidate set: the query's other augmented view, plus gallery
-items of *other* cases. The target distribution is ``softmax(agreement / mask_temperature)`` where agreement is
-the mask Dice (:func:`~lmseg_components.metrics.pairwise_mask_dice`) of the query's mask with each candidate's,
-and the other view counts as agreement 1 (the same mask): the view stays a positive, the best-matching masks of
-other patients are the next positives, and the retriever is told how much each one should be preferred instead of
-pushing near-identical masks apart as SimCLR does. Items of the query's own case are never candidates (neither
-positive nor negative): at test time a patient is never in the gallery, so same-case similarity teaches nothing
-the retriever can use. The candidate set (:func:`sample_candidates`) always holds, per query, its most and least
-similar admissible masks, so that both ends of the ranking are seen at every step.
+For each query the loss is a soft InfoNCE over a candidate set: the query's other augmented view, plus gallery items
+of *other* cases. The target distribution is ``softmax(agreement / mask_temperature)`` where agreement is the mask
+Dice (:func:`~lmseg_components.metrics.pairwise_mask_dice`) of the query's mask with each candidate's. The other
+view stays a positive: with ``view_agreement="best"`` (default) it counts as much as the best-matching admissible
+candidate, so the targets rank other patients' masks instead of being spent on telling the query from its own copy
+(with ``"one"``, agreement 1, a view outweighs a candidate of Dice 0.6 by exp(0.4 / 0.1) = 55 at the default
+temperature and the step is mostly SimCLR's instance discrimination). The retriever is told how much each candidate
+should be preferred instead of pushing near-identical masks apart as SimCLR does. Items of the query's own case are
+never candidates (neither positive nor negative): at test time a patient is never in the gallery, so same-case
+similarity teaches nothing the retriever can use. The candidate set (:func:`sample_candidates`) always holds, per
+query, its most and least similar admissible masks, so that both ends of the ranking are seen at every step.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["MaskAgreementInfoNCE", "sample_candidates"]
+__all__ = ["MaskAgreementInfoNCE", "VIEW_AGREEMENTS", "sample_candidates"]
+
+VIEW_AGREEMENTS = ("best", "one")
 
 
 def sample_candidates(
@@ -67,13 +71,17 @@ class MaskAgreementInfoNCE(nn.Module):
         temperature: temperature of the embedding similarities (as in NT-Xent).
         mask_temperature: temperature of the targets ``softmax(agreement / mask_temperature)``; small values put
             the weight on the best-matching masks, large ones spread it.
+        view_agreement: the other view's agreement in the targets: ``best`` (that of the query's best admissible
+            candidate; 1 when it has none) or ``one`` (a perfect match).
     """
 
-    def __init__(self, temperature: float = 0.1, mask_temperature: float = 0.1):
+    def __init__(self, temperature: float = 0.1, mask_temperature: float = 0.1, view_agreement: str = "best"):
         super().__init__()
         if temperature <= 0 or mask_temperature <= 0:
             raise ValueError(f"temperatures must be positive, got {temperature} and {mask_temperature}.")
-        self.temperature, self.mask_temperature = temperature, mask_temperature
+        if view_agreement not in VIEW_AGREEMENTS:
+            raise ValueError(f"view_agreement must be one of {VIEW_AGREEMENTS}, got {view_agreement!r}.")
+        self.temperature, self.mask_temperature, self.view_agreement = temperature, mask_temperature, view_agreement
 
     def targets(self, agreement: torch.Tensor, admissible: torch.Tensor) -> torch.Tensor:
         """Target distribution over ``[other view, candidate 1..M]``.
@@ -83,10 +91,14 @@ class MaskAgreementInfoNCE(nn.Module):
             admissible: (Q, M) bool, False for candidates of the query's own case (target 0).
 
         Returns:
-            (Q, 1 + M) rows summing to 1; column 0 is the other view (agreement 1).
+            (Q, 1 + M) rows summing to 1; column 0 is the other view (see ``view_agreement``).
         """
-        scores = torch.cat([torch.ones_like(agreement[:, :1]), agreement], 1) / self.mask_temperature
         allowed = torch.cat([torch.ones_like(admissible[:, :1]), admissible.bool()], 1)
+        view = torch.ones_like(agreement[:, :1])
+        if self.view_agreement == "best":
+            best = agreement.masked_fill(~admissible.bool(), -1.0).amax(1, keepdim=True)
+            view = torch.where(best >= 0, best, view)
+        scores = torch.cat([view, agreement], 1) / self.mask_temperature
         return torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=1)
 
     def forward(
