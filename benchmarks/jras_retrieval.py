@@ -1,105 +1,168 @@
-"""J-RAS: the same segmentation backbone with and without retrieval, same data, same number of supervised
-updates, on the synthetic ACDC-like set (split by patient). Prints mean foreground Dice and HD95 (pixels) on
-the test patients.
+"""Does retrieval earn its place? The J-RAS bundle's own ``train.json`` / ``evaluate.json`` (in-process, same as
+``python -m monai.bundle run training``), one backbone at a time, four ways, same data and number of updates:
 
-    python benchmarks/jras_retrieval.py --epochs 20 --n_patients 20
+- ``none``: the backbone alone (``use_retrieval: false``);
+- ``simclr``: the old retriever, NT-Xent on two augmentations, no segmentation feedback
+  (``contrastive_positives: views``, ``retriever_seg_grad: false``);
+- ``jras``: the bundle's defaults (mask-agreement contrastive step + segmentation feedback into the retriever);
+- ``oracle``: guides chosen by the query's own mask (``guide_source: oracle``) — the upper bound of any retriever:
+  do guides help this segmenter at all?
+
+in three regimes on the synthetic cardiac set (``make_synthetic_acdc`` with ``--difficulty``): ``current`` (the
+bundle's split of ``--n_patients`` patients), ``few`` (``--few_fraction`` of them for training, the rest mostly
+test) and ``shift`` (the ``current`` models tested on a second set from scanner ``B``: other contrast, bias, noise
+and resolution). Each cell is the mean ± std over ``--seeds``; every run's result is kept as ``result.json``
+under ``--out``, so an interrupted benchmark resumes where it stopped. Extra ``--key value`` options are config
+overrides (e.g. ``--image_size 64``).
+
+    python benchmarks/jras_retrieval.py --out runs/jras_benchmark --epochs 10 --seeds 0,1,2
+    python benchmarks/jras_retrieval.py --regimes few --backbones unet --variants none,jras,oracle
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import fire
-import torch
-from monai.data import DataLoader
-from monai.engines import PrepareBatchExtraInput, SupervisedTrainer
-from monai.losses import DiceCELoss
-from monai.utils import set_determinism
+import numpy as np
 
-from lmseg_components.data import load_slices, make_synthetic_acdc, read_acdc_slices, split_by_case
-from lmseg_components.engines import ContrastiveStep, RebuildIndex, RetrievalHitRate
-from lmseg_components.metrics import per_class_dice_hd95
-from lmseg_components.networks import GuidedSegmenter
-from lmseg_components.retrieval import RetrievalAugmentedSegmenter, Retriever
+from lmseg_components.data import make_synthetic_acdc
+from lmseg_components.workflows import bundle_dir, device_expression, evaluate_metrics, run_workflow
 
-
-def _stack(items, key):
-    return torch.stack([i[key] for i in items])
-
-
-def train_and_test(backbone, use_retrieval, train, test, epochs, seed, k, batch_size) -> dict:
-    set_determinism(seed)
-    retriever = Retriever(in_channels=1, embed_dim=64, hidden_dim=128, widen_factor=0.5)
-    segmenter = GuidedSegmenter(1, 4, backbone, use_retrieval=use_retrieval)
-    net = RetrievalAugmentedSegmenter(retriever, segmenter, k=k)
-    net.set_gallery(
-        _stack(train, "image"), _stack(train, "label"), [t["name"] for t in train], [t["case_id"] for t in train]
-    )
-    trainer = SupervisedTrainer(
-        device=torch.device("cpu"),
-        max_epochs=epochs,
-        train_data_loader=DataLoader(train, batch_size=batch_size, shuffle=True),
-        network=net,
-        optimizer=torch.optim.AdamW(segmenter.parameters(), 1e-3),
-        loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
-        prepare_batch=PrepareBatchExtraInput(extra_keys={"exclude_ids": "name", "exclude_cases": "case_id"}),
-        train_handlers=[
-            RebuildIndex(net),
-            ContrastiveStep(net, torch.optim.AdamW(retriever.parameters(), 1e-3)),
-            RetrievalHitRate(net, num_classes=4),
-        ],
-    )
-    start = time.perf_counter()
-    trainer.run()
-    minutes = (time.perf_counter() - start) / 60
-    net.eval()
-    if use_retrieval:
-        net.rebuild_index()
-    with torch.no_grad():
-        images, labels = _stack(test, "image"), _stack(test, "label")
-        pred = torch.cat([net(images[i : i + 32]).argmax(1, keepdim=True) for i in range(0, len(images), 32)])
-    keep = labels.flatten(1).amax(1) > 0  # slices with some structure (HD95 is undefined on empty ones)
-    scores = per_class_dice_hd95(pred[keep], labels[keep], num_classes=4)
-    return {
-        "dice": torch.nanmean(scores["dice"]).item(),
-        "hd95": torch.nanmean(scores["hd95"][torch.isfinite(scores["hd95"])]).item(),
-        "minutes": minutes,
-        "updates": trainer.state.iteration,
-        "hit_rate": trainer.state.metrics.get("retrieval_hit_rate", float("nan")),
-    }
+VARIANTS = {
+    "none": {"use_retrieval": False},
+    "simclr": {"contrastive_positives": "views", "retriever_seg_grad": False},
+    "jras": {},
+    "oracle": {"guide_source": "oracle"},
+}
+REGIMES = ("current", "few", "shift")
+COLUMNS = {  # metric key in evaluate.json's output -> column title (ACDC protocol: per 3D frame, HD95 in mm)
+    "frame_mean_dice": "Dice",
+    "frame_mean_hd95": "HD95 mm",
+    "retrieval_hit_rate": "hit rate",
+    "retrieval_mask_dice": "guide Dice",
+}
 
 
-def main(
+def _names(value: str | tuple | list | None, allowed, what: str) -> list[str]:
+    names = list(allowed) if value is None else value.split(",") if isinstance(value, str) else list(value)
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        raise SystemExit(f"unknown {what} {unknown}; choose from {list(allowed)}")
+    return names
+
+
+def _seeds(value: str | int | tuple) -> list[int]:
+    return [int(s) for s in str(value).split(",")] if isinstance(value, str | int) else [int(s) for s in value]
+
+
+def _dataset(root: Path, scanner: str, seed: int, n_patients: int, difficulty: str) -> Path:
+    folder = root / f"acdc_{difficulty}_{scanner}"
+    marker = folder / "synthetic.json"
+    if not marker.is_file():
+        summary = make_synthetic_acdc(folder, seed=seed, n_patients=n_patients, difficulty=difficulty, scanner=scanner)
+        marker.write_text(json.dumps(summary, indent=1))
+    return folder
+
+
+def run(
     out: str = "runs/jras_benchmark",
-    epochs: int = 20,
+    epochs: int = 10,
+    seeds: str | int | tuple = "0,1,2",
     n_patients: int = 20,
-    seed: int = 0,
-    k: int = 2,
-    batch_size: int = 16,
-    backbones: str | tuple = ("unet", "segformer"),
-):
-    data = Path(out) / "acdc"
-    if not data.is_dir():
-        make_synthetic_acdc(data, seed=seed, n_patients=n_patients, shape=(64, 64, 8))
-    train, _, test = split_by_case(read_acdc_slices(data), (0.7, 0.1, 0.2), seed=seed)
-    train, test = load_slices(train), load_slices(test)
-    names = [backbones] if isinstance(backbones, str) else list(backbones)
-    print(f"synthetic ACDC-like: {len(train)} train / {len(test)} test slices, {epochs} epochs, k={k}")
-    rows = []
-    for backbone in names:
-        for use_retrieval in (False, True):
-            r = train_and_test(backbone, use_retrieval, train, test, epochs, seed, k, batch_size)
-            rows.append((backbone, use_retrieval, r))
-            print(f"[{backbone} retrieval={use_retrieval}] {r}", flush=True)
+    difficulty: str = "hard",
+    few_fraction: float = 0.15,
+    backbones: str | tuple = "unet,segformer",
+    variants: str | tuple | None = None,
+    regimes: str | tuple | None = None,
+    device: str = "cpu",
+    num_workers: int = 2,
+    **overrides,
+) -> dict:
+    try:
+        device_config = device_expression(device)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    variant_names = _names(variants, VARIANTS, "variants")
+    regime_names = _names(regimes, REGIMES, "regimes")
+    backbone_names = _names(backbones, ("unet", "segformer"), "backbones")
+    if not 0 < few_fraction < 0.8:
+        raise SystemExit(f"--few_fraction must be in (0, 0.8), got {few_fraction}")
+    root, bundle = Path(out).resolve(), bundle_dir("jras_segmentation")
+    data_a = _dataset(root / "data", "A", 0, n_patients, difficulty)
+    data_b = _dataset(root / "data", "B", 1, n_patients, difficulty) if "shift" in regime_names else None
+    splits = {"current": None, "few": [few_fraction, 0.1, round(0.9 - few_fraction, 6)]}
+    results: dict[tuple[str, str, str], list[dict]] = {}
+    for regime in regime_names:
+        trained_in = "current" if regime == "shift" else regime  # shift tests the current models on scanner B
+        for backbone in backbone_names:
+            for variant in variant_names:
+                for seed in _seeds(seeds):
+                    run_dir = root / "runs" / trained_in / backbone / variant / f"seed{seed}"
+                    common = {
+                        "bundle_root": str(run_dir),
+                        "dataset_dir": str(data_a),
+                        "backbone": backbone,
+                        "seed": seed,
+                        "device": device_config,
+                        "num_workers": num_workers,
+                        **({"split_fractions": splits[trained_in]} if splits[trained_in] else {}),
+                        **overrides,
+                        **VARIANTS[variant],
+                    }
+                    result_file = run_dir / f"result_{regime}.json"
+                    if not result_file.is_file():
+                        minutes = _train(bundle, run_dir, common, epochs)
+                        test = {"dataset_dir": str(data_b)} if regime == "shift" else {}
+                        metrics = evaluate_metrics(bundle, {**common, **test})
+                        result = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+                        result_file.write_text(json.dumps({**result, "train_minutes": minutes}, indent=1))
+                    result = json.loads(result_file.read_text())
+                    results.setdefault((regime, backbone, variant), []).append(result)
+                    print(
+                        f"[{regime} {backbone} {variant} seed {seed}] "
+                        + ", ".join(f"{t} {result.get(k, float('nan')):.3f}" for k, t in COLUMNS.items()),
+                        flush=True,
+                    )
+    _print_table(results, epochs, seeds, difficulty, n_patients, few_fraction, overrides, device)
+    return {"|".join(k): v for k, v in results.items()}
+
+
+def _train(bundle: Path, run_dir: Path, common: dict, epochs: int) -> float:
+    """Train one variant once (``trained.json`` marks a finished run; an interrupted one resumes from its
+    checkpoint); the minutes its training took."""
+    marker = run_dir / "trained.json"
+    if not marker.is_file():
+        start = time.perf_counter()
+        run_workflow(bundle, "training", ["train.json"], {**common, "epochs": epochs}, logging_conf=False)
+        marker.write_text(json.dumps({"epochs": epochs, "minutes": (time.perf_counter() - start) / 60}))
+    return json.loads(marker.read_text())["minutes"]
+
+
+def _print_table(results, epochs, seeds, difficulty, n_patients, few_fraction, overrides, device) -> None:
     print(
-        f"\n{'backbone':<10} {'retrieval':<9} {'mean Dice':>9} {'HD95 px':>8} {'updates':>8} {'hit rate':>8} {'min':>5}"
+        f"\nJ-RAS benchmark: synthetic cardiac set ({difficulty}, {n_patients} patients; few = {few_fraction:.0%} "
+        f"for training; shift = trained on scanner A, tested on B), {epochs} epochs, seeds {seeds}, overrides "
+        f"{overrides}, device {device}; mean ± std over seeds"
     )
-    for backbone, use_retrieval, r in rows:
-        print(
-            f"{backbone:<10} {str(use_retrieval):<9} {r['dice']:>9.4f} {r['hd95']:>8.2f} {r['updates']:>8} "
-            f"{r['hit_rate']:>8.3f} {r['minutes']:>5.1f}"
-        )
+    header = f"{'regime':<8} {'backbone':<10} {'guides':<7} | " + " | ".join(f"{t:>13}" for t in COLUMNS.values())
+    print(header)
+    print("-" * len(header))
+    for (regime, backbone, variant), rows in results.items():
+        cells = []
+        for key in COLUMNS:
+            values = np.array([r.get(key, np.nan) for r in rows], dtype=float)
+            cells.append("—".rjust(13) if np.isnan(values).all() else f"{values.mean():.3f} ± {values.std():.3f}")
+        print(f"{regime:<8} {backbone:<10} {variant:<7} | " + " | ".join(f"{c:>13}" for c in cells))
+
+
+def main(*unexpected, **kwargs) -> None:
+    """Command-line entry: the table is printed, nothing is returned (fire would print it again)."""
+    if unexpected:
+        raise SystemExit(f"unexpected arguments {list(unexpected)}: give lists comma-separated, e.g. --seeds 0,1,2")
+    run(**kwargs)
 
 
 if __name__ == "__main__":
