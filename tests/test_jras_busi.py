@@ -20,7 +20,7 @@ from lmseg_components.workflows import load_bundle
 
 TINY = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "4"]
 TRAIN = ["configs/train.json", "configs/busi.json"]
-EVALUATE = ["configs/train.json", "configs/evaluate.json", "configs/busi.json", "configs/busi_evaluate.json"]
+EVALUATE = ["configs/train.json", "configs/busi.json", "configs/evaluate.json"]
 INFERENCE = ["configs/inference.json", "configs/busi_inference.json"]
 EPOCHS = 2
 
