@@ -10,10 +10,11 @@
 
 in three regimes on the synthetic cardiac set (``make_synthetic_acdc`` with ``--difficulty``): ``current`` (the
 bundle's split of ``--n_patients`` patients, ``--epochs``), ``few`` (``--few_fraction`` of them for training, the
-rest mostly test, ``--few_epochs`` so that a few hundred updates are made on the small set) and ``shift`` (the ``current`` models tested on a second set from scanner ``B``: other contrast, bias, noise
-and resolution). Each cell is the mean ± std over ``--seeds``; every run's result is kept as ``result.json``
-under ``--out``, so an interrupted benchmark resumes where it stopped. Extra ``--key value`` options are config
-overrides (e.g. ``--image_size 64``).
+rest mostly test, ``--few_epochs`` so that the small set still gets about a hundred updates) and ``shift`` (the
+``current`` models tested on a second set from scanner ``B``: other contrast, bias, noise and resolution). Each cell
+is the mean ± std over ``--seeds``; every run's result is kept as ``result_<regime>.json`` under ``--out``, so an
+interrupted benchmark resumes where it stopped. Extra ``--key value`` options are config overrides (e.g.
+``--image_size 64``).
 
     python benchmarks/jras_retrieval.py --out runs/jras_benchmark --epochs 10 --seeds 0,1,2
     python benchmarks/jras_retrieval.py --regimes few --backbones unet --variants none,jras,oracle

@@ -55,7 +55,7 @@ def test_check_data_failure_is_a_clear_message(tmp_path):
 
 
 def test_unknown_kind_and_acdc(tmp_path):
-    run = _lmseg("make-synthetic", "--out", str(tmp_path), "--kind", "busi")
+    run = _lmseg("make-synthetic", "--out", str(tmp_path), "--kind", "ultrasound")
     assert run.returncode != 0 and "--kind must be" in run.stderr
     run = _lmseg("make-synthetic", "--out", str(tmp_path / "acdc"), "--kind", "acdc", "--n-patients", "2")
     assert run.returncode == 0 and sorted(p.name for p in (tmp_path / "acdc").iterdir()) == ["patient001", "patient002"]
