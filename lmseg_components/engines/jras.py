@@ -22,7 +22,7 @@ from torch import nn
 
 from lmseg_components.engines.overlay import render_overlay
 from lmseg_components.losses.mask_contrastive import MaskAgreementInfoNCE, sample_candidates
-from lmseg_components.metrics.overlap import pairwise_mask_dice
+from lmseg_components.metrics.overlap import integer_labels, pairwise_mask_dice
 from lmseg_components.retrieval.augmented import RetrievalAugmentedSegmenter
 
 __all__ = [
@@ -263,7 +263,7 @@ class ContrastiveStep:
     def _mask_loss(self, engine: Engine, retriever: nn.Module, view_a: torch.Tensor, view_b: torch.Tensor):
         """Soft InfoNCE of both views against each other and a candidate set of gallery items of other cases."""
         model = _unwrap(self.network)
-        labels = _integer_labels(_batch_value(engine.state.batch, self.label_key))
+        labels = integer_labels(_batch_value(engine.state.batch, self.label_key))
         agreement, admissible = gallery_agreement(model, labels, _batch_value(engine.state.batch, "case_id"))
         rows = sample_candidates(agreement, admissible, self.num_candidates).to(agreement.device)
         candidates = augment_views(model.gallery_images[rows].to(view_a.device), self.noise_std, self.max_shift)
@@ -286,12 +286,6 @@ class ContrastiveStep:
             if row is not None:
                 partners[q] = model.gallery_images[row].to(images.device)
         return partners
-
-
-def _integer_labels(labels) -> torch.Tensor:
-    """(B, 1, H, W) integer labels from a batch's labels, integer or one-hot (B, K, H, W) after post-processing."""
-    labels = torch.as_tensor(labels).as_subclass(torch.Tensor)
-    return labels.argmax(1, keepdim=True) if labels.shape[1] > 1 else labels.long()
 
 
 def gallery_agreement(
@@ -371,7 +365,7 @@ class RetrievalHitRate:
         if not model.gallery_ids or (self.retriever == "learned" and model.last_indices is None):
             return
         batch = engine.state.batch
-        labels = _integer_labels(_batch_value(batch, self.label_key))
+        labels = integer_labels(_batch_value(batch, self.label_key))
         has_case = (batch[0] if isinstance(batch, list) else batch).get("case_id") is not None
         agreement, admissible = gallery_agreement(model, labels, _batch_value(batch, "case_id") if has_case else None)
         score = self._top1(model, agreement, admissible)

@@ -64,6 +64,13 @@ def iou_from_counts(counts: torch.Tensor, empty_value: float = 1.0) -> torch.Ten
     return torch.where(union > 0, inter / union.clamp_min(1e-12), torch.full_like(union, empty_value))
 
 
+def integer_labels(labels) -> torch.Tensor:
+    """(B, 1, H, W) integer labels from labels given as integers (B, 1, H, W) or one-hot (B, K, H, W), e.g. a batch
+    after MONAI's ``AsDiscreted(to_onehot=...)`` post-processing."""
+    labels = torch.as_tensor(labels).as_subclass(torch.Tensor)
+    return labels.argmax(1, keepdim=True) if labels.shape[1] > 1 else labels.long()
+
+
 def pairwise_mask_dice(a: torch.Tensor, b: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Mask agreement of every pair of label maps: the Dice of each foreground class, averaged over the classes
     present in either mask; two masks without any foreground agree perfectly (1.0).

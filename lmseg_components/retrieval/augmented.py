@@ -24,7 +24,7 @@ from torch import nn
 
 from lmseg_components.files import atomic_save
 from lmseg_components.fingerprint import weights_fingerprint
-from lmseg_components.metrics.overlap import pairwise_mask_dice
+from lmseg_components.metrics.overlap import integer_labels, pairwise_mask_dice
 from lmseg_components.networks.guided import GuidedSegmenter, blend_guides
 from lmseg_components.retrieval.index import RetrievalIndex, create_index, load_index
 
@@ -216,33 +216,26 @@ class RetrievalAugmentedSegmenter(nn.Module):
         """
         if not self.uses_retrieval:
             return self.segmenter(image)
+        image = image.as_subclass(torch.Tensor)  # MONAI MetaTensors would leak into the index and the guides
         if self.guide_source == "oracle":
             rows, scores = self._oracle_guides(oracle_labels, exclude_ids, exclude_cases)
             self.last_indices, self.last_scores = rows, scores
-            image = image.as_subclass(torch.Tensor)
-            guide_image, guide_mask = blend_guides(
-                scores.to(image.device),
-                self.gallery_images[rows],
-                self.gallery_labels[rows],
-                self.segmenter.num_classes,
-                self.temperature,
+        else:
+            if self.index is None:
+                raise RuntimeError("the retrieval index is not built: call rebuild_index() (or load_index()).")
+            result = self.index.search(
+                self.embed(image).float().cpu(),
+                self.k,
+                exclude_ids=list(exclude_ids) if exclude_ids is not None else None,
+                exclude_cases=list(exclude_cases) if exclude_cases is not None and self.exclude_same_case else None,
             )
-            return self.segmenter(self.segmenter.guided_input(image, guide_image, guide_mask))
-        if self.index is None:
-            raise RuntimeError("the retrieval index is not built: call rebuild_index() (or load_index()).")
-        image = image.as_subclass(torch.Tensor)  # MONAI MetaTensors would leak into the index and the guides
-        result = self.index.search(
-            self.embed(image).float().cpu(),
-            self.k,
-            exclude_ids=list(exclude_ids) if exclude_ids is not None else None,
-            exclude_cases=list(exclude_cases) if exclude_cases is not None and self.exclude_same_case else None,
-        )
-        if bool((result.indices < 0).any()):
-            raise RuntimeError(f"fewer than k={self.k} admissible gallery items for a query; enlarge the gallery.")
-        self.last_indices, self.last_scores = result.indices, result.scores
-        rows = result.indices.to(image.device)
+            if bool((result.indices < 0).any()):
+                raise RuntimeError(f"fewer than k={self.k} admissible gallery items for a query; enlarge the gallery.")
+            self.last_indices, self.last_scores = result.indices, result.scores
+            rows = result.indices.to(image.device)
+            scores = self._blend_scores(image, rows) if self._seg_grad_active() else result.scores
         guide_image, guide_mask = blend_guides(
-            self._blend_scores(image, rows) if self._seg_grad_active() else result.scores.to(image.device),
+            scores.to(image.device),
             self.gallery_images[rows],
             self.gallery_labels[rows],
             self.segmenter.num_classes,
@@ -263,10 +256,8 @@ class RetrievalAugmentedSegmenter(nn.Module):
                 "guide_source='oracle' chooses guides by the query's own mask: pass oracle_labels (the bundle's "
                 "prepare_batch does so for training and evaluation; inference has no labels)."
             )
-        labels = torch.as_tensor(labels).as_subclass(torch.Tensor)
-        labels = labels.argmax(1, keepdim=True) if labels.shape[1] > 1 else labels.long()
         agreement = pairwise_mask_dice(
-            labels.to(self.gallery_labels.device), self.gallery_labels, self.segmenter.num_classes
+            integer_labels(labels).to(self.gallery_labels.device), self.gallery_labels, self.segmenter.num_classes
         )
         for q in range(agreement.shape[0]):
             blocked = [
