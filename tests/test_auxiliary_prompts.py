@@ -80,7 +80,9 @@ def tiny_lm(tmp_path_factory):
     fast.save_pretrained(path)
     config = GPT2Config(vocab_size=len(words), n_positions=64, n_embd=16, n_layer=1, n_head=2)
     config.pad_token_id, config.eos_token_id = 1, 2
-    GPT2LMHeadModel(config).save_pretrained(path)
+    with torch.random.fork_rng():  # random weights, but the same ones whatever ran before (seed 1 writes words)
+        torch.manual_seed(1)
+        GPT2LMHeadModel(config).save_pretrained(path)
     return path
 
 
@@ -107,3 +109,16 @@ def test_local_causal_lm_generator(tiny_lm, tmp_path):
     assert isinstance(AuxiliaryPromptd("text", generator=str(tiny_lm)).generator, CausalLMGenerator)
     with pytest.raises(FileNotFoundError, match="no local causal LM"):
         CausalLMGenerator(tmp_path / "missing")
+
+
+def test_causal_lm_that_writes_nothing_falls_back_to_the_report(tiny_lm):
+    generate = CausalLMGenerator(tiny_lm, max_new_tokens=6)
+    with torch.no_grad():  # every position's logits become wte @ u: [EOS] (100) beats every other word (|.| < 1)
+        u = torch.zeros(generate.model.config.n_embd)
+        u[0] = 1.0
+        generate.model.transformer.wte.weight[generate.tokenizer.eos_token_id] = 100 * u
+        generate.model.transformer.ln_f.weight.zero_()
+        generate.model.transformer.ln_f.bias.copy_(u)
+    report = "infection upper left lung"
+    assert _greedy_continuation(generate, report) == ""
+    assert generate(report) == report
