@@ -2,9 +2,11 @@
 ``python -m monai.bundle run training``), one backbone at a time, four ways, same data and number of updates:
 
 - ``none``: the backbone alone (``use_retrieval: false``);
-- ``simclr``: the old retriever, NT-Xent on two augmentations, no segmentation feedback
-  (``contrastive_positives: views``, ``retriever_seg_grad: false``);
-- ``jras``: the bundle's defaults (mask-agreement contrastive step + segmentation feedback into the retriever);
+- ``simclr``: the old retriever (``configs/retriever_resnet.json``: ResNet + projection head), NT-Xent on two
+  augmentations shifted up to 3 px, no segmentation feedback (``contrastive_positives: views``,
+  ``contrastive_max_shift: 3``, ``retriever_seg_grad: false``);
+- ``jras``: the bundle's defaults (mask-embedding retriever, mask-agreement contrastive step with its Dice + CE,
+  segmentation feedback into the retriever);
 - ``oracle``: guides chosen by the query's own mask (``guide_source: oracle``) — the upper bound of any retriever:
   do guides help this segmenter at all?
 
@@ -32,11 +34,14 @@ import numpy as np
 from lmseg_components.data import make_synthetic_acdc
 from lmseg_components.workflows import bundle_dir, device_expression, evaluate_metrics, run_workflow
 
-VARIANTS = {
-    "none": {"use_retrieval": False},
-    "simclr": {"contrastive_positives": "views", "retriever_seg_grad": False},
-    "jras": {},
-    "oracle": {"guide_source": "oracle"},
+VARIANTS = {  # name -> (config overlays after train.json, overrides)
+    "none": ((), {"use_retrieval": False}),
+    "simclr": (
+        ("retriever_resnet.json",),
+        {"contrastive_positives": "views", "retriever_seg_grad": False, "contrastive_max_shift": 3},
+    ),
+    "jras": ((), {}),
+    "oracle": ((), {"guide_source": "oracle"}),
 }
 REGIMES = ("current", "few", "shift")
 COLUMNS = {  # metric key in evaluate.json's output -> column title (ACDC protocol: per 3D frame, HD95 in mm)
@@ -101,6 +106,7 @@ def run(
         trained_in = "current" if regime == "shift" else regime  # shift tests the current models on scanner B
         for backbone in backbone_names:
             for variant in variant_names:
+                overlays, variant_overrides = VARIANTS[variant]
                 for seed in _seeds(seeds):
                     run_dir = root / "runs" / trained_in / backbone / variant / f"seed{seed}"
                     common = {
@@ -112,13 +118,14 @@ def run(
                         "num_workers": num_workers,
                         **({"split_fractions": splits[trained_in]} if splits[trained_in] else {}),
                         **overrides,
-                        **VARIANTS[variant],
+                        **variant_overrides,
                     }
                     result_file = run_dir / f"result_{regime}.json"
                     if not result_file.is_file():
-                        minutes = _train(bundle, run_dir, common, few_epochs if trained_in == "few" else epochs)
+                        budget = few_epochs if trained_in == "few" else epochs
+                        minutes = _train(bundle, run_dir, overlays, common, budget)
                         test = {"dataset_dir": str(data_b)} if regime == "shift" else {}
-                        metrics = evaluate_metrics(bundle, {**common, **test})
+                        metrics = evaluate_metrics(bundle, {**common, **test}, overlays=overlays)
                         result = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
                         result_file.write_text(json.dumps({**result, "train_minutes": minutes}, indent=1))
                     result = json.loads(result_file.read_text())
@@ -132,13 +139,13 @@ def run(
     return {"|".join(k): v for k, v in results.items()}
 
 
-def _train(bundle: Path, run_dir: Path, common: dict, epochs: int) -> float:
+def _train(bundle: Path, run_dir: Path, overlays: tuple, common: dict, epochs: int) -> float:
     """Train one variant once (``trained.json`` marks a finished run; an interrupted one resumes from its
     checkpoint); the minutes its training took."""
     marker = run_dir / "trained.json"
     if not marker.is_file():
         start = time.perf_counter()
-        run_workflow(bundle, "training", ["train.json"], {**common, "epochs": epochs}, logging_conf=False)
+        run_workflow(bundle, "training", ["train.json", *overlays], {**common, "epochs": epochs}, logging_conf=False)
         marker.write_text(json.dumps({"epochs": epochs, "minutes": (time.perf_counter() - start) / 60}))
     return json.loads(marker.read_text())["minutes"]
 

@@ -119,11 +119,14 @@ def run_workflow(
     return parser
 
 
-def evaluate_metrics(bundle: str | Path, overrides: dict, datalist: list[dict] | None = None) -> dict[str, float]:
-    """Evaluate the trained model of a bundle (``train.json`` + ``evaluate.json``) and return its metrics;
-    ``datalist`` replaces the test records (e.g. with shuffled texts)."""
+def evaluate_metrics(
+    bundle: str | Path, overrides: dict, datalist: list[dict] | None = None, overlays: Sequence[str] = ()
+) -> dict[str, float]:
+    """Evaluate the trained model of a bundle (``train.json`` + ``overlays`` + ``evaluate.json``) and return its
+    metrics; ``datalist`` replaces the test records (e.g. with shuffled texts)."""
     extra = dict(overrides)
     if datalist is not None:
         extra["validate#datalist"] = datalist
-    parser = run_workflow(bundle, "evaluating", ["train.json", "evaluate.json"], extra, logging_conf=False)
+    configs = ["train.json", *overlays, "evaluate.json"]
+    parser = run_workflow(bundle, "evaluating", configs, extra, logging_conf=False)
     return dict(parser.get_parsed_content("validate#evaluator").state.metrics)

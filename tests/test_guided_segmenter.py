@@ -43,5 +43,7 @@ def test_backbones_with_and_without_retrieval(backbone):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="backbone must be one of"):
         GuidedSegmenter(backbone="sam")
+    with pytest.raises(TypeError, match="use_retrieval must be True or False"):
+        GuidedSegmenter(use_retrieval="false")  # what "--use_retrieval false" gives: truthy, so refused
     with pytest.raises(ValueError, match="must match similarities"):
         blend_guides(torch.rand(1, 2), torch.rand(1, 3, 1, 4, 4), torch.zeros(1, 3, 1, 4, 4, dtype=torch.long), 2)

@@ -147,4 +147,18 @@ def test_verify_net_in_out_and_torchscript_export_of_both_networks(trained):
     retriever = torch.jit.load(str(root / "models" / "retriever.ts"))
     assert segmenter(torch.rand(1, 6, 32, 32)).shape == (1, 4, 32, 32)
     embedding = retriever(torch.rand(2, 1, 32, 32))
-    assert embedding.shape == (2, 128) and torch.allclose(embedding.norm(dim=1), torch.ones(2), atol=1e-5)
+    assert embedding.shape == (2, 3 * 16 * 16) and torch.allclose(embedding.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_retriever_overlay_swaps_in_the_projection_head_retriever():
+    """The default retriever embeds its own coarse masks (3 foreground classes x 16 x 16 cells);
+    ``configs/retriever_resnet.json`` (models of bundle 0.2.0, the benchmark's SimCLR row) swaps in the ResNet +
+    projection head, for training and inference alike."""
+    from lmseg_components.retrieval import MaskEmbeddingRetriever, Retriever
+
+    for base in ("train.json", "inference.json"):
+        default = load_bundle(BUNDLES / "jras_segmentation", [base]).get_parsed_content("retriever_def")
+        assert isinstance(default, MaskEmbeddingRetriever) and default.embed_dim == 3 * 16 * 16
+        parser = load_bundle(BUNDLES / "jras_segmentation", [base, "retriever_resnet.json"])
+        resnet = parser.get_parsed_content("retriever_def")
+        assert isinstance(resnet, Retriever) and resnet.embed_dim == 128

@@ -11,7 +11,7 @@ from monai.losses import DiceCELoss
 from lmseg_components.data import load_slices, make_synthetic_acdc, read_acdc_slices, split_by_case
 from lmseg_components.engines import ContrastiveStep, RebuildIndex, RetrievalHitRate
 from lmseg_components.networks import GuidedSegmenter
-from lmseg_components.retrieval import RetrievalAugmentedSegmenter, Retriever, StaleIndexError
+from lmseg_components.retrieval import MaskEmbeddingRetriever, RetrievalAugmentedSegmenter, Retriever, StaleIndexError
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +151,8 @@ def test_missing_index_and_small_gallery_errors(splits):
     )
     with pytest.raises(RuntimeError, match="not built"):
         net(train[0]["image"][None])
+    with pytest.raises(TypeError, match="--retriever_seg_grad False"):
+        RetrievalAugmentedSegmenter(net.retriever, net.segmenter, retriever_seg_grad="false")
 
 
 def test_adjacent_slice_positives(tmp_path):
@@ -286,3 +288,62 @@ def test_retrieval_quality_of_learned_oracle_and_random_retrievers():
     assert draws == {0.0, 0.5}  # rows of p2 and p3 only, never p1's (agreement 1)
     with pytest.raises(ValueError, match="retriever must be one of"):
         RetrievalHitRate(net, num_classes=4, retriever="best")
+
+
+def test_contrastive_views_move_their_labels_with_the_image():
+    """A view's labels are rolled by the same translation as its image: an image that *is* its label map (values
+    0/1, no noise) rounds back to the view's labels whatever the drawn shift (intensity jitter stays < 0.5)."""
+    net = _network()
+    step = ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters()), noise_std=0.0, max_shift=3)
+    labels = torch.zeros(2, 1, 16, 16, dtype=torch.long)
+    labels[0, 0, 2:6, 3:9], labels[1, 0, 9:14, 1:4] = 1, 1
+    for _ in range(10):
+        view, moved = step._view(labels.float(), labels)
+        assert torch.equal(view.round().long(), moved)
+    assert step._view(labels.float(), None)[1] is None
+
+
+def _segmenting_network(train):
+    torch.manual_seed(0)
+    retriever = MaskEmbeddingRetriever(1, 4, channels=(8, 16, 32), strides=(2, 2), pool_grid=8)
+    segmenter = GuidedSegmenter(1, 4, "unet", features=(8, 8, 16, 16, 32, 8))
+    net = RetrievalAugmentedSegmenter(retriever, segmenter, k=2, exclude_same_case=True)
+    net.set_gallery(
+        torch.stack([t["image"] for t in train]),
+        torch.stack([t["label"] for t in train]),
+        [t["name"] for t in train],
+        [t["case_id"] for t in train],
+    )
+    net.rebuild_index()
+    return net
+
+
+def _retriever_dice(net, items) -> float:
+    """Mean foreground Dice of the retriever's own argmax masks on ``items``."""
+    from lmseg_components.metrics.overlap import pairwise_mask_dice
+
+    net.retriever.eval()
+    with torch.no_grad():
+        pred = net.retriever.segment(torch.stack([t["image"] for t in items])).argmax(1, keepdim=True)
+    labels = torch.stack([t["label"] for t in items])
+    return float(pairwise_mask_dice(pred, labels, 4).diag().mean())
+
+
+def test_a_segmenting_retriever_learns_its_masks_in_the_contrastive_step(splits):
+    """With a MaskEmbeddingRetriever the step adds Dice + CE on the labels of the views and candidates: after the
+    same steps, the retriever's own masks on the training slices are far better than with segmentation_weight 0
+    (contrast alone), where the term is absent from the output."""
+    train, _ = splits
+    dice = {}
+    for weight in (1.0, 0.0):
+        net = _segmenting_network(train)
+        step = ContrastiveStep(
+            net, torch.optim.Adam(net.retriever.parameters(), 3e-3), num_candidates=8, segmentation_weight=weight
+        )
+        trainer = _trainer(net, train, 8, [step], epochs=8, shuffle=True)
+        trainer.run()
+        assert ("retriever_segmentation_loss" in trainer.state.output[0]) == (weight > 0)
+        dice[weight] = _retriever_dice(net, train)
+    assert dice[1.0] > dice[0.0] + 0.1, dice
+    with pytest.raises(ValueError, match="segmentation_weight"):
+        ContrastiveStep(net, step.optimizer, segmentation_weight=-1.0)

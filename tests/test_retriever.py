@@ -3,7 +3,7 @@ import torch
 from monai.losses import ContrastiveLoss
 
 from lmseg_components.fingerprint import weights_fingerprint
-from lmseg_components.retrieval import Retriever, create_index
+from lmseg_components.retrieval import MaskEmbeddingRetriever, Retriever, create_index
 
 
 def test_embeddings_are_unit_norm_and_shaped():
@@ -59,3 +59,30 @@ def test_contrastive_training_makes_positives_retrievable():
 def test_bad_backbone():
     with pytest.raises(ValueError, match="backbone must be one of"):
         Retriever(backbone="vgg")
+
+
+def test_mask_embedding_is_the_pooled_foreground_of_the_predicted_masks():
+    net = MaskEmbeddingRetriever(1, num_classes=3, channels=(4, 8), strides=(2,), num_res_units=0, pool_grid=2)
+    images = torch.rand(3, 1, 8, 8)
+    assert net.segment(images).shape == (3, 3, 8, 8)
+    z = net(images)
+    assert z.shape == (3, 2 * 2 * 2) == (3, net.embed_dim) and torch.allclose(z.norm(dim=1), torch.ones(3))
+
+    left, top = torch.zeros(4, 4), torch.zeros(4, 4)
+    left[:, :2], top[:2] = 1, 1
+    # confident logits: class 1 where the mask is, background elsewhere, class 2 nowhere
+    logits = torch.stack([torch.stack([30 * (1 - m), 30 * m, torch.zeros(4, 4) - 30]) for m in (left, top)])
+    a, b = net.embed(logits)
+    s = 0.5**0.5  # pooled class-1 cells (row-major): left half [1, 0, 1, 0], top half [1, 1, 0, 0]; class 2 zero
+    assert torch.allclose(a, torch.tensor([s, 0, s, 0, 0, 0, 0, 0]), atol=1e-6)
+    assert torch.allclose(b, torch.tensor([s, s, 0, 0, 0, 0, 0, 0]), atol=1e-6)
+    assert torch.isclose(a @ b, torch.tensor(0.5))  # the masks share one cell of two
+
+
+def test_mask_embedding_retriever_bad_arguments():
+    with pytest.raises(ValueError, match="foreground"):
+        MaskEmbeddingRetriever(num_classes=1)
+    with pytest.raises(ValueError, match="strides"):
+        MaskEmbeddingRetriever(channels=(4, 8, 16), strides=(2,))
+    with pytest.raises(ValueError, match="pool_grid"):
+        MaskEmbeddingRetriever(pool_grid=0)

@@ -11,6 +11,7 @@ from lmseg_components.engines.jras import (
     RetrievalHitRate,
     SaveGuidePanels,
     augment_views,
+    random_shift,
 )
 from lmseg_components.engines.outputs import OutputNameCollisionError, prepare_output_names, writer_layouts
 from lmseg_components.engines.overlay import SaveOverlayd, render_overlay
@@ -31,6 +32,7 @@ __all__ = [
     "SaveOverlayd",
     "TextSliceInferer",
     "augment_views",
+    "random_shift",
     "check_checkpoint_file",
     "prepare_output_names",
     "render_overlay",

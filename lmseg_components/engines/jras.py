@@ -2,7 +2,8 @@
 
 The trainer's own iteration is the *supervised* step (segmenter, Dice + CE, with guides retrieved by the
 current index). After it, :class:`ContrastiveStep` runs the *contrastive* step (retriever: soft InfoNCE whose
-targets are the mask agreement with gallery items of other patients, or NT-Xent on two augmented views).
+targets are the mask agreement with gallery items of other patients, or NT-Xent on two augmented views; plus
+Dice + CE for a retriever that segments, whose embedding is its own coarse mask).
 :class:`RebuildIndex` re-embeds the gallery with the current retriever on a schedule (each epoch by default, and
 before each validation) and can persist the index whenever the evaluator's key metric improves, so the saved
 index always matches the saved best model.
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from monai.losses import ContrastiveLoss
+from monai.losses import ContrastiveLoss, DiceCELoss
 from torch import nn
 
 from lmseg_components.engines.overlay import render_overlay
@@ -34,6 +35,7 @@ __all__ = [
     "SaveGuidePanels",
     "augment_views",
     "gallery_agreement",
+    "random_shift",
 ]
 
 POSITIVES = ("mask", "views", "adjacent")
@@ -62,16 +64,24 @@ def _set_output(engine: Engine, key: str, value) -> None:
         item[key] = value
 
 
-def augment_views(images: torch.Tensor, noise_std: float = 0.05, max_shift: int = 3) -> torch.Tensor:
-    """A random view of a (B, C, H, W) batch: per-image intensity scale/shift, Gaussian noise, small translation."""
+def augment_views(
+    images: torch.Tensor, noise_std: float = 0.05, max_shift: int = 3, shift: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """A random view of a (B, C, H, W) batch: per-image intensity scale/shift, Gaussian noise, and a translation
+    of the last two axes by ``shift`` (default: drawn by :func:`random_shift` up to ``max_shift`` pixels)."""
     b = images.shape[0]
     scale = torch.empty(b, 1, 1, 1, device=images.device).uniform_(0.9, 1.1)
-    shift = torch.empty(b, 1, 1, 1, device=images.device).uniform_(-0.05, 0.05)
-    out = images * scale + shift + noise_std * torch.randn_like(images)
-    if max_shift > 0:
-        dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,)))
-        out = torch.roll(out, shifts=(dx, dy), dims=(-2, -1))
-    return out
+    offset = torch.empty(b, 1, 1, 1, device=images.device).uniform_(-0.05, 0.05)
+    out = images * scale + offset + noise_std * torch.randn_like(images)
+    return torch.roll(out, shifts=random_shift(max_shift) if shift is None else shift, dims=(-2, -1))
+
+
+def random_shift(max_shift: int) -> tuple[int, int]:
+    """A translation (dx, dy), each uniform in [-max_shift, max_shift], of a view (and of its labels)."""
+    if max_shift <= 0:
+        return 0, 0
+    dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,)))
+    return dx, dy
 
 
 class GalleryFromDataset:
@@ -191,7 +201,7 @@ class RebuildIndex:
 
 
 class ContrastiveStep:
-    """After each supervised iteration, one contrastive step of the retriever on the batch.
+    """After each supervised iteration, one step of the retriever on the batch.
 
     Args:
         network: the :class:`RetrievalAugmentedSegmenter` (or its DDP wrapper).
@@ -209,7 +219,11 @@ class ContrastiveStep:
         num_candidates: with ``mask``, gallery items embedded per step (at least; each query's two most and one
             least similar admissible masks are always among them, see
             :func:`~lmseg_components.losses.sample_candidates`).
-        image_key, label_key: batch keys of the images and (with ``mask``) the integer label maps (B, 1, H, W).
+        segmentation_weight: for a retriever that segments (has ``segment`` and ``embed``, e.g.
+            :class:`~lmseg_components.retrieval.MaskEmbeddingRetriever`), the weight of its Dice + CE on the labels
+            of every view whose labels are known (the batch's views, and with ``mask`` the candidates), added to
+            the contrastive loss; 0 turns it off. Other retrievers ignore it.
+        image_key, label_key: batch keys of the images and the labels ((B, 1, H, W) integers or one-hot).
         noise_std, max_shift: strength of :func:`augment_views`.
     """
 
@@ -222,6 +236,7 @@ class ContrastiveStep:
         mask_temperature: float = 0.1,
         view_agreement: str = "best",
         num_candidates: int = 32,
+        segmentation_weight: float = 1.0,
         image_key: str = "image",
         label_key: str = "label",
         noise_std: float = 0.05,
@@ -231,10 +246,13 @@ class ContrastiveStep:
             raise ValueError(f"positives must be one of {POSITIVES}, got {positives!r}.")
         if num_candidates < 1:
             raise ValueError(f"num_candidates must be positive, got {num_candidates}.")
+        if segmentation_weight < 0:
+            raise ValueError(f"segmentation_weight must be non-negative, got {segmentation_weight}.")
         self.network, self.optimizer, self.positives = network, optimizer, positives
         self.loss = ContrastiveLoss(temperature=temperature)
         self.mask_loss = MaskAgreementInfoNCE(temperature, mask_temperature, view_agreement)
-        self.num_candidates = num_candidates
+        self.segmentation_loss = DiceCELoss(to_onehot_y=True, softmax=True)
+        self.num_candidates, self.segmentation_weight = num_candidates, segmentation_weight
         self.image_key, self.label_key, self.noise_std, self.max_shift = image_key, label_key, noise_std, max_shift
 
     def attach(self, engine: Engine) -> None:
@@ -242,38 +260,59 @@ class ContrastiveStep:
             engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        retriever = _unwrap(self.network).retriever
-        images = torch.as_tensor(_batch_value(engine.state.batch, self.image_key)).to(engine.state.device)
+        model = _unwrap(self.network)
+        retriever = model.retriever
+        batch, device = engine.state.batch, engine.state.device
+        images = torch.as_tensor(_batch_value(batch, self.image_key)).to(device)
         if images.shape[0] < 2 and self.positives != "mask":
             return  # NT-Xent needs at least one negative
+        segments = self.segmentation_weight > 0 and hasattr(retriever, "segment")
+        labels = None
+        if segments or self.positives == "mask":
+            labels = integer_labels(_batch_value(batch, self.label_key)).to(device)
         retriever.train()
         self.optimizer.zero_grad(set_to_none=True)
-        view_a = augment_views(images, self.noise_std, self.max_shift)
+        view_a, labels_a = self._view(images, labels)
         if self.positives == "mask":
-            loss = self._mask_loss(engine, retriever, view_a, augment_views(images, self.noise_std, self.max_shift))
+            view_b, labels_b = self._view(images, labels)
+            agreement, admissible = gallery_agreement(model, labels, _batch_value(batch, "case_id"))
+            rows = sample_candidates(agreement, admissible, self.num_candidates).to(agreement.device)
+            candidates, labels_c = self._view(model.gallery_images[rows].to(device), model.gallery_labels[rows])
+            views, targets = [view_a, view_b, candidates], [labels_a, labels_b, labels_c]
         else:
-            view_b = augment_views(self._partners(engine, images), self.noise_std, self.max_shift)
-            loss = self.loss(retriever(view_a), retriever(view_b))
+            view_b, _ = self._view(self._partners(engine, images), None)
+            views, targets = [view_a, view_b], [labels_a]  # an adjacent slice's labels are not in the batch
+        if segments:
+            logits = retriever.segment(torch.cat(views))
+            z = retriever.embed(logits)
+            target = torch.cat([t.to(device) for t in targets])
+            segmentation = self.segmentation_loss(logits[: len(target)], target)
+        else:
+            z = retriever(torch.cat(views))
+        b = images.shape[0]
+        if self.positives == "mask":
+            z_a, z_b, z_c = z[:b], z[b : 2 * b], z[2 * b :]
+            agreement, admissible = agreement[:, rows].to(z.device), admissible[:, rows].to(z.device)
+            loss = 0.5 * (
+                self.mask_loss(z_a, z_b, z_c, agreement, admissible)
+                + self.mask_loss(z_b, z_a, z_c, agreement, admissible)
+            )
+        else:
+            loss = self.loss(z[:b], z[b:])
+        if segments:
+            loss = loss + self.segmentation_weight * segmentation
+            _set_output(engine, "retriever_segmentation_loss", segmentation.detach())
         loss.backward()
         _average_gradients_across_ranks(retriever)
         self.optimizer.step()
         _broadcast_buffers_from_rank0(retriever)
         _set_output(engine, "contrastive_loss", loss.detach())
 
-    def _mask_loss(self, engine: Engine, retriever: nn.Module, view_a: torch.Tensor, view_b: torch.Tensor):
-        """Soft InfoNCE of both views against each other and a candidate set of gallery items of other cases."""
-        model = _unwrap(self.network)
-        labels = integer_labels(_batch_value(engine.state.batch, self.label_key))
-        agreement, admissible = gallery_agreement(model, labels, _batch_value(engine.state.batch, "case_id"))
-        rows = sample_candidates(agreement, admissible, self.num_candidates).to(agreement.device)
-        candidates = augment_views(model.gallery_images[rows].to(view_a.device), self.noise_std, self.max_shift)
-        b = view_a.shape[0]
-        z = retriever(torch.cat([view_a, view_b, candidates]))
-        z_a, z_b, z_c = z[:b], z[b : 2 * b], z[2 * b :]
-        agreement, admissible = agreement[:, rows].to(z.device), admissible[:, rows].to(z.device)
-        return 0.5 * (
-            self.mask_loss(z_a, z_b, z_c, agreement, admissible) + self.mask_loss(z_b, z_a, z_c, agreement, admissible)
-        )
+    def _view(self, images: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """An augmented view of the images, and their labels moved by the same translation (None stays None)."""
+        shift = random_shift(self.max_shift)
+        view = augment_views(images, self.noise_std, shift=shift)
+        return view, None if labels is None else torch.roll(labels, shifts=shift, dims=(-2, -1))
 
     def _partners(self, engine: Engine, images: torch.Tensor) -> torch.Tensor:
         """The positive partner of each image: itself (``views``) or an adjacent slice from the gallery."""

@@ -110,6 +110,10 @@ class GuidedSegmenter(nn.Module):
             raise ValueError(f"backbone must be one of {SEGMENTER_BACKBONES}, got {backbone!r}.")
         if in_channels < 1 or num_classes < 2:
             raise ValueError(f"in_channels must be >= 1 and num_classes >= 2, got {in_channels}, {num_classes}.")
+        if not isinstance(use_retrieval, bool):  # "--use_retrieval false" arrives as the (truthy) string "false"
+            raise TypeError(
+                f"use_retrieval must be True or False (command line: --use_retrieval False), got {use_retrieval!r}."
+            )
         self.use_retrieval = use_retrieval
         self.in_channels, self.num_classes = in_channels, num_classes
         self.input_channels = in_channels * 2 + num_classes if use_retrieval else in_channels

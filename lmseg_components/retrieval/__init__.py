@@ -11,7 +11,7 @@ from lmseg_components.retrieval.index import (
     create_index,
     load_index,
 )
-from lmseg_components.retrieval.retriever import RETRIEVER_BACKBONES, Retriever
+from lmseg_components.retrieval.retriever import RETRIEVER_BACKBONES, MaskEmbeddingRetriever, Retriever
 
 _BANK = ("BankCase", "add_cases", "jras_bank", "list_cases", "remove_cases")
 
@@ -33,6 +33,7 @@ __all__ = [
     "list_cases",
     "remove_cases",
     "RETRIEVER_BACKBONES",
+    "MaskEmbeddingRetriever",
     "Retriever",
     "RetrievalAugmentedSegmenter",
     "FaissIndex",

@@ -1,6 +1,10 @@
-"""The J-RAS retriever: an image backbone plus a projection head giving L2-normalised embeddings."""
+"""J-RAS retrievers: image -> L2-normalised embedding. :class:`Retriever` (a ResNet trunk plus a projection head,
+learned by contrast alone) and :class:`MaskEmbeddingRetriever` (the embedding is the image's own coarse predicted
+segmentation)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -8,7 +12,7 @@ from monai.networks import nets
 from monai.networks.layers.factories import Pool
 from torch import nn
 
-__all__ = ["Retriever", "RETRIEVER_BACKBONES"]
+__all__ = ["MaskEmbeddingRetriever", "Retriever", "RETRIEVER_BACKBONES"]
 
 RETRIEVER_BACKBONES = ("resnet10", "resnet18", "resnet34")
 
@@ -69,3 +73,60 @@ class Retriever(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.trunk(image)), dim=1)
+
+
+class MaskEmbeddingRetriever(nn.Module):
+    """Image -> embedding that is a coarse segmentation: a MONAI ``UNet`` predicts the K-class masks of the image,
+    and their foreground probabilities, averaged on a ``pool_grid`` grid and flattened, are L2-normalised.
+
+    The cosine similarity of two embeddings is then an overlap score of the two predicted masks (classes side by
+    side, cell by cell), so nearest neighbours are the images whose masks are most alike, which is what a guide
+    should be. Train :meth:`segment` with Dice + CE on the labels (``ContrastiveStep`` adds that term for any
+    retriever that has ``segment``) and the embedding with the mask-agreement contrastive loss; the segmentation
+    loss of the guided segmenter reaches it through the blend weights like any retriever's.
+
+    Args:
+        in_channels: image channels.
+        num_classes: K, classes including background (the embedding holds the K - 1 foreground classes).
+        spatial_dims: 2 for slices, 3 for volumes.
+        channels: UNet channels per level.
+        strides: UNet down-sampling strides (len(channels) - 1); each image side must divide by their product.
+        num_res_units: residual units per UNet block.
+        pool_grid: G, cells per spatial dimension of the pooled probabilities.
+
+    Forward:
+        (B, in_channels, *spatial) -> (B, (K - 1) * G ** spatial_dims), unit norm.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        spatial_dims: int = 2,
+        channels: Sequence[int] = (16, 32, 64, 128),
+        strides: Sequence[int] = (2, 2, 2),
+        num_res_units: int = 1,
+        pool_grid: int = 16,
+    ):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes counts the background and needs a foreground class, got {num_classes}.")
+        if min(in_channels, pool_grid) < 1:
+            raise ValueError("in_channels and pool_grid must be positive.")
+        if len(strides) != len(channels) - 1:
+            raise ValueError(f"strides needs len(channels) - 1 = {len(channels) - 1} values, got {len(strides)}.")
+        self.net = nets.UNet(spatial_dims, in_channels, num_classes, channels, strides, num_res_units=num_res_units)
+        self.pool = Pool[Pool.ADAPTIVEAVG, spatial_dims](pool_grid)
+        self.num_classes = num_classes
+        self.embed_dim = (num_classes - 1) * pool_grid**spatial_dims
+
+    def segment(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, *spatial) -> (B, K, *spatial) logits."""
+        return self.net(image)
+
+    def embed(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, K, *spatial) logits -> (B, (K - 1) * G ** spatial_dims) unit-norm embedding."""
+        return F.normalize(self.pool(logits.softmax(1)[:, 1:]).flatten(1), dim=1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.embed(self.segment(image))
