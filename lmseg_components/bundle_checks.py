@@ -1,7 +1,8 @@
 """The checks the MONAI Model Zoo CI runs on a bundle, for every bundle under ``bundles/``.
 
 Per bundle: required files, metadata against the packaged schema (the Model Zoo's required fields), version
-present in the changelog, 4-space JSON formatting, ``large_files.yml`` format, ``ConfigWorkflow`` properties,
+present in the changelog, 4-space JSON formatting, the same values in ``train.json`` and ``inference.json`` (and in
+an overlay ``X.json`` and its ``X_inference.json``), ``large_files.yml`` format, ``ConfigWorkflow`` properties,
 a 1-epoch train -> evaluate -> inference through ``python -m monai.bundle`` on a tiny synthetic dataset,
 ``verify_net_in_out`` and a TorchScript ``ckpt_export`` whose output loads with ``torch.jit.load``.
 Per-bundle dataset kind and tiny overrides come from ``ci/bundles.json``.
@@ -83,6 +84,47 @@ def check_json_style(bundle: Path, ctx: dict) -> str:
     if bad:
         raise CheckFailed(f"not 4-space indented JSON with unsorted keys: {bad}")
     return "4-space JSON"
+
+
+WORKFLOW_IDS = ("imports", "output_dir", "num_workers", "initialize", "run", "finalize")  # may differ per workflow
+
+
+def _config_drift(train: dict, infer: dict) -> list[str]:
+    """Ids that ``train`` and ``infer`` share but set differently, as messages. A component definition (a dict
+    with ``_target_``) must keep its target and the value of every argument both give; training-only arguments
+    (e.g. ``retriever_seg_grad``) may be absent from inference."""
+    drift = []
+    for key in (k for k in train if k in infer and k not in WORKFLOW_IDS):
+        a, b = train[key], infer[key]
+        if isinstance(a, dict) and isinstance(b, dict) and "_target_" in a:
+            drift += [
+                f"{key}#{arg}: {b.get(arg)!r} in inference, {a.get(arg)!r} in training"
+                for arg in sorted(set(a) & set(b))
+                if a[arg] != b[arg]
+            ]
+        elif a != b:
+            drift.append(f"{key}: {json.dumps(b)} in inference, {json.dumps(a)} in training")
+    return drift
+
+
+def check_config_consistency(bundle: Path, ctx: dict) -> str:
+    """Every value that ``train.json`` and ``inference.json`` both set (and ``X.json`` and ``X_inference.json``,
+    an overlay and its inference counterpart) is the same: a model is never served with other sizes, classes or
+    preprocessing than it was trained with."""
+    configs = bundle / "configs"
+    pairs = [("train.json", "inference.json")]
+    pairs += [
+        (p.name.replace("_inference.json", ".json"), p.name)
+        for p in sorted(configs.glob("*_inference.json"))
+        if (configs / p.name.replace("_inference.json", ".json")).is_file()
+    ]
+    drift = []
+    for train, infer in pairs:
+        values = [json.loads((configs / name).read_text()) for name in (train, infer)]
+        drift += [f"{infer} vs {train}: {d}" for d in _config_drift(*values)]
+    if drift:
+        raise CheckFailed("; ".join(drift))
+    return f"{len(pairs)} pair(s)"
 
 
 def check_large_files(bundle: Path, ctx: dict) -> str:
@@ -208,6 +250,7 @@ CHECKS: dict[str, Callable[[Path, dict], str]] = {
     "files": check_files,
     "metadata": check_metadata,
     "json_style": check_json_style,
+    "config_consistency": check_config_consistency,
     "large_files": check_large_files,
     "properties": check_properties,
     "train/eval/infer": check_train_evaluate_infer,

@@ -7,7 +7,7 @@ import pytest
 from lmseg_components.bundle_checks import verify_bundles
 
 REPO = Path(__file__).resolve().parents[1]
-STATIC = ["files", "metadata", "json_style", "large_files"]
+STATIC = ["files", "metadata", "json_style", "config_consistency", "large_files"]
 
 
 @pytest.fixture
@@ -36,6 +36,25 @@ def test_failures_are_reported_per_check(bundles, capsys):
     assert "FAIL tirnet_lmis / files: missing ['LICENSE']" in out
     assert "FAIL tirnet_lmis / metadata: configs/metadata.json: network_data_format/outputs/pred:" in out
     assert "'channel_def' is a required property" in out
+
+
+def test_config_consistency_names_each_value_inference_sets_differently(bundles, capsys):
+    configs = bundles / "tirnet_lmis" / "configs"
+    infer = json.loads((configs / "inference.json").read_text())
+    train = json.loads((configs / "train.json").read_text())
+    infer["image_size"] = train["image_size"] * 2
+    infer["network_def"]["out_channels"] = 2
+    (configs / "inference.json").write_text(json.dumps(infer, indent=4) + "\n")
+    assert verify_bundles(bundles, REPO / "ci" / "bundles.json", ["config_consistency"]) == 1
+    out = capsys.readouterr().out
+    assert f"image_size: {train['image_size'] * 2} in inference, {train['image_size']} in training" in out
+    assert "network_def#out_channels: 2 in inference, 1 in training" in out
+
+    del infer["network_def"]["out_channels"]  # an argument inference leaves out (training-only) is not drift
+    infer["image_size"] = train["image_size"]
+    infer["output_dir"] = "elsewhere"  # nor are the workflow's own ids
+    (configs / "inference.json").write_text(json.dumps(infer, indent=4) + "\n")
+    assert verify_bundles(bundles, REPO / "ci" / "bundles.json", ["config_consistency"]) == 0
 
 
 def test_unknown_check_name():
