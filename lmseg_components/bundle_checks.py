@@ -314,8 +314,10 @@ def verify_bundles(
     unknown = sorted(set(checks or ()) - set(CHECKS))
     if unknown:
         raise ValueError(f"unknown checks {unknown}; choose from {list(CHECKS)}")
+    from lmseg_components.workflows import BUNDLES_DIR
+
     repo = Path(__file__).resolve().parents[1]
-    bundles_dir = Path(bundles_dir) if bundles_dir else repo / "bundles"
+    bundles_dir = Path(bundles_dir) if bundles_dir else BUNDLES_DIR
     settings_file = Path(settings_file) if settings_file else repo / "ci" / "bundles.json"
     settings = json.loads(settings_file.read_text())
     bundles = sorted(p for p in bundles_dir.iterdir() if (p / "configs").is_dir())

@@ -7,7 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+from lmseg_components.workflows import BUNDLES_DIR
+
+BUNDLES = BUNDLES_DIR
 TIRNET_TINY = {"image_size": 32, "width": 4}
 EXPORTED_INFERENCE = ["configs/inference.json", "configs/inference_exported.json"]
 

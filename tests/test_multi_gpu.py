@@ -12,8 +12,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from lmseg_components.data import make_synthetic_acdc, make_synthetic_lvit, make_synthetic_msd
+from lmseg_components.workflows import BUNDLES_DIR
 
-BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+BUNDLES = BUNDLES_DIR
 
 
 def _torchrun(bundle: str, root: Path, epochs: int, *overrides: str) -> str:

@@ -15,10 +15,10 @@ from lmseg_components import cli
 from lmseg_components.deploy import make_deploy_app
 from lmseg_components.export import export_bundle
 from lmseg_components.files import prepare_output_dir, prepare_output_file
-from lmseg_components.workflows import copy_bundle, device_expression, load_bundle
+from lmseg_components.workflows import BUNDLES_DIR, copy_bundle, device_expression, load_bundle
 
 REPO = Path(__file__).resolve().parents[1]
-BUNDLES = REPO / "bundles"
+BUNDLES = BUNDLES_DIR
 HOSTILE_DEVICE = "cpu') if print('INJECTED') else torch.device('cpu"
 
 

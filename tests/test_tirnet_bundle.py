@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from bundle_cli import run_bundle
+from bundle_cli import BUNDLES, run_bundle
 
 from lmseg_components.data import make_synthetic_lvit
 
-BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "tirnet_lmis"
+BUNDLE = BUNDLES / "tirnet_lmis"
 TINY = ["--image_size", "32", "--width", "4", "--num_workers", "0", "--batch_size", "2"]
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lmseg_components.files import prepare_output_dir
-from lmseg_components.workflows import copy_bundle
+from lmseg_components.workflows import BUNDLES_DIR, copy_bundle
 
 __all__ = ["make_label_app"]
 
@@ -54,7 +54,7 @@ def make_label_app(
         ValueError: ``out`` overlaps a bundle or checkpoint, or the arguments do not match ``bundles``.
         FileNotFoundError: a bundle or a given checkpoint does not exist.
     """
-    source = Path(bundles_dir) if bundles_dir else Path(__file__).resolve().parents[2] / "bundles"
+    source = Path(bundles_dir) if bundles_dir else BUNDLES_DIR
     models, overrides = dict(models or {}), dict(overrides or {})
     unknown = sorted((set(models) | set(overrides)) - set(bundles))
     if unknown:
