@@ -260,14 +260,13 @@ CHECKS: dict[str, Callable[[Path, dict], str]] = {
 
 
 def _make_data(spec: dict, out: Path) -> None:
-    from lmseg_components.data import make_synthetic_acdc, make_synthetic_lvit, make_synthetic_msd
+    from lmseg_components.data import SYNTHETIC_MAKERS
 
-    makers = {"lvit": make_synthetic_lvit, "msd": make_synthetic_msd, "acdc": make_synthetic_acdc}
     spec = dict(spec)
     kind = spec.pop("kind")
-    if kind not in makers:
-        raise ValueError(f"ci/bundles.json: unknown synthetic kind {kind!r}; choose from {sorted(makers)}")
-    makers[kind](out, **spec)
+    if kind not in SYNTHETIC_MAKERS:
+        raise ValueError(f"ci/bundles.json: unknown synthetic kind {kind!r}; choose from {sorted(SYNTHETIC_MAKERS)}")
+    SYNTHETIC_MAKERS[kind](out, **spec)
 
 
 def check_bundle(

@@ -10,12 +10,7 @@ from pathlib import Path
 import fire
 
 from lmseg_components.data.check import LAYOUTS, check_dataset
-from lmseg_components.data.synthetic import (
-    make_synthetic_acdc,
-    make_synthetic_busi,
-    make_synthetic_lvit,
-    make_synthetic_msd,
-)
+from lmseg_components.data.synthetic import SYNTHETIC_MAKERS, make_synthetic_lvit
 from lmseg_components.files import prepare_output_dir
 
 __all__ = ["make_synthetic", "check_data", "demo", "verify_bundles", "export", "label_app", "main"]
@@ -63,14 +58,15 @@ def make_synthetic(
         n_benign, n_malignant, n_normal: busi images per class.
         overwrite: write into a non-empty ``out`` (files of the same names are replaced, others stay).
     """
-    if kind not in ("lvit", "msd", "acdc", "busi"):
-        sys.exit(f"error: --kind must be 'lvit', 'msd', 'acdc' or 'busi', got {kind!r}")
+    if kind not in SYNTHETIC_MAKERS:
+        sys.exit(f"error: --kind must be one of {sorted(SYNTHETIC_MAKERS)}, got {kind!r}")
     try:
         prepare_output_dir(out, overwrite)
     except (ValueError, FileExistsError) as e:
         sys.exit(f"error: {e}")
+    make = SYNTHETIC_MAKERS[kind]
     if kind == "lvit":
-        summary = make_synthetic_lvit(out, seed, size, n_train, n_val, n_test, naming, text_format)
+        summary = make(out, seed, size, n_train, n_val, n_test, naming, text_format)
         print(
             f"synthetic LViT dataset in {out}: {summary['counts']}, text-ignoring oracle m-Dice "
             f"{summary['text_ignoring_oracle_mdice']:.3f}; manifest {Path(out) / 'synthetic.json'}"
@@ -78,11 +74,11 @@ def make_synthetic(
         return
     try:
         if kind == "msd":
-            summary = make_synthetic_msd(out, seed, n_cases)
+            summary = make(out, seed, n_cases)
         elif kind == "acdc":
-            summary = make_synthetic_acdc(out, seed, n_patients, scanner=scanner, difficulty=difficulty)
+            summary = make(out, seed, n_patients, scanner=scanner, difficulty=difficulty)
         else:
-            summary = make_synthetic_busi(out, seed, n_benign, n_malignant, n_normal, size=size)
+            summary = make(out, seed, n_benign, n_malignant, n_normal, size=size)
     except ValueError as e:
         sys.exit(f"error: {e}")
     print(json.dumps(summary, indent=2))

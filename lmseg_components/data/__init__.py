@@ -37,6 +37,7 @@ from lmseg_components.data.msd import (
 from lmseg_components.data.problems import DataProblem, DatasetValidationError
 from lmseg_components.data.splits import PARTS, select_part, split_by_case
 from lmseg_components.data.synthetic import (
+    SYNTHETIC_MAKERS,
     describe_zones,
     make_synthetic_acdc,
     make_synthetic_busi,
@@ -48,6 +49,7 @@ __all__ = [
     "ACDC_LABELS",
     "load_slices",
     "make_synthetic_acdc",
+    "SYNTHETIC_MAKERS",
     "make_synthetic_busi",
     "read_acdc_slices",
     "read_acdc_split",

@@ -47,6 +47,7 @@ __all__ = [
     "CARDIAC_SCANNERS",
     "CardiacDifficulty",
     "CardiacScanner",
+    "SYNTHETIC_MAKERS",
     "SYNTHETIC_ORGANS",
 ]
 
@@ -681,3 +682,11 @@ def make_synthetic_busi(
                 Image.fromarray(mask.astype(np.uint8) * 255).save(out / cls / f"{stem}{suffix}.png")
             two_masks += len(masks) > 1
     return {"kind": "busi", "seed": seed, "size": size, "counts": counts, "images_with_two_masks": two_masks}
+
+
+SYNTHETIC_MAKERS = {  # layout kind -> writer (``lmseg make-synthetic --kind``, ci/bundles.json's ``synthetic.kind``)
+    "lvit": make_synthetic_lvit,
+    "msd": make_synthetic_msd,
+    "acdc": make_synthetic_acdc,
+    "busi": make_synthetic_busi,
+}
