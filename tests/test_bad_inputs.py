@@ -29,6 +29,8 @@ from lmseg_components.data.image_transforms import BinaryMaskd
 from lmseg_components.engines import CheckedCheckpointLoader
 from lmseg_components.retrieval import create_index, load_index
 
+pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
+
 LVIT_BUNDLES = ("tirnet_lmis", "tgcnet_lmis")
 
 

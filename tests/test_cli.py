@@ -2,6 +2,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
+
 
 def _lmseg(*args):
     return subprocess.run([sys.executable, "-m", "lmseg_components.cli", *args], capture_output=True, text=True)

@@ -24,7 +24,7 @@ from lmseg_components.export import export_bundle
 
 pytest.importorskip("monai.deploy.core", reason="needs the deploy extra: pip install -e '.[deploy]'")
 
-pytestmark = pytest.mark.deploy
+pytestmark = [pytest.mark.deploy, pytest.mark.bundle]
 
 CT = {"image_size": 32, "dim": 32, "cnn_width": 8, "cost_dim": 16}
 

@@ -4,6 +4,8 @@
 
 The blocks of one document run in order with ``bash -e`` in one temporary copy of the repository (the bundle docs
 from the bundle's folder, as their quick starts say), after the substitutions of :data:`SMALL`: ``/data/...``
+
+pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 paths become synthetic sets made with ``lmseg make-synthetic``, datasets shrink, and every
 ``python -m monai.bundle`` command gets the bundle's tiny settings of ``ci/bundles.json`` (one epoch, small
 image size and widths)."""

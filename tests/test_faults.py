@@ -20,6 +20,8 @@ from lmseg_components.bundle_checks import cli_overrides
 from lmseg_components.data import make_synthetic_lvit, read_lvit_split
 from lmseg_components.workflows import evaluate_metrics
 
+pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
+
 # 16 training images, batch 4: 4 iterations an epoch, 16 in all; a checkpoint after every iteration
 TINY = {"image_size": 32, "width": 4, "num_workers": 0, "batch_size": 4}
 ARGS = cli_overrides(TINY) + ["--epochs", "4", "--save_interval", "1", "--learning_rate", "0.003"]

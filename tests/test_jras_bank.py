@@ -29,6 +29,8 @@ from lmseg_components.retrieval import (
 )
 from lmseg_components.workflows import load_bundle
 
+pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
+
 TRAIN_CONFIG = BUNDLES / "jras_segmentation" / "configs" / "train.json"
 TINY = {"image_size": 32, "features": [8, 8, 16, 16, 32, 8]}
 NEW_IDS = ["patient101", "patient102", "patient103"]

@@ -18,6 +18,8 @@ from lmseg_components.data import make_synthetic_acdc, read_acdc_split
 from lmseg_components.metrics import hd95_penalty
 from lmseg_components.workflows import load_bundle
 
+pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
+
 TINY = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "4"]
 EPOCHS = 10
 

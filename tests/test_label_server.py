@@ -18,7 +18,7 @@ import pytest
 from bundle_cli import run_bundle
 from PIL import Image
 
-pytestmark = [pytest.mark.label, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.label, pytest.mark.bundle, pytest.mark.timeout(2400)]
 
 requests = pytest.importorskip("requests")
 pytest.importorskip("monailabel")

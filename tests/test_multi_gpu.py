@@ -14,6 +14,8 @@ import torch.multiprocessing as mp
 from lmseg_components.data import make_synthetic_acdc, make_synthetic_lvit, make_synthetic_msd
 from lmseg_components.workflows import BUNDLES_DIR
 
+pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
+
 BUNDLES = BUNDLES_DIR
 
 

@@ -17,6 +17,8 @@ from lmseg_components.export import export_bundle
 from lmseg_components.files import prepare_output_dir, prepare_output_file
 from lmseg_components.workflows import BUNDLES_DIR, copy_bundle, device_expression, load_bundle
 
+pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLES = BUNDLES_DIR
 HOSTILE_DEVICE = "cpu') if print('INJECTED') else torch.device('cpu"

@@ -15,6 +15,8 @@ from lmseg_components.bundle_checks import cli_overrides
 from lmseg_components.data import make_synthetic_lvit
 from lmseg_components.export import export_bundle
 
+pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
+
 SMALL = {"image_size": 64, "dim": 32, "cnn_width": 8, "cost_dim": 16}
 TINY = cli_overrides(SMALL) + ["--num_workers", "0", "--batch_size", "2"]
 

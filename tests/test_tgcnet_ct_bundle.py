@@ -20,6 +20,8 @@ from lmseg_components.data import make_synthetic_msd, read_msd_split
 from lmseg_components.export import bundle_example_inputs, export_bundle, prepare_bundle_export
 from lmseg_components.workflows import load_bundle
 
+pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
+
 SMALL = {"image_size": 64, "dim": 32, "cnn_width": 8, "cost_dim": 16}
 TINY = cli_overrides(SMALL) + ["--num_workers", "0", "--batch_size", "1", "--samples_per_volume", "8"]
 EPOCHS = 6

@@ -13,6 +13,8 @@ from bundle_cli import BUNDLES, run_bundle
 
 from lmseg_components.data import make_synthetic_lvit
 
+pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
+
 BUNDLE = BUNDLES / "tirnet_lmis"
 TINY = ["--image_size", "32", "--width", "4", "--num_workers", "0", "--batch_size", "2"]
 
