@@ -102,3 +102,26 @@ def test_metrics_are_reduced_across_ranks(tmp_path):
         metrics = torch.load(f"{out}.{rank}", weights_only=True)
         assert abs(metrics["mdice"] - expected_mdice) < 1e-6
         assert abs(metrics["gdice"] - expected_gdice) < 1e-6
+
+
+def _rank_retriever_sync(rank: int, world: int, init_file: str, out: str) -> None:
+    from lmseg_components.engines.jras import _average_gradients_across_ranks, _broadcast_buffers_from_rank0, _is_rank0
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    module = torch.nn.BatchNorm1d(2)
+    module.weight.grad = torch.full((2,), float(rank + 1))  # rank 0: 1, rank 1: 2
+    module.running_mean.fill_(rank + 5.0)  # rank 0: 5, rank 1: 6
+    _average_gradients_across_ranks(module)
+    _broadcast_buffers_from_rank0(module)
+    torch.save({"grad": module.weight.grad, "mean": module.running_mean, "rank0": _is_rank0()}, f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_contrastive_gradients_are_averaged_and_buffers_taken_from_rank0(tmp_path):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    out = str(tmp_path / "sync")
+    mp.spawn(_rank_retriever_sync, args=(2, str(tmp_path / "init"), out), nprocs=2, join=True)
+    for rank in range(2):
+        state = torch.load(f"{out}.{rank}", weights_only=True)
+        assert state["grad"].tolist() == [1.5, 1.5] and state["mean"].tolist() == [5.0, 5.0]
+        assert state["rank0"] == (rank == 0)

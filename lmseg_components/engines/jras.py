@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
@@ -131,25 +132,24 @@ class LoadRetrievalState:
 def _average_gradients_across_ranks(module: nn.Module) -> None:
     """Under DDP, the contrastive step runs outside the DDP forward: average its gradients by hand so that the
     retrievers of all ranks stay identical (and so do their indexes)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+    world = idist.get_world_size()
+    if world == 1:
         return
-    world = torch.distributed.get_world_size()
     for p in module.parameters():
         if p.grad is not None:
-            torch.distributed.all_reduce(p.grad)
-            p.grad.div_(world)
+            p.grad.copy_(idist.all_reduce(p.grad) / world)
 
 
 def _broadcast_buffers_from_rank0(module: nn.Module) -> None:
     """Under DDP, give every rank rank 0's batch-norm statistics after a contrastive step (DDP itself only
     broadcasts buffers at its next forward), so that all ranks embed the gallery identically."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if idist.get_world_size() > 1:
         for buffer in module.buffers():
-            torch.distributed.broadcast(buffer, 0)
+            buffer.copy_(idist.broadcast(buffer, src=0))
 
 
 def _is_rank0() -> bool:
-    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+    return idist.get_rank() == 0
 
 
 class RebuildIndex:
