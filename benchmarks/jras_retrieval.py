@@ -155,7 +155,7 @@ def _print_table(results, epochs, seeds, difficulty, n_patients, few_fraction, o
         f"\nJ-RAS benchmark: synthetic cardiac set ({difficulty}, {n_patients} patients; few = {few_fraction:.0%} "
         f"for training; shift = trained on scanner A, tested on B), {epochs[0]} epochs ({epochs[1]} in few), seeds "
         f"{seeds}, overrides "
-        f"{overrides}, device {device}; mean ± std over seeds"
+        f"{overrides}, device {device}; mean ± sample std over seeds"
     )
     header = f"{'regime':<8} {'backbone':<10} {'guides':<7} | " + " | ".join(f"{t:>13}" for t in COLUMNS.values())
     print(header)
@@ -164,8 +164,13 @@ def _print_table(results, epochs, seeds, difficulty, n_patients, few_fraction, o
         cells = []
         for key in COLUMNS:
             values = np.array([r.get(key, np.nan) for r in rows], dtype=float)
-            cells.append("—".rjust(13) if np.isnan(values).all() else f"{values.mean():.3f} ± {values.std():.3f}")
+            cells.append("—".rjust(13) if np.isnan(values).all() else f"{values.mean():.3f} ± {_std(values):.3f}")
         print(f"{regime:<8} {backbone:<10} {variant:<7} | " + " | ".join(f"{c:>13}" for c in cells))
+
+
+def _std(values: np.ndarray) -> float:
+    """Sample standard deviation over seeds (0 for a single seed)."""
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
 def main(*unexpected, **kwargs) -> None:
