@@ -161,7 +161,8 @@ def test_wrong_size_label_set_and_duplicate_ids_are_refused_and_leave_the_bank_u
         _add(bank, new_cases, overrides={"image_size": 48})
     assert first["image"] in str(e.value) and str(bank / "models" / "gallery.pt") in str(e.value)
     with pytest.raises(ValueError, match=r"label values \[3\] are outside the bundle's label set 0-2") as e:
-        _add(bank, new_cases, overrides={"num_classes": 3})
+        # a 3-class bundle (the saved retriever keeps the 4 classes it was trained with, so that it loads)
+        _add(bank, new_cases, overrides={"num_classes": 3, "retriever_def#num_classes": 4})
     assert "_gt.nii.gz" in str(e.value)
     assert all(p.read_bytes() == content for p, content in files.items())
 
