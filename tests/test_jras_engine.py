@@ -22,9 +22,13 @@ def splits(tmp_path_factory):
     return load_slices(train, 1000.0), load_slices(val, 1000.0)
 
 
-def _network(use_retrieval=True, retriever_seg_grad=False):
+def _network(use_retrieval=True, retriever_seg_grad=False, mask_retriever=False):
+    """A tiny J-RAS network: the ResNet retriever, or with ``mask_retriever`` the mask-embedding one."""
     torch.manual_seed(0)
-    retriever = Retriever(in_channels=1, embed_dim=16, hidden_dim=32, widen_factor=0.25)
+    if mask_retriever:
+        retriever = MaskEmbeddingRetriever(1, 4, channels=(8, 16, 32), strides=(2, 2), pool_grid=8)
+    else:
+        retriever = Retriever(in_channels=1, embed_dim=16, hidden_dim=32, widen_factor=0.25)
     segmenter = GuidedSegmenter(1, 4, "unet", features=(8, 8, 16, 16, 32, 8), use_retrieval=use_retrieval)
     return RetrievalAugmentedSegmenter(
         retriever, segmenter, k=2, exclude_same_case=True, retriever_seg_grad=retriever_seg_grad
@@ -304,16 +308,7 @@ def test_contrastive_views_move_their_labels_with_the_image():
 
 
 def _segmenting_network(train):
-    torch.manual_seed(0)
-    retriever = MaskEmbeddingRetriever(1, 4, channels=(8, 16, 32), strides=(2, 2), pool_grid=8)
-    segmenter = GuidedSegmenter(1, 4, "unet", features=(8, 8, 16, 16, 32, 8))
-    net = RetrievalAugmentedSegmenter(retriever, segmenter, k=2, exclude_same_case=True)
-    net.set_gallery(
-        torch.stack([t["image"] for t in train]),
-        torch.stack([t["label"] for t in train]),
-        [t["name"] for t in train],
-        [t["case_id"] for t in train],
-    )
+    net = _network_with_gallery(train, mask_retriever=True)
     net.rebuild_index()
     return net
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from monai.networks.nets import BasicUNet
 from torch import nn
 
-__all__ = ["blend_guides", "SegFormer2D", "GuidedSegmenter", "SEGMENTER_BACKBONES"]
+__all__ = ["blend_guides", "require_bool", "SegFormer2D", "GuidedSegmenter", "SEGMENTER_BACKBONES"]
 
 SEGMENTER_BACKBONES = ("unet", "segformer")
 
@@ -77,6 +77,13 @@ class SegFormer2D(nn.Module):
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def require_bool(name: str, value: object) -> None:
+    """Refuse a switch that is not a bool: ``--use_retrieval false`` on the command line arrives as the (truthy)
+    string ``"false"`` and would silently leave the feature on."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False (command line: --{name} False), got {value!r}.")
+
+
 class GuidedSegmenter(nn.Module):
     """A 2D segmenter that optionally sees retrieved guidance.
 
@@ -110,10 +117,7 @@ class GuidedSegmenter(nn.Module):
             raise ValueError(f"backbone must be one of {SEGMENTER_BACKBONES}, got {backbone!r}.")
         if in_channels < 1 or num_classes < 2:
             raise ValueError(f"in_channels must be >= 1 and num_classes >= 2, got {in_channels}, {num_classes}.")
-        if not isinstance(use_retrieval, bool):  # "--use_retrieval false" arrives as the (truthy) string "false"
-            raise TypeError(
-                f"use_retrieval must be True or False (command line: --use_retrieval False), got {use_retrieval!r}."
-            )
+        require_bool("use_retrieval", use_retrieval)
         self.use_retrieval = use_retrieval
         self.in_channels, self.num_classes = in_channels, num_classes
         self.input_channels = in_channels * 2 + num_classes if use_retrieval else in_channels

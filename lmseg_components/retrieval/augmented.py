@@ -25,7 +25,7 @@ from torch import nn
 from lmseg_components.files import atomic_save
 from lmseg_components.fingerprint import weights_fingerprint
 from lmseg_components.metrics.overlap import integer_labels, pairwise_mask_dice
-from lmseg_components.networks.guided import GuidedSegmenter, blend_guides
+from lmseg_components.networks.guided import GuidedSegmenter, blend_guides, require_bool
 from lmseg_components.retrieval.index import RetrievalIndex, create_index, load_index
 
 __all__ = ["GUIDE_SOURCES", "RetrievalAugmentedSegmenter"]
@@ -70,9 +70,8 @@ class RetrievalAugmentedSegmenter(nn.Module):
             raise ValueError(f"k must be positive, got {k}.")
         if guide_source not in GUIDE_SOURCES:
             raise ValueError(f"guide_source must be one of {GUIDE_SOURCES}, got {guide_source!r}.")
-        for name, value in (("exclude_same_case", exclude_same_case), ("retriever_seg_grad", retriever_seg_grad)):
-            if not isinstance(value, bool):  # "--retriever_seg_grad false" arrives as the (truthy) string "false"
-                raise TypeError(f"{name} must be True or False (command line: --{name} False), got {value!r}.")
+        require_bool("exclude_same_case", exclude_same_case)
+        require_bool("retriever_seg_grad", retriever_seg_grad)
         self.retriever, self.segmenter = retriever, segmenter
         self.k, self.temperature, self.exclude_same_case = k, temperature, exclude_same_case
         self.index_backend, self.embed_batch = index_backend, embed_batch
