@@ -14,9 +14,9 @@ import csv
 import time
 from pathlib import Path
 
-import fire
 import numpy as np
 
+from lmseg_components.cli import run_script
 from lmseg_components.data import make_synthetic_msd, read_msd_labels, read_msd_split
 from lmseg_components.workflows import bundle_dir, device_expression, evaluate_metrics, run_workflow
 
@@ -82,10 +82,5 @@ def run(
     return correct, shuffled
 
 
-def main(**kwargs) -> None:
-    """Command-line entry: the table is printed, nothing is returned (fire would print it again)."""
-    run(**kwargs)
-
-
 if __name__ == "__main__":
-    fire.Fire(main)
+    run_script(run, __doc__)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import statistics
 import time
 
-import fire
 import torch
 
+from lmseg_components.cli import run_script
 from lmseg_components.export import bundle_example_inputs
 from lmseg_components.networks import count_parameters
 from lmseg_components.workflows import bundle_dir, load_bundle
@@ -72,10 +72,5 @@ def run(bundles: str | tuple = BUNDLES, rounds: int = 20, warmup: int = 3, devic
         )
 
 
-def main(**kwargs) -> None:
-    """Command-line entry: the table is printed, nothing is returned."""
-    run(**kwargs)
-
-
 if __name__ == "__main__":
-    fire.Fire(main)
+    run_script(run, __doc__)

@@ -28,9 +28,9 @@ import json
 import time
 from pathlib import Path
 
-import fire
 import numpy as np
 
+from lmseg_components.cli import run_script
 from lmseg_components.data import make_synthetic_acdc
 from lmseg_components.workflows import bundle_dir, device_expression, evaluate_metrics, run_workflow
 
@@ -173,12 +173,5 @@ def _std(values: np.ndarray) -> float:
     return float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
-def main(*unexpected, **kwargs) -> None:
-    """Command-line entry: the table is printed, nothing is returned (fire would print it again)."""
-    if unexpected:
-        raise SystemExit(f"unexpected arguments {list(unexpected)}: give lists comma-separated, e.g. --seeds 0,1,2")
-    run(**kwargs)
-
-
 if __name__ == "__main__":
-    fire.Fire(main)
+    run_script(run, __doc__)

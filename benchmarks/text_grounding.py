@@ -20,8 +20,7 @@ import random
 import time
 from pathlib import Path
 
-import fire
-
+from lmseg_components.cli import run_script
 from lmseg_components.data import make_synthetic_lvit, read_lvit_split
 from lmseg_components.workflows import bundle_dir, device_expression, evaluate_metrics, run_workflow
 
@@ -124,16 +123,5 @@ def run(
     return rows
 
 
-def main(*unexpected, **kwargs) -> None:
-    """Command-line entry: the table is printed, nothing is returned (fire would print it again). Positional
-    arguments are refused before any training: fire leaves the second word of ``--variants a b`` over as one."""
-    if unexpected:
-        raise SystemExit(
-            f"unexpected arguments {list(unexpected)}: give several variants comma-separated, "
-            "e.g. --variants cnn_off,vit_off"
-        )
-    run(**kwargs)
-
-
 if __name__ == "__main__":
-    fire.Fire(main)
+    run_script(run, __doc__)

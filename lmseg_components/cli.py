@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import fire
@@ -13,7 +14,7 @@ from lmseg_components.data.check import LAYOUTS, check_dataset
 from lmseg_components.data.synthetic import SYNTHETIC_MAKERS, make_synthetic_lvit
 from lmseg_components.files import prepare_output_dir
 
-__all__ = ["make_synthetic", "check_data", "demo", "verify_bundles", "export", "label_app", "main"]
+__all__ = ["make_synthetic", "check_data", "demo", "verify_bundles", "export", "label_app", "main", "run_script"]
 
 DEMO_MARKER = ".lmseg-demo"
 
@@ -288,6 +289,30 @@ def jras_bank(
     from lmseg_components.retrieval.bank import jras_bank as run  # lazy: monai.bundle and the engines
 
     run(action, bundle_root, dataset_dir, case_id, replace, config_file, **overrides)
+
+
+def run_script(run: Callable[..., object], doc: str | None, command: list[str] | None = None) -> None:
+    """The fire entry of a benchmark script whose ``run`` takes config overrides as ``**kwargs``.
+
+    Fire hands ``--help`` / ``-h`` to such a function as the override ``help=True``, which started a two-hour
+    benchmark; here they print ``doc`` instead. Positional words are refused before any data is made or model
+    trained (fire leaves the second word of ``--seeds 0 1`` over as one). What ``run`` returns is not printed again.
+
+    Args:
+        run: the script's ``run(**kwargs)``.
+        doc: what ``--help`` prints (the script's ``__doc__``).
+        command: the arguments (default: ``sys.argv[1:]``).
+    """
+
+    def script(*unexpected, **kwargs) -> None:
+        if {"help", "h"} & kwargs.keys():
+            print(doc)
+            return
+        if unexpected:
+            raise SystemExit(f"unexpected arguments {list(unexpected)}: give lists comma-separated, e.g. --seeds 0,1,2")
+        run(**kwargs)
+
+    fire.Fire(script, command=command)
 
 
 def main() -> None:

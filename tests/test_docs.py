@@ -26,6 +26,8 @@ from pathlib import Path
 import fire
 import pytest
 
+from lmseg_components.cli import run_script
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted(REPO.glob("bundles/*/docs/README.md"))]
 MARKER = re.compile(r'<!-- docs-test: (?:(run(?: slow)?)|skip reason="([^"]+)") -->')
@@ -234,9 +236,20 @@ def _benchmark(name: str):
 def test_text_grounding_refuses_space_separated_variants(tmp_path):
     """``--variants cnn_off vit_off`` used to train ``cnn_off`` and then exit 2 on ``vit_off``."""
     bench = _benchmark("text_grounding")
-    with pytest.raises(SystemExit, match="--variants cnn_off,vit_off"):
-        fire.Fire(bench.main, ["--bundle", "tgcnet_lmis", "--variants", "cnn_off", "vit_off", "--out", str(tmp_path)])
+    command = ["--bundle", "tgcnet_lmis", "--variants", "cnn_off", "vit_off", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match=r"unexpected arguments \['vit_off'\]: give lists comma-separated"):
+        run_script(bench.run, bench.__doc__, command)
     assert not any(tmp_path.iterdir())  # refused before making data or training
+
+
+@pytest.mark.parametrize("name", ["ct_organs", "inference_time", "jras_retrieval", "text_grounding"])
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_benchmark_help_prints_the_docstring_and_runs_nothing(name, flag, capsys, monkeypatch):
+    """fire passed ``--help`` on to ``run(**overrides)`` as ``help=True``: the J-RAS benchmark started training."""
+    bench = _benchmark(name)
+    monkeypatch.setattr(bench, "run", lambda **kwargs: pytest.fail(f"{name} ran with {kwargs}"))
+    run_script(bench.run, bench.__doc__, [flag])
+    assert capsys.readouterr().out.strip() == bench.__doc__.strip()
 
 
 def test_retrieval_index_default_skips_the_unfinished_1m_build(capsys):
