@@ -1,5 +1,5 @@
-"""The ``lmseg`` command line (python-fire): ``make-synthetic``, ``check-data``, ``demo``, ``verify-bundles``,
-``export``, ``label-app``, ``deploy-app``, ``jras-bank``."""
+"""The ``lmseg`` command line (python-fire): ``make-synthetic``, ``check-data``, ``demo``, ``segment``,
+``verify-bundles``, ``export``, ``label-app``, ``deploy-app``, ``jras-bank``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,17 @@ from lmseg_components.data.check import LAYOUTS, check_dataset
 from lmseg_components.data.synthetic import SYNTHETIC_MAKERS, make_synthetic_lvit
 from lmseg_components.files import prepare_output_dir
 
-__all__ = ["make_synthetic", "check_data", "demo", "verify_bundles", "export", "label_app", "main", "run_script"]
+__all__ = [
+    "make_synthetic",
+    "check_data",
+    "demo",
+    "segment",
+    "verify_bundles",
+    "export",
+    "label_app",
+    "main",
+    "run_script",
+]
 
 DEMO_MARKER = ".lmseg-demo"
 
@@ -190,6 +200,59 @@ def verify_bundles(bundles_dir: str | None = None, settings_file: str | None = N
     sys.exit(run_checks(bundles_dir, settings_file, selected))
 
 
+def segment(
+    *images: str,
+    bundle: str | None = None,
+    model: str | None = None,
+    text: str | None = None,
+    prompts: str | None = None,
+    out: str = "masks",
+    device: str | None = None,
+    overwrite: bool = False,
+    **overrides,
+) -> None:
+    """Segment your own images with your own words: a trained text bundle on image files, in one command.
+
+    ``lmseg segment --bundle tirnet_lmis --model runs/x/models/model.pt chest.png --text "Bilateral pulmonary
+    infection, two infected areas, lower left lung and lower right lung." --out masks/``. Writes, per image, the
+    mask on the input's own grid (PNG at its size, or NIfTI on its grid and affine), an overlay PNG with the
+    prompt as caption, and ``results.json`` (prompt, mask, foreground fraction, empty, inference ms). The config
+    values the model was trained with come from ``run_record.json`` beside it.
+
+    Args:
+        images: image files or folders (PNG, JPEG, DICOM ``.dcm``; NIfTI for ``tgcnet_ct_organs``).
+        bundle: ``tirnet_lmis``, ``tgcnet_lmis``, ``tgcnet_ct_organs`` or a bundle folder.
+        model: the trained checkpoint, ``<run>/models/model.pt``.
+        text: one prompt for every image.
+        prompts: ``prompts.json`` (``{"image.png": "prompt", "default": "..."}``) or ``prompts.csv`` (columns
+            ``image,text``); default the one in the images' folder. ``tgcnet_ct_organs`` prompts all its organs
+            when an image has none.
+        out: the output folder: new or empty (see ``overwrite``).
+        device: ``cpu``, ``cuda`` or ``cuda:N`` (default CUDA when available).
+        overwrite: write into a non-empty ``out`` (files of the same names are replaced, others stay).
+        overrides: other bundle config values, e.g. ``--text_cache_dir /tmp/cache``.
+    """
+    if {"help", "h"} & overrides.keys():  # fire hands --help to **overrides
+        print(segment.__doc__)
+        return
+    if not images or bundle is None or model is None:
+        sys.exit(
+            "error: give --bundle, --model and at least one image, e.g. lmseg segment --bundle tirnet_lmis "
+            '--model runs/x/models/model.pt image.png --text "..."'
+        )
+    from lmseg_components.inference.segment import RESULTS_FILE
+    from lmseg_components.inference.segment import segment as run
+
+    try:
+        results = run(list(images), bundle, model, out, text, prompts, device, overwrite, overrides)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        sys.exit(f"error: {e}")
+    for r in results:
+        found = "nothing found" if r["empty"] else f"foreground {r['foreground_fraction']:.1%}"
+        print(f"{Path(r['image']).name}: {r['mask']} ({found}, {r['inference_ms']:.0f} ms)")
+    print(f"masks, overlays and {RESULTS_FILE} in {Path(out).resolve()}")
+
+
 def export(bundle: str, ckpt: str | None = None, out: str | None = None, overwrite: bool = False, **overrides) -> None:
     """Export a bundle's trained network with ``torch.export`` to ``<bundle_root>/models/model.pt2``.
 
@@ -230,8 +293,8 @@ def label_app(
     Args:
         out: the app folder: new or empty (see ``overwrite``).
         bundles: comma-separated bundle names.
-        overrides: bundle -> config values the checkpoint was trained with, e.g.
-            ``--overrides '{"tirnet_lmis": {"width": 8}}'``.
+        overrides: bundle -> other config values, e.g. ``--overrides '{"tirnet_lmis": {"device": "cpu"}}'``; the
+            values a checkpoint was trained with come from the ``run_record.json`` beside it.
         overwrite: write into a non-empty ``out`` (files of the same names are replaced, others stay).
         models: ``--<bundle> <checkpoint>``: the trained ``model.pt`` to serve (default: the bundle's own).
     """
@@ -250,9 +313,10 @@ def label_app(
 def deploy_app(out: str, bundle: str, model: str | None = None, overwrite: bool = False, **overrides) -> None:
     """Write a MONAI Deploy application folder for an exported bundle (``app.py``, ``app.yaml``, ``models/``).
 
-    ``lmseg deploy-app --out apps/tgc --bundle bundles/tgcnet_lmis --model runs/tgc/models/model.pt2 --dim 32``
-    (the config values the model was trained with), then ``python apps/tgc/app.py -i <input> -o <output> -m
-    apps/tgc/models`` (needs ``lmseg[deploy]``), or build the MAP with ``monai-deploy package`` (needs Docker).
+    ``lmseg deploy-app --out apps/tgc --bundle bundles/tgcnet_lmis --model runs/tgc/models/model.pt2`` (the
+    config values the model was trained with come from the ``run_record.json`` beside it), then
+    ``python apps/tgc/app.py -i <input> -o <output> -m apps/tgc/models`` (needs ``lmseg[deploy]``), or build the
+    MAP with ``monai-deploy package`` (needs Docker).
 
     Args:
         out: the application folder: new or empty (see ``overwrite``); never one that holds the bundle, the model
@@ -261,7 +325,7 @@ def deploy_app(out: str, bundle: str, model: str | None = None, overwrite: bool 
         model: the exported network: ``model.pt2`` (``lmseg export``) or ``model.ts`` (``ckpt_export``);
             default the bundle's own ``models/`` file.
         overwrite: write into a non-empty ``out`` (files of the same names are replaced, others stay).
-        overrides: top-level config values, e.g. ``--image_size 64``.
+        overrides: other top-level config values, e.g. ``--device cpu``.
     """
     from lmseg_components.deploy import make_deploy_app
 
@@ -321,6 +385,7 @@ def main() -> None:
             "make-synthetic": make_synthetic,
             "check-data": check_data,
             "demo": demo,
+            "segment": segment,
             "deploy-app": deploy_app,
             "export": export,
             "jras-bank": jras_bank,

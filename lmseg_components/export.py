@@ -3,12 +3,16 @@ its open_clip tower), and load the exported program as a module that MONAI engin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
+from monai.bundle import ConfigParser
 from torch import nn
 
+from lmseg_components.engines.checkpoint import RUN_RECORD_FILE
 from lmseg_components.files import atomic_write, prepare_output_file
 
 __all__ = [
@@ -18,18 +22,62 @@ __all__ = [
     "export_bundle",
     "export_program",
     "prepare_bundle_export",
+    "load_trained_bundle",
+    "trained_overrides",
     "trained_values",
 ]
 
 
 def trained_values(ckpt_dir: str | Path) -> dict:
-    """The config values the network in ``ckpt_dir`` was trained with: the run record that the training
-    workflow's ``ResumableCheckpoint`` keeps in ``<ckpt_dir>/checkpoint.pt`` (image size, text context length,
-    network settings, ...; CLI overrides included). Empty when there is no checkpoint or it has no record."""
-    path = Path(ckpt_dir) / "checkpoint.pt"
+    """The config values the network in ``ckpt_dir`` was trained with: the run record (image size, text context
+    length, network settings, ...; CLI overrides included) that the training workflow's ``ResumableCheckpoint``
+    writes beside the model as ``run_record.json`` and keeps in ``checkpoint.pt`` (read from there for runs made
+    before the JSON snapshot). Empty when there is neither."""
+    ckpt_dir = Path(ckpt_dir)
+    snapshot = ckpt_dir / RUN_RECORD_FILE
+    if snapshot.is_file():
+        try:
+            return json.loads(snapshot.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{snapshot}: not valid JSON ({e}); delete it to fall back on checkpoint.pt") from None
+    path = ckpt_dir / "checkpoint.pt"
     if not path.is_file():
         return {}
     return torch.load(path, map_location="cpu", weights_only=True).get("run_record") or {}
+
+
+def trained_overrides(
+    bundle: str | Path, configs: Sequence[str], ckpt_dir: str | Path, overrides: Mapping | None = None
+) -> dict:
+    """The CLI-style ``overrides`` completed with the values the network in ``ckpt_dir`` was trained with
+    (:func:`trained_values`: those that the bundle's ``configs`` set as plain values, not components such as
+    ``dataset``).
+
+    Raises:
+        ValueError: an override contradicts a trained value (the message names both and the record).
+    """
+    from lmseg_components.workflows import load_bundle
+
+    overrides = dict(overrides or {})
+    parser = load_bundle(bundle, configs, overrides)
+    trained = {k: v for k, v in trained_values(ckpt_dir).items() if k in parser and not isinstance(parser.get(k), dict)}
+    conflicts = {k: v for k, v in overrides.items() if k in trained and v != trained[k]}
+    if conflicts:
+        raise ValueError(
+            f"the model in {ckpt_dir} was trained with {', '.join(f'{k}={trained[k]!r}' for k in conflicts)} (its "
+            f"run record), not {', '.join(f'{k}={v!r}' for k, v in conflicts.items())}: drop these overrides to use "
+            "the trained network."
+        )
+    return {**trained, **overrides}
+
+
+def load_trained_bundle(
+    bundle: str | Path, configs: Sequence[str], ckpt_dir: str | Path, overrides: Mapping | None = None
+) -> ConfigParser:
+    """The bundle's ``configs`` parsed with :func:`trained_overrides`."""
+    from lmseg_components.workflows import load_bundle
+
+    return load_bundle(bundle, configs, trained_overrides(bundle, configs, ckpt_dir, overrides))
 
 
 def export_program(
@@ -96,23 +144,9 @@ def prepare_bundle_export(
     ``overrides``; an override that contradicts a trained value raises ``ValueError``."""
     from lmseg_components.workflows import load_bundle
 
-    overrides = dict(overrides or {})
-    parser = load_bundle(bundle, ["inference.json"], overrides)
-    root = Path(parser.get_parsed_content("bundle_root"))
+    root = Path(load_bundle(bundle, ["inference.json"], overrides).get_parsed_content("bundle_root"))
     ckpt = Path(ckpt) if ckpt else root / "models" / "model.pt"
-    # the recorded values that inference.json sets as plain values (not its components, e.g. ``dataset``)
-    trained = {
-        k: v for k, v in trained_values(ckpt.parent).items() if k in parser and not isinstance(parser.get(k), dict)
-    }
-    conflicts = {k: v for k, v in overrides.items() if k in trained and v != trained[k]}
-    if conflicts:
-        raise ValueError(
-            f"{ckpt} was trained with {', '.join(f'{k}={trained[k]!r}' for k in conflicts)} (the run record in "
-            f"{ckpt.parent / 'checkpoint.pt'}), not {', '.join(f'{k}={v!r}' for k, v in conflicts.items())}: "
-            "drop these overrides to export the trained network."
-        )
-    if trained:
-        parser = load_bundle(bundle, ["inference.json"], {**trained, **overrides})
+    parser = load_trained_bundle(bundle, ["inference.json"], ckpt.parent, overrides)
     network = parser.get_parsed_content("network_def")
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     network.load_state_dict(state)
@@ -128,9 +162,14 @@ def export_bundle(
     overwrite: bool = False,
 ) -> Path:
     """Export the bundle's trained ``network_def`` (see :func:`prepare_bundle_export`) to ``models/model.pt2``
-    under ``bundle_root`` (or ``out``). An existing program file is replaced only with ``overwrite``; the
-    checkpoint is never written over (see :func:`~lmseg_components.files.prepare_output_file`)."""
+    under ``bundle_root`` (or ``out``, with a copy of the checkpoint's ``run_record.json``). An existing program
+    file is replaced only with ``overwrite``; the checkpoint is never written over (see
+    :func:`~lmseg_components.files.prepare_output_file`)."""
     network, inputs, named, root = prepare_bundle_export(bundle, ckpt, overrides)
     checkpoint = Path(ckpt) if ckpt else root / "models" / "model.pt"
     path = prepare_output_file(Path(out) if out else root / "models" / "model.pt2", overwrite, sources=[checkpoint])
-    return export_program(network, inputs, path, named)
+    export_program(network, inputs, path, named)
+    record = checkpoint.parent / RUN_RECORD_FILE
+    if record.is_file() and path.parent != record.parent.resolve():  # the trained values travel with the program
+        shutil.copy2(record, path.parent / RUN_RECORD_FILE)
+    return path

@@ -1,5 +1,5 @@
-"""The MONAI Deploy app's SDK-free parts: the input reader (images + ``prompts.json``), the mask writer, the app
-folder generator and the exported-bundle predictor (its masks are the bundle's own exported inference's)."""
+"""The MONAI Deploy app's SDK-free parts: the mask writer, the app folder generator and the exported-bundle
+predictor (its masks are the bundle's own exported inference's)."""
 
 from __future__ import annotations
 
@@ -18,66 +18,13 @@ from monai.data import MetaTensor
 from PIL import Image
 
 from lmseg_components.data import read_lvit_split
-from lmseg_components.deploy import (
-    TextBundlePredictor,
-    find_bundle,
-    make_deploy_app,
-    mask_path,
-    read_prompted_inputs,
-    write_mask,
-)
+from lmseg_components.deploy import make_deploy_app
+from lmseg_components.inference import TextBundlePredictor, find_bundle, mask_path, write_mask
 
 
 def _png(path: Path, size: int = 8) -> Path:
     Image.fromarray(np.zeros((size, size), np.uint8)).save(path)
     return path
-
-
-def test_inputs_read_prompts_by_file_name_with_a_default(tmp_path):
-    _png(tmp_path / "b.png")
-    _png(tmp_path / "a.png")
-    nib.save(nib.Nifti1Image(np.zeros((4, 4, 2), np.float32), np.eye(4)), str(tmp_path / "c.nii.gz"))
-    (tmp_path / "notes.txt").write_text("not an image")
-    prompts = {"a.png": "lesion in the left lung", "c.nii.gz": ["liver", "spleen"], "default": "one lesion"}
-    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
-    records = read_prompted_inputs(tmp_path)
-    assert [Path(r["image"]).name for r in records] == ["a.png", "b.png", "c.nii.gz"]
-    assert [r["text"] for r in records] == ["lesion in the left lung", "one lesion", ["liver", "spleen"]]
-    single = read_prompted_inputs(tmp_path / "b.png")
-    assert single == [{"image": str(tmp_path / "b.png"), "text": "one lesion"}]
-
-
-def test_inputs_without_prompts_have_no_text(tmp_path):
-    _png(tmp_path / "x.png")
-    assert read_prompted_inputs(tmp_path) == [{"image": str(tmp_path / "x.png")}]
-
-
-@pytest.mark.parametrize(
-    "content, message",
-    [
-        ('{"missing.png": "x"}', "key 'missing.png' names no image"),
-        ('{"x.png": ""}', "key 'x.png': a prompt must be"),
-        ('{"x.png": ["ok", 3]}', "key 'x.png': a prompt must be"),
-        ('["x.png"]', "must be a JSON object"),
-        ("{not json", "not valid JSON"),
-    ],
-)
-def test_inputs_bad_prompts_file_names_file_and_key(tmp_path, content, message):
-    _png(tmp_path / "x.png")
-    (tmp_path / "prompts.json").write_text(content)
-    with pytest.raises(ValueError, match="prompts.json") as error:
-        read_prompted_inputs(tmp_path)
-    assert message in str(error.value)
-
-
-def test_inputs_without_images_fail(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        read_prompted_inputs(tmp_path / "nope")
-    (tmp_path / "prompts.json").write_text("{}")
-    with pytest.raises(FileNotFoundError, match="no image"):
-        read_prompted_inputs(tmp_path)
-    with pytest.raises(FileNotFoundError, match="no image"):
-        read_prompted_inputs(tmp_path / "prompts.json")
 
 
 def test_write_mask_png_and_nifti(tmp_path):
@@ -120,7 +67,7 @@ def test_predictor_reproduces_the_bundle_exported_inference(tirnet_exported):
 def test_predictor_checks_the_prompt_and_the_device(tirnet_exported):
     root = tirnet_exported
     predictor = TextBundlePredictor(BUNDLES / "tirnet_lmis", "cpu", {"bundle_root": str(root), **TIRNET_TINY})
-    assert predictor.num_prompts is None and predictor.default_text() is None
+    assert predictor.num_prompts is None and predictor.default_text is None
     with pytest.raises(ValueError, match="case.png: no text prompt"):
         predictor.check_text({"image": "case.png"})
     with pytest.raises(ValueError, match="case.png: tirnet_lmis takes one prompt string"):

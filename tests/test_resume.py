@@ -3,6 +3,7 @@ weights), keeps its best score, refuses other data or config, writes files with 
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -17,6 +18,7 @@ from monai.transforms import Compose, RandFlipd, RandGaussianNoised
 from torch import nn
 
 from lmseg_components.engines import BestModelSaver, ResumableCheckpoint, RunMismatchError
+from lmseg_components.export import trained_values
 from lmseg_components.fingerprint import datalist_fingerprint
 
 
@@ -139,15 +141,27 @@ def test_other_data_or_config_is_refused_naming_both(tmp_path):
     _run(tmp_path, epochs=2, record={"dataset": "aaaa", "width": 16})  # same record: resumes, trains epoch 2
 
 
+def test_run_record_snapshot_beside_the_model_is_what_inference_reads(tmp_path):
+    """``run_record.json`` beside ``model.pt``: ``lmseg segment``, the apps and ``lmseg export`` read the trained
+    values from it (:func:`trained_values`), without unpickling the training checkpoint."""
+    _run(tmp_path, epochs=1, record={"dataset": "aaaa", "width": 16})
+    assert json.loads((tmp_path / "run_record.json").read_text()) == {"dataset": "aaaa", "width": 16}
+    (tmp_path / "checkpoint.pt").unlink()  # a model shared with its snapshot, without the training state
+    assert trained_values(tmp_path) == {"dataset": "aaaa", "width": 16}
+    (tmp_path / "run_record.json").write_text("{torn")
+    with pytest.raises(ValueError, match="run_record.json: not valid JSON"):
+        trained_values(tmp_path)
+
+
 def test_saved_files_follow_the_umask_and_leave_no_temp_file(tmp_path):
     old = os.umask(0o022)
     try:
-        _run(tmp_path, epochs=1)
+        _run(tmp_path, epochs=1, record={"width": 16})
     finally:
         os.umask(old)
-    for name in ("checkpoint.pt", "model.pt"):
+    for name in ("checkpoint.pt", "model.pt", "run_record.json"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "model.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "model.pt", "run_record.json"]
 
 
 def test_datalist_fingerprint_follows_names_sizes_and_texts_not_the_folder(tmp_path):

@@ -35,6 +35,7 @@ from lmseg_components.data.msd import (
     read_msd_split,
 )
 from lmseg_components.data.problems import DataProblem, DatasetValidationError
+from lmseg_components.data.prompted import IMAGE_SUFFIXES, PROMPTS_FILES, read_prompted_images, read_prompts_file
 from lmseg_components.data.splits import PARTS, select_part, split_by_case
 from lmseg_components.data.synthetic import (
     SYNTHETIC_MAKERS,
@@ -46,6 +47,10 @@ from lmseg_components.data.synthetic import (
 )
 
 __all__ = [
+    "IMAGE_SUFFIXES",
+    "PROMPTS_FILES",
+    "read_prompted_images",
+    "read_prompts_file",
     "ACDC_LABELS",
     "load_slices",
     "make_synthetic_acdc",

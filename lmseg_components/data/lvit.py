@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from lmseg_components.data.problems import DataProblem, DatasetValidationError
 
@@ -158,10 +158,14 @@ def check_images_readable(records: Sequence[dict], key: str = "image") -> list[d
 
 def _open_image(path: Path, problems: list[DataProblem], row: int | None) -> np.ndarray | None:
     try:
+        if path.suffix.lower() == ".dcm":
+            import pydicom  # lazy: only a user's own DICOM inputs need it
+
+            return np.asarray(pydicom.dcmread(path).pixel_array)
         with Image.open(path) as im:
             im.load()
             return np.asarray(im)
-    except (OSError, UnidentifiedImageError, ValueError) as e:
+    except Exception as e:  # PIL and pydicom raise many types for corrupt files
         problems.append(DataProblem(str(path), f"unreadable or corrupt image ({e})", row=row))
         return None
 

@@ -9,6 +9,7 @@ import shutil
 from importlib import metadata
 from pathlib import Path
 
+from lmseg_components.export import trained_overrides
 from lmseg_components.files import prepare_output_dir
 from lmseg_components.workflows import copy_bundle
 
@@ -81,8 +82,9 @@ def make_deploy_app(
         bundle: a bundle folder (``configs/inference_exported.json``).
         model: the exported network (``model.pt2`` from ``lmseg export`` or ``model.ts`` from ``ckpt_export``);
             default the bundle's own ``models/model.pt2`` or ``models/model.ts``.
-        overrides: top-level config ids the model was exported with (e.g. ``{"image_size": 64}``), written into
-            the copied ``configs/inference_exported.json``.
+        overrides: top-level config values, written into the copied ``configs/inference_exported.json`` with the
+            values the model was trained with (the ``run_record.json`` beside it, which training writes and
+            ``lmseg export`` leaves beside ``model.pt2``; an override that contradicts one is refused).
         overwrite: write into a non-empty ``out``: the app's files replace those of the same names, nothing is
             deleted.
 
@@ -116,7 +118,8 @@ def make_deploy_app(
         raise ValueError(f"{bundle.name}'s inference_exported.json loads {loads}, not {model.name}")
     package = Path(__file__).resolve().parents[1]
     out = prepare_output_dir(out, overwrite, sources=[package, bundle, model])
-    target = copy_bundle(bundle, out / "models" / bundle.name, overrides, "inference_exported.json", overwrite)
+    values = trained_overrides(bundle, ["inference.json"], model.parent, overrides)  # + run_record.json beside it
+    target = copy_bundle(bundle, out / "models" / bundle.name, values, "inference_exported.json", overwrite)
     (target / "models").mkdir(exist_ok=True)
     shutil.copy2(model, target / "models" / model.name)
     shutil.copytree(

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
-from lmseg_components.deploy.inputs import read_prompted_inputs
-from lmseg_components.deploy.predictor import TextBundlePredictor
-from lmseg_components.deploy.writer import check_mask_paths, write_mask
+from lmseg_components.data.prompted import read_prompted_images
+from lmseg_components.inference.predictor import TextBundlePredictor
+from lmseg_components.inference.writer import check_mask_paths, describe_mask, write_mask
 
 __all__ = ["MaskWriterOperator", "PromptedImageLoaderOperator", "TextBundleInferenceOperator"]
 
@@ -23,7 +23,7 @@ RESULTS_FILE = "results.json"
 
 
 class PromptedImageLoaderOperator(Operator):
-    """Emits the records of an input file or folder (see :func:`~lmseg_components.deploy.read_prompted_inputs`).
+    """Emits the records of an input file or folder (see :func:`~lmseg_components.data.read_prompted_images`).
 
     Named output:
         records: list of ``{"image": path, "text": prompt}`` (``text`` absent where ``prompts.json`` has none).
@@ -37,13 +37,13 @@ class PromptedImageLoaderOperator(Operator):
         spec.output("records")
 
     def compute(self, op_input, op_output, context):
-        records = read_prompted_inputs(self.input_path)
+        records = read_prompted_images(self.input_path)
         logging.getLogger(__name__).info("%d image(s) to segment from %s", len(records), self.input_path)
         op_output.emit(records, "records")
 
 
 class TextBundleInferenceOperator(Operator):
-    """Runs an exported bundle (:class:`~lmseg_components.deploy.TextBundlePredictor`) on each record.
+    """Runs an exported bundle (:class:`~lmseg_components.inference.TextBundlePredictor`) on each record.
 
     The bundle is loaded on the first call, so composing the application (e.g. for packaging) needs no model.
 
@@ -87,10 +87,10 @@ class TextBundleInferenceOperator(Operator):
 
 
 class MaskWriterOperator(Operator):
-    """Writes each prediction's mask (:func:`~lmseg_components.deploy.write_mask`) to the output folder and
-    lists them in ``results.json`` (image, prompt(s), mask file, foreground voxels per label). The mask names are
-    checked first (:func:`~lmseg_components.deploy.writer.check_mask_paths`): nothing is written when two images
-    would share a mask.
+    """Writes each prediction's mask (:func:`~lmseg_components.inference.write_mask`) to the output folder and
+    lists them in ``results.json`` (image, prompt(s), mask file,
+    :func:`~lmseg_components.inference.describe_mask`). The mask names are checked first
+    (:func:`~lmseg_components.inference.check_mask_paths`): nothing is written when two images would share a mask.
 
     Named input:
         predictions: the output of :class:`TextBundleInferenceOperator`.
@@ -111,9 +111,9 @@ class MaskWriterOperator(Operator):
             check_mask_paths(names, self.output_folder, predictions[0]["pred"].ndim - 1)
         for item in predictions:
             mask = write_mask(item["pred"], self.output_folder)
-            values = item["pred"].detach().cpu().round().int()
-            counts = {str(int(v)): int((values == v).sum()) for v in values.unique() if v > 0}
-            results.append({"image": item["image"], "text": item["text"], "mask": mask.name, "voxels": counts})
+            results.append(
+                {"image": item["image"], "text": item["text"], "mask": mask.name, **describe_mask(item["pred"])}
+            )
         self.output_folder.mkdir(parents=True, exist_ok=True)
         (self.output_folder / RESULTS_FILE).write_text(json.dumps(results, indent=4))
         logging.getLogger(__name__).info("wrote %d mask(s) to %s", len(results), self.output_folder)

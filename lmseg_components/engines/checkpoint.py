@@ -18,9 +18,11 @@ from monai.data.utils import set_rnd
 from monai.utils import set_determinism
 
 from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
-from lmseg_components.files import atomic_save, remove_stale_temps
+from lmseg_components.files import atomic_save, atomic_write, remove_stale_temps
 
-__all__ = ["ResumableCheckpoint", "BestModelSaver", "RunMismatchError", "epoch_seed"]
+__all__ = ["RUN_RECORD_FILE", "ResumableCheckpoint", "BestModelSaver", "RunMismatchError", "epoch_seed"]
+
+RUN_RECORD_FILE = "run_record.json"  # the run record as JSON beside the checkpoint: what inference and export read
 
 
 class RunMismatchError(ValueError):
@@ -88,8 +90,10 @@ class ResumableCheckpoint:
       that moment; the resumed run replays the epoch's loader, skips the batches already trained on and goes on
       from the saved state.
     - **Same run**: ``run_record`` (JSON-able values: a dataset fingerprint, the config values that shape the
-      model) is stored in the checkpoint; resuming with a different record raises :class:`RunMismatchError`
-      naming both values, instead of "resuming" a finished run on other data. ``epochs`` may grow on resume.
+      model) is stored in the checkpoint, and as ``run_record.json`` beside it (what ``lmseg segment``, the label
+      and deploy apps and ``lmseg export`` read, so nobody retypes ``--width 16 --image_size 64``); resuming
+      with a different record raises :class:`RunMismatchError` naming both values, instead of "resuming" a
+      finished run on other data. ``epochs`` may grow on resume.
     - **Only consistent states**: nothing is saved when an exception (Ctrl-C, a crash) stops training, since
       it may strike inside an optimizer step or a validation; a rerun repeats at most ``save_interval``
       iterations, or the validation of the epoch that was cut.
@@ -203,6 +207,8 @@ class ResumableCheckpoint:
         state["rng"] = _rng_state()
         if self.run_record is not None:
             state["run_record"] = self.run_record
+            record = json.dumps(self.run_record, indent=1)
+            atomic_write(self.path.parent / RUN_RECORD_FILE, lambda tmp: Path(tmp).write_text(record))
         atomic_save(state, self.path)
 
     def _save_in_epoch(self, engine: Engine) -> None:

@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from lmseg_components.export import trained_overrides
 from lmseg_components.files import prepare_output_dir
 from lmseg_components.workflows import BUNDLES_DIR, copy_bundle
 
@@ -41,8 +42,9 @@ def make_label_app(
         models: bundle name -> trained checkpoint to install as ``models/model.pt`` (default: the bundle's own
             ``models/model.pt`` when it has one). A bundle without a checkpoint is copied but not served.
         bundles_dir: where the bundles live.
-        overrides: bundle name -> top-level config values the checkpoint was trained with (e.g.
-            ``{"tirnet_lmis": {"width": 8}}``), written into the copied ``configs/inference.json``.
+        overrides: bundle name -> top-level config values (e.g. ``{"tirnet_lmis": {"device": "cpu"}}``), written
+            into the copied ``configs/inference.json`` with the values the checkpoint was trained with (read from
+            the ``run_record.json`` beside it; an override that contradicts one is refused).
         overwrite: write into a non-empty ``out``: the app's files replace those of the same names, nothing is
             deleted.
 
@@ -73,7 +75,10 @@ def make_label_app(
     inputs = [source / name for name in bundles] + [Path(models[name]) for name in models]
     out = prepare_output_dir(out, overwrite, sources=inputs)
     for name, checkpoint in checkpoints.items():
-        target = copy_bundle(source / name, out / "model" / name, dict(overrides.get(name, {})), overwrite=overwrite)
+        values = dict(overrides.get(name, {}))
+        if checkpoint.is_file():  # the values it was trained with (run_record.json beside it)
+            values = trained_overrides(source / name, ["inference.json"], checkpoint.parent, values)
+        target = copy_bundle(source / name, out / "model" / name, values, overwrite=overwrite)
         if checkpoint.is_file():
             (target / "models").mkdir(parents=True, exist_ok=True)
             shutil.copy2(checkpoint, target / "models" / "model.pt")

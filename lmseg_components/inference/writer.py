@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from monai.data import FolderLayout, MetaTensor
 from monai.transforms import SaveImage
 
-__all__ = ["check_mask_paths", "mask_path", "write_mask"]
+__all__ = ["check_mask_paths", "describe_mask", "mask_path", "write_mask"]
 
 # spatial dims -> (postfix, extension, scale): the names and formats of the bundles' own inference
 _FORMATS = {2: ("mask", ".png", 255), 3: ("seg", ".nii.gz", None)}
@@ -67,3 +68,13 @@ def write_mask(pred: MetaTensor, output_dir: str | Path) -> Path:
     )
     saver(pred)
     return mask_path(pred.meta["filename_or_obj"], output_dir, pred.ndim - 1)
+
+
+def describe_mask(pred: torch.Tensor) -> dict:
+    """What a written mask holds: ``voxels`` (count per label > 0, labels as strings), ``foreground_fraction``
+    (share of pixels / voxels with any label) and ``empty`` (no foreground: the prompt named nothing the model
+    found). ``pred`` is (1, H, W) binary or (1, H, W, D) labels."""
+    values = torch.as_tensor(pred).detach().cpu().round().int()
+    counts = {str(int(v)): int((values == v).sum()) for v in values.unique() if v > 0}
+    foreground = sum(counts.values())
+    return {"voxels": counts, "foreground_fraction": foreground / max(values.numel(), 1), "empty": foreground == 0}

@@ -1,0 +1,134 @@
+"""Run a text-guided bundle on one image and prompt: the bundle's own preprocessing, its network (a trained
+checkpoint with the values it was trained with, or the exported program of ``configs/inference_exported.json``),
+its inferer and its postprocessing without the file writers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from monai.data import decollate_batch, list_data_collate
+from monai.transforms import Compose
+
+from lmseg_components.data.msd import organ_prompt
+from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
+from lmseg_components.export import load_trained_bundle
+from lmseg_components.workflows import FILE_WRITERS, bundle_dir, device_expression, load_bundle
+
+__all__ = ["EXPORTED_CONFIG", "TextBundlePredictor", "class_names", "class_prompts", "find_bundle"]
+
+EXPORTED_CONFIG = "inference_exported.json"
+
+
+def class_names(meta: dict) -> list[str]:
+    """The bundle's output classes in channel order (``network_data_format.outputs.pred.channel_def``)."""
+    channels = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
+    return [channels[key] for key in sorted(channels, key=int)]
+
+
+def class_prompts(meta: dict) -> list[str] | None:
+    """One prompt per class (``A computerized tomography of a liver``, ...) for bundles whose text input holds a
+    prompt per class (``spatial_shape`` [P, L]); ``None`` for the bundles whose prompt describes the image."""
+    text = meta["network_data_format"]["inputs"]["text"]
+    return [organ_prompt(name) for name in class_names(meta)] if len(text["spatial_shape"]) == 2 else None
+
+
+def find_bundle(path: str | Path) -> Path:
+    """The bundle folder at ``path``: ``path`` itself when it has ``configs/metadata.json``, else its one
+    sub-folder that has (a MAP's model folder holds each model in a sub-folder); a name that is no folder here
+    names one of lmseg's bundles (``tirnet_lmis``)."""
+    path = Path(path)
+    if not path.exists() and len(path.parts) == 1:
+        return bundle_dir(path.name)
+    if (path / "configs" / "metadata.json").is_file():
+        return path
+    found = sorted(p for p in path.glob("*") if (p / "configs" / "metadata.json").is_file()) if path.is_dir() else []
+    if len(found) != 1:
+        what = f"several ({', '.join(p.name for p in found)})" if found else "none"
+        raise FileNotFoundError(f"model path {path}: expected one bundle (configs/metadata.json), found {what}")
+    return found[0]
+
+
+class TextBundlePredictor:
+    """A bundle as a function ``record -> record``.
+
+    ``predictor({"image": "case.png", "text": "..."})`` returns the preprocessed record with ``pred``: the bundle's
+    postprocessed prediction on the input's own grid (a binary map (1, H, W) for the 2D bundles, a label volume
+    (1, H, W, D) with labels 1..P for the CT organs bundle), as a MetaTensor with the input's affine.
+
+    Args:
+        bundle: the bundle folder (or a folder holding one, or the name of one of lmseg's bundles).
+        device: ``cpu``, ``cuda`` or ``cuda:N``; default the bundle's (CUDA when available).
+        overrides: bundle config overrides by id, as on the ``monai.bundle`` command line (e.g. ``text_cache_dir``).
+        model: a trained checkpoint (``models/model.pt``): the network is the bundle's ``inference.json``
+            ``network_def`` built with the values it was trained with (``run_record.json`` beside it, see
+            :func:`~lmseg_components.export.load_trained_bundle`). Default: the exported network that
+            ``configs/inference_exported.json`` loads (``models/model.pt2`` from ``lmseg export``, or
+            ``models/model.ts`` from ``ckpt_export``), with the values of the ``run_record.json`` beside it.
+    """
+
+    def __init__(
+        self,
+        bundle: str | Path,
+        device: str | None = None,
+        overrides: dict | None = None,
+        model: str | Path | None = None,
+    ):
+        self.bundle = find_bundle(bundle)
+        extra = dict(overrides or {})
+        if device is not None:
+            extra["device"] = device_expression(str(device))
+        if model is None:
+            if not (self.bundle / "configs" / EXPORTED_CONFIG).is_file():
+                raise FileNotFoundError(
+                    f"{self.bundle}: no configs/{EXPORTED_CONFIG}; this bundle has no exported-network inference"
+                )
+            configs = ["inference.json", EXPORTED_CONFIG]
+            ckpt_dir = load_bundle(self.bundle, configs, extra).get_parsed_content("ckpt_dir")
+            parser = load_trained_bundle(self.bundle, configs, ckpt_dir, extra)
+            self.network = parser.get_parsed_content("network").eval()
+        else:
+            model = check_checkpoint_file(model)
+            parser = load_trained_bundle(self.bundle, ["inference.json"], model.parent, extra)
+            self.network = parser.get_parsed_content("network")
+            device_now = next(self.network.parameters()).device
+            self.network.load_state_dict(torch.load(model, map_location=device_now, weights_only=True))
+            self.network.eval()
+        self.meta = parser.get_parsed_content("_meta_")
+        self.device = parser.get_parsed_content("device")
+        self.preprocessing = parser.get_parsed_content("preprocessing")
+        self.inferer = parser.get_parsed_content("inferer")
+        self.prepare_batch = parser.get_parsed_content("prepare_batch")
+        post = parser.get_parsed_content("postprocessing")
+        self.postprocessing = Compose([t for t in post.transforms if not isinstance(t, FILE_WRITERS)])
+        self.classes = class_names(self.meta)
+        self.default_text = class_prompts(self.meta)
+        self.num_prompts = len(self.default_text) if self.default_text else None
+
+    def check_text(self, record: dict) -> dict:
+        """``record`` with its ``text`` checked against the bundle (a string, or one prompt per class);
+        the class prompts are filled in when the bundle has them. The errors name the image."""
+        record = dict(record)
+        text = record.get("text", self.default_text)
+        image = record.get("image")
+        if text is None:
+            raise ValueError(f"{image}: no text prompt; {self.bundle.name} needs one (prompts.json)")
+        if self.num_prompts:
+            prompts = [text] if isinstance(text, str) else list(text)
+            if len(prompts) != self.num_prompts:
+                raise ValueError(
+                    f"{image}: {self.bundle.name} takes {self.num_prompts} prompts (one per class: "
+                    f"{', '.join(self.classes)}), got {len(prompts)}"
+                )
+            record["text"] = prompts
+        elif not isinstance(text, str):
+            raise ValueError(f"{image}: {self.bundle.name} takes one prompt string, got {text!r}")
+        return record
+
+    @torch.no_grad()
+    def __call__(self, record: dict) -> dict:
+        data = self.preprocessing(self.check_text(record))
+        batch = list_data_collate([data])
+        inputs, _, args, kwargs = self.prepare_batch(batch, self.device, non_blocking=False)
+        batch["pred"] = self.inferer(inputs, self.network, *args, **kwargs)
+        return self.postprocessing(decollate_batch(batch)[0])

@@ -1,0 +1,128 @@
+"""``lmseg segment``: a trained text bundle on a user's own images and sentences, in one command.
+
+    lmseg segment --bundle tirnet_lmis --model runs/x/models/model.pt chest.png --text "..." --out masks/
+
+Each image goes through the bundle's own ``inference.json`` (its preprocessing, network, inferer and
+postprocessing, so the masks are those ``python -m monai.bundle run inference --images DIR --prompts FILE``
+writes) with the config values the model was trained with (``run_record.json`` beside the checkpoint). Written
+to ``out``: the mask on the input's own grid (``<name>_mask.png`` at the input's size for 2D images,
+``<name>_seg.nii.gz`` on the input's grid and affine for volumes), ``<name>_overlay.png`` (image, mask and the
+prompt as caption; for a volume its axial slice with the most foreground) and ``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.data import FolderLayout
+from monai.transforms import EnsureChannelFirst, LoadImage, ScaleIntensity
+
+from lmseg_components.data.prompted import read_prompted_images
+from lmseg_components.engines.overlay import render_overlay
+from lmseg_components.files import atomic_write, prepare_output_dir
+from lmseg_components.inference.predictor import TextBundlePredictor
+from lmseg_components.inference.writer import check_mask_paths, describe_mask, write_mask
+
+__all__ = ["RESULTS_FILE", "READERS", "segment", "write_overlay"]
+
+RESULTS_FILE = "results.json"
+READERS = ("PILReader", "PydicomReader", "NibabelReader")  # PNG / JPEG, DICOM, NIfTI: chosen by file suffix
+VOLUME_SUFFIXES = (".nii", ".nii.gz")
+
+
+def write_overlay(image: str | Path, pred: torch.Tensor, caption: str, output_dir: str | Path) -> Path:
+    """Write ``<output_dir>/<name>_overlay.png``: the input ``image`` as read from its file (intensities scaled
+    to [0, 1], channels averaged), ``pred`` on the same grid ((1, W, H) as MONAI reads a 2D image, or
+    (1, X, Y, Z): the axial slice with the most foreground) and ``caption`` below."""
+    array = EnsureChannelFirst()(LoadImage(reader=list(READERS), image_only=True)(str(image)))
+    picture = ScaleIntensity()(array.float()).mean(0).numpy()
+    mask = torch.as_tensor(pred).detach().cpu().numpy()[0]
+    if mask.shape != picture.shape:
+        raise ValueError(f"{image}: prediction {mask.shape} is not on the image's grid {picture.shape}")
+    if mask.ndim == 3:
+        z = int(np.argmax((mask > 0).sum(axis=(0, 1))))
+        picture, mask, caption = picture[..., z], mask[..., z], f"{caption} (slice {z})"
+    layout = FolderLayout(str(output_dir), postfix="overlay", extension=".png", parent=False, makedirs=True)
+    path = Path(layout.filename(subject=str(image)))
+    overlay = render_overlay(picture.T, mask.T, caption)
+    return atomic_write(path, lambda tmp: overlay.save(tmp, format="PNG"))
+
+
+def segment(
+    images: str | Path | Sequence[str | Path],
+    bundle: str | Path,
+    model: str | Path,
+    out: str | Path,
+    text: str | None = None,
+    prompts: str | Path | None = None,
+    device: str | None = None,
+    overwrite: bool = False,
+    overrides: dict | None = None,
+) -> list[dict]:
+    """Segment ``images`` with the trained ``model`` of ``bundle``; returns the ``results.json`` entries.
+
+    Args:
+        images: an image file, a folder, or a list of files (PNG, JPEG, DICOM, NIfTI; see
+            :func:`~lmseg_components.data.read_prompted_images`).
+        bundle: one of lmseg's text bundles by name (``tirnet_lmis``, ``tgcnet_lmis``, ``tgcnet_ct_organs``) or a
+            bundle folder.
+        model: the trained checkpoint (``<run>/models/model.pt``); the config values it was trained with are read
+            from ``run_record.json`` beside it.
+        out: the output folder: new or empty unless ``overwrite``; never one that holds an input.
+        text: one prompt for every image.
+        prompts: a ``prompts.json`` / ``prompts.csv`` (default: the one in the images' folder). The CT organs
+            bundle prompts every organ it knows when an image has no prompt.
+        device: ``cpu``, ``cuda`` or ``cuda:N`` (default: CUDA when available).
+        overwrite: write into a non-empty ``out`` (masks of the same names are replaced).
+        overrides: other bundle config values (e.g. ``text_cache_dir``); one that contradicts a trained value is
+            refused.
+
+    Each entry: ``image``, ``text`` (the prompt(s) used), ``mask`` and ``overlay`` (file names in ``out``),
+    ``voxels`` (count per label), ``foreground_fraction``, ``empty`` (no foreground) and ``inference_ms``
+    (preprocessing + network + postprocessing of that image, wall time).
+
+    Raises:
+        FileNotFoundError / ValueError / FileExistsError: a missing image, model or prompts file; a bad prompt;
+            an image the bundle cannot read; an output folder that is not empty (the message names the file).
+    """
+    records = read_prompted_images(images, prompts, text)
+    model = Path(model)
+    out = prepare_output_dir(out, overwrite, sources=[model, *(r["image"] for r in records)])
+    # the caches of text features (and CLIP weights) go to the run the model came from
+    run_root = model.parent.parent if model.parent.name == "models" else model.parent
+    predictor = TextBundlePredictor(bundle, device, {"bundle_root": str(run_root), **(overrides or {})}, model=model)
+    for spatial_dims in (2, 3):  # NIfTI volumes get NIfTI masks, 2D images PNG masks; names checked before writing
+        group = [r["image"] for r in records if (r["image"].lower().endswith(VOLUME_SUFFIXES)) == (spatial_dims == 3)]
+        check_mask_paths(group, out, spatial_dims)
+    results = []
+    for record in records:
+        start = time.perf_counter()
+        try:
+            item = predictor(record)
+        except RuntimeError as e:  # a reader's or a transform's failure: name the image, not the stack
+            raise ValueError(f"{record['image']}: {predictor.bundle.name} cannot segment it ({e})") from e
+        milliseconds = (time.perf_counter() - start) * 1000
+        pred = item["pred"]
+        prompt = item["text"]
+        caption = prompt if isinstance(prompt, str) else "; ".join(prompt)
+        mask = write_mask(pred, out)
+        overlay = write_overlay(record["image"], pred, caption, out)
+        results.append(
+            {
+                "image": record["image"],
+                "text": prompt,
+                "mask": mask.name,
+                "overlay": overlay.name,
+                **describe_mask(pred),
+                "inference_ms": round(milliseconds, 1),
+            }
+        )
+    atomic_write(out / RESULTS_FILE, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=1)))
+    logging.getLogger(__name__).info("wrote %d mask(s) and %s to %s", len(results), RESULTS_FILE, out)
+    return results

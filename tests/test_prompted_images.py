@@ -1,0 +1,116 @@
+"""A user's own images and prompts (``lmseg_components.data.prompted``): image files of every supported format,
+``prompts.json`` / ``prompts.csv`` or one ``--text``, and errors that name the file and the key or row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from lmseg_components.data import read_prompted_images
+
+
+def _png(path: Path, size: int = 8) -> Path:
+    Image.fromarray(np.zeros((size, size), np.uint8)).save(path)
+    return path
+
+
+def test_inputs_read_prompts_by_file_name_with_a_default(tmp_path):
+    _png(tmp_path / "b.png")
+    _png(tmp_path / "a.png")
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 2), np.float32), np.eye(4)), str(tmp_path / "c.nii.gz"))
+    (tmp_path / "notes.txt").write_text("not an image")
+    prompts = {"a.png": "lesion in the left lung", "c.nii.gz": ["liver", "spleen"], "default": "one lesion"}
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    records = read_prompted_images(tmp_path)
+    assert [Path(r["image"]).name for r in records] == ["a.png", "b.png", "c.nii.gz"]
+    assert [r["text"] for r in records] == ["lesion in the left lung", "one lesion", ["liver", "spleen"]]
+    single = read_prompted_images(tmp_path / "b.png")
+    assert single == [{"image": str(tmp_path / "b.png"), "text": "one lesion"}]
+
+
+def test_inputs_without_prompts_have_no_text(tmp_path):
+    _png(tmp_path / "x.png")
+    assert read_prompted_images(tmp_path) == [{"image": str(tmp_path / "x.png")}]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"missing.png": "x"}', "key 'missing.png' names no image in the inputs' folders"),
+        ('{"x.png": ""}', "key 'x.png': a prompt must be"),
+        ('{"x.png": ["ok", 3]}', "key 'x.png': a prompt must be"),
+        ('["x.png"]', "must be a JSON object"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_inputs_bad_prompts_file_names_file_and_key(tmp_path, content, message):
+    _png(tmp_path / "x.png")
+    (tmp_path / "prompts.json").write_text(content)
+    with pytest.raises(ValueError, match="prompts.json") as error:
+        read_prompted_images(tmp_path)
+    assert message in str(error.value)
+
+
+def test_inputs_without_images_fail(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_prompted_images(tmp_path / "nope")
+    (tmp_path / "prompts.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="no image"):
+        read_prompted_images(tmp_path)
+    with pytest.raises(ValueError, match="prompts.json: not an image"):
+        read_prompted_images(tmp_path / "prompts.json")
+
+
+def test_csv_prompts_text_for_all_and_a_list_of_files(tmp_path):
+    for name in ("a.png", "b.jpg", "c.dcm"):
+        (tmp_path / name).write_bytes(b"")  # the reader goes by name; the bundle's LoadImaged reads the pixels
+    (tmp_path / "prompts.csv").write_text("image,text\na.png,lesion in the left lung\ndefault,one lesion\n")
+    records = read_prompted_images(tmp_path)
+    assert [(Path(r["image"]).name, r["text"]) for r in records] == [
+        ("a.png", "lesion in the left lung"),
+        ("b.jpg", "one lesion"),
+        ("c.dcm", "one lesion"),
+    ]
+    chosen = read_prompted_images([tmp_path / "c.dcm", tmp_path / "a.png"], text="two lesions")
+    assert [(Path(r["image"]).name, r["text"]) for r in chosen] == [("c.dcm", "two lesions"), ("a.png", "two lesions")]
+    other = tmp_path / "elsewhere.json"
+    other.write_text(json.dumps({"b.jpg": "a lesion in the right lung"}))
+    assert read_prompted_images(tmp_path / "b.jpg", prompts=other) == [
+        {"image": str(tmp_path / "b.jpg"), "text": "a lesion in the right lung"}
+    ]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("name,prompt\nx.png,a\n", "needs a header row with the columns 'image' and 'text'"),
+        ("image,text\nx.png,a\nx.png,b\n", "row 3: image 'x.png' is named twice"),
+        ("image,text\nx.png,\n", "key 'x.png': a prompt must be"),
+        ("image,text\ny.png,a\n", "key 'y.png' names no image"),
+    ],
+)
+def test_bad_csv_prompts_name_file_and_row(tmp_path, content, message):
+    _png(tmp_path / "x.png")
+    (tmp_path / "prompts.csv").write_text(content)
+    with pytest.raises(ValueError, match="prompts.csv") as error:
+        read_prompted_images(tmp_path)
+    assert message in str(error.value)
+
+
+def test_ambiguous_or_contradictory_prompts_are_refused(tmp_path):
+    _png(tmp_path / "x.png")
+    with pytest.raises(ValueError, match="not both"):
+        read_prompted_images(tmp_path, prompts=tmp_path / "p.json", text="a lesion")
+    with pytest.raises(ValueError, match="--text: a prompt must be"):
+        read_prompted_images(tmp_path, text="  ")
+    (tmp_path / "prompts.json").write_text("{}")
+    (tmp_path / "prompts.csv").write_text("image,text\n")
+    with pytest.raises(ValueError, match="several prompts files"):
+        read_prompted_images(tmp_path)
+    with pytest.raises(ValueError, match="expected a .json or .csv"):
+        read_prompted_images(tmp_path, prompts=tmp_path / "x.png")

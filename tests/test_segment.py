@@ -1,0 +1,168 @@
+"""``lmseg segment``: a user's own PNG, JPEG, DICOM and (oblique, anisotropic) NIfTI files through each text
+bundle; masks on the input's grid, equal to what the bundle's own ``inference.json`` writes for the same files
+(``--images DIR --prompts FILE``); the trained values come from ``run_record.json``; bad input is named."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from bundle_cli import BUNDLES, run_bundle
+from PIL import Image
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+from lmseg_components.bundle_checks import cli_overrides
+from lmseg_components.inference.segment import RESULTS_FILE, segment
+from lmseg_components.workflows import load_bundle
+
+pytestmark = pytest.mark.bundle
+
+SMALL_TGC = {"image_size": 64, "dim": 32, "cnn_width": 8, "cost_dim": 16}
+TRAINED = {"tirnet_lmis": {"image_size": 32, "width": 4}, "tgcnet_lmis": SMALL_TGC, "tgcnet_ct_organs": SMALL_TGC}
+PROMPT = "Unilateral pulmonary infection, one infected area, middle left lung."
+
+
+def _model(root: Path, bundle: str) -> Path:
+    """``<root>/models/model.pt`` and ``run_record.json`` as training leaves them (weights at a fixed random
+    init: geometry and equality with the bundle's inference need no trained weights)."""
+    values = TRAINED[bundle]
+    parser = load_bundle(BUNDLES / bundle, ["inference.json"], {"bundle_root": str(root), **values})
+    torch.manual_seed(0)
+    network = parser.get_parsed_content("network_def")
+    head_bias = [p for name, p in network.named_parameters() if name.endswith("head.bias")][-1]
+    with torch.no_grad():  # a random head bias makes every logit one sign; at 0 the mask follows the features
+        head_bias.zero_()
+    (root / "models").mkdir(parents=True)
+    torch.save(network.state_dict(), root / "models" / "model.pt")
+    (root / "models" / "run_record.json").write_text(json.dumps({"dataset": "0123abcd", **values}))
+    return root / "models" / "model.pt"
+
+
+def _dicom(path: Path, pixels: np.ndarray) -> Path:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PhotometricInterpretation, ds.SamplesPerPixel = "DX", "MONOCHROME2", 1
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = pixels.astype(np.uint8).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    return path
+
+
+def _chest(height: int = 44, width: int = 60) -> np.ndarray:
+    """A non-square grey image with two bright blobs (a non-trivial input for a random-init network)."""
+    y, x = np.mgrid[:height, :width]
+    picture = (
+        60 + 120 * np.exp(-((x - 18) ** 2 + (y - 20) ** 2) / 60) + 90 * np.exp(-((x - 44) ** 2 + (y - 30) ** 2) / 30)
+    )
+    return np.clip(picture + np.random.default_rng(0).normal(0, 8, picture.shape), 0, 255).astype(np.uint8)
+
+
+def _mask(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+@pytest.mark.parametrize("bundle", ["tirnet_lmis", "tgcnet_lmis"])
+def test_png_jpeg_dicom_keep_the_input_geometry_and_match_the_bundle_inference(tmp_path, bundle):
+    model = _model(tmp_path / "run", bundle)
+    images = tmp_path / "images"
+    images.mkdir()
+    pixels = _chest()
+    Image.fromarray(pixels).save(images / "a.png")
+    Image.fromarray(np.repeat(pixels[..., None], 3, -1)).save(images / "b.jpg", quality=95)  # RGB JPEG
+    _dicom(images / "c.dcm", pixels)
+    (images / "prompts.csv").write_text(f'image,text\ndefault,"{PROMPT}"\n')
+
+    results = segment(images, bundle, model, tmp_path / "masks")  # prompts.csv of the folder; no overrides
+    masks = {Path(r["image"]).name: _mask(tmp_path / "masks" / r["mask"]) for r in results}
+    assert all(m.shape == pixels.shape for m in masks.values())  # (H, W) of the input, not the network's size
+    assert np.array_equal(masks["a.png"], masks["c.dcm"])  # same pixels as PNG and DICOM: same mask, same way up
+    assert 0 < (masks["a.png"] > 0).mean() < 1  # a non-trivial mask, so the comparisons mean something
+    assert json.loads((tmp_path / "masks" / RESULTS_FILE).read_text()) == results
+    for r in results:
+        assert r["text"] == PROMPT and r["inference_ms"] > 0 and r["empty"] is False
+        assert r["foreground_fraction"] == pytest.approx((masks[Path(r["image"]).name] > 0).mean())
+        overlay = Image.open(tmp_path / "masks" / r["overlay"])
+        assert overlay.height > overlay.width * pixels.shape[0] / pixels.shape[1]  # the caption below the image
+
+    # the bundle's own inference.json on the same folder and prompts file, as `monai.bundle run` would
+    # (the trained values given on its command line: lmseg segment read them from run_record.json)
+    extra = ["--images", str(images), "--prompts", str(images / "prompts.csv"), "--output_dir", str(tmp_path / "b")]
+    run = run_bundle(
+        bundle, "inference", ["configs/inference.json"], tmp_path / "run", *extra, *cli_overrides(TRAINED[bundle])
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    for name, mask in masks.items():
+        assert np.array_equal(_mask(tmp_path / "b" / f"{Path(name).stem}_mask.png"), mask), name
+
+
+def test_oblique_anisotropic_nifti_is_segmented_on_its_own_grid(tmp_path):
+    model = _model(tmp_path / "run", "tgcnet_ct_organs")
+    angle = np.deg2rad(20)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([0.8, 0.7, 2.5])
+    affine[:3, 3] = [-20.0, 14.0, 31.0]
+    rng = np.random.default_rng(0)
+    volume = rng.normal(40, 30, (36, 30, 7)).astype(np.float32)
+    volume[8:20, 6:18, 2:6] += 120  # an organ-bright block
+    image = tmp_path / "images" / "ct_1.nii.gz"
+    image.parent.mkdir()
+    nib.save(nib.Nifti1Image(volume, affine), str(image))
+
+    (result,) = segment(image, "tgcnet_ct_organs", model, tmp_path / "masks")  # organ prompts by default
+    seg = nib.load(str(tmp_path / "masks" / result["mask"]))
+    assert seg.shape == volume.shape and np.allclose(seg.affine, affine, atol=1e-5)
+    labels = np.asarray(seg.dataobj)
+    assert set(np.unique(labels)) <= set(range(len(result["text"]) + 1)) and len(result["text"]) > 1
+    assert result["voxels"] == {str(v): int((labels == v).sum()) for v in np.unique(labels) if v > 0}
+    assert 0 < result["foreground_fraction"] < 1  # a non-trivial label map, so the comparisons mean something
+
+    extra = ["--images", str(image.parent), "--output_dir", str(tmp_path / "b"), *cli_overrides(SMALL_TGC)]
+    run = run_bundle("tgcnet_ct_organs", "inference", ["configs/inference.json"], tmp_path / "run", *extra)
+    assert run.returncode == 0, run.stderr[-3000:]
+    bundle_seg = nib.load(str(tmp_path / "b" / "ct_1_seg.nii.gz"))
+    assert np.allclose(bundle_seg.affine, affine, atol=1e-5)
+    assert np.array_equal(np.asarray(bundle_seg.dataobj), labels)
+
+
+def test_bad_input_is_named_and_nothing_is_overwritten(tmp_path):
+    model = _model(tmp_path / "run", "tirnet_lmis")
+    image = tmp_path / "x.png"
+    Image.fromarray(_chest()).save(image)
+    with pytest.raises(ValueError, match=r"trained with width=4 \(its run record\), not width=8"):
+        segment(image, "tirnet_lmis", model, tmp_path / "a", text=PROMPT, overrides={"width": 8})
+    with pytest.raises(ValueError, match=r"x.png: no text prompt"):
+        segment(image, "tirnet_lmis", model, tmp_path / "b")
+    with pytest.raises(FileNotFoundError, match="no checkpoint file"):
+        segment(image, "tirnet_lmis", tmp_path / "missing.pt", tmp_path / "c", text=PROMPT)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty"):
+        segment(image, "tirnet_lmis", model, tmp_path / "d", text=PROMPT)
+    with pytest.raises(ValueError, match="overlaps the input"):
+        segment(image, "tirnet_lmis", model, tmp_path, text=PROMPT, overwrite=True)
+    assert (tmp_path / "d" / "keep.txt").read_text() == "mine"
+
+    command = [sys.executable, "-m", "lmseg_components.cli", "segment", "--bundle", "tirnet_lmis", "--model"]
+    cli = subprocess.run([*command, str(model), str(tmp_path / "nope.png")], capture_output=True, text=True)
+    assert cli.returncode == 1 and "error: input" in cli.stderr and "nope.png does not exist" in cli.stderr
+    assert "Traceback" not in cli.stderr
+    ok = subprocess.run(
+        [*command, str(model), str(image), "--text", PROMPT, "--out", str(tmp_path / "e")],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "x_mask.png" in ok.stdout and (tmp_path / "e" / "x_mask.png").is_file()
