@@ -18,7 +18,7 @@ import numpy as np
 
 from lmseg_components.cli import run_script
 from lmseg_components.data import make_synthetic_msd, read_msd_labels, read_msd_split
-from lmseg_components.workflows import bundle_dir, device_expression, evaluate_metrics, run_workflow
+from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expression, evaluate_metrics, run_workflow
 
 
 def _per_class(path: Path) -> dict[str, list[float]]:
@@ -59,14 +59,14 @@ def run(
         **overrides,
     }
     start = time.perf_counter()
-    run_workflow(bundle, "training", ["train.json"], {**common, "epochs": epochs}, logging_conf=False)
+    run_workflow(bundle, "training", ["train.json", SMALL_CONFIG], {**common, "epochs": epochs}, logging_conf=False)
     minutes = (time.perf_counter() - start) / 60
     test = read_msd_split(data, "test")
-    correct = evaluate_metrics(bundle, common)
+    correct = evaluate_metrics(bundle, common, overlays=(SMALL_CONFIG,))
     dice = _per_class(root / "run" / "eval" / "val_mean_dice_raw.csv")
     hd95 = _per_class(root / "run" / "eval" / "val_hd95_raw.csv")
     rotated = [{**r, "text": r["text"][1:] + r["text"][:1]} for r in test]
-    shuffled = evaluate_metrics(bundle, common, rotated)
+    shuffled = evaluate_metrics(bundle, common, rotated, (SMALL_CONFIG,))
 
     print(
         f"\ntgcnet_ct_organs on synthetic MSD ({len(test)} test volumes of {n_cases}), {epochs} epochs at "

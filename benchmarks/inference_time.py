@@ -1,5 +1,5 @@
 """CPU (or GPU) inference time per image of the text-guided bundles' networks, as each bundle's
-``inference.json`` builds them (its defaults or ``--key value`` overrides applied to every bundle).
+``inference.json`` builds them at the CPU setting ``small.json`` (``--key value`` overrides apply to every bundle).
 
 The networks are timed in one process, interleaved round by round (median of ``rounds``), so the ratios to the
 first bundle are robust to machine noise. Inputs are the bundles' example inputs (``network_data_format``):
@@ -20,7 +20,7 @@ import torch
 from lmseg_components.cli import run_script
 from lmseg_components.export import bundle_example_inputs
 from lmseg_components.networks import count_parameters
-from lmseg_components.workflows import bundle_dir, load_bundle
+from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, load_bundle
 
 BUNDLES = ("tirnet_lmis", "tgcnet_lmis", "tgcnet_ct_organs")
 
@@ -41,10 +41,10 @@ def run(bundles: str | tuple = BUNDLES, rounds: int = 20, warmup: int = 3, devic
     models = {}
     for name in names:
         parser = load_bundle(
-            bundle_dir(name), ["inference.json"], {"device": f"$torch.device('{device}')", **overrides}
+            bundle_dir(name), ["inference.json", SMALL_CONFIG], {"device": f"$torch.device('{device}')", **overrides}
         )
         network = parser.get_parsed_content("network_def").to(device).eval()
-        inputs, named = bundle_example_inputs(parser, network)
+        inputs, named = bundle_example_inputs(parser)
         models[name] = (
             network,
             [x.to(device) for x in inputs],

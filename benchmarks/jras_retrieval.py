@@ -1,5 +1,6 @@
-"""Does retrieval earn its place? The J-RAS bundle's own ``train.json`` / ``evaluate.json`` (in-process, same as
-``python -m monai.bundle run training``), one backbone at a time, four ways, same data and number of updates:
+"""Does retrieval earn its place? The J-RAS bundle's own ``train.json`` + ``small.json`` / ``evaluate.json``
+(in-process, same as ``python -m monai.bundle run training``), one backbone at a time, four ways, same data and
+number of updates:
 
 - ``none``: the backbone alone (``use_retrieval: false``);
 - ``simclr``: the old retriever (``configs/retriever_resnet.json``: ResNet + projection head), NT-Xent on two
@@ -32,9 +33,9 @@ import numpy as np
 
 from lmseg_components.cli import run_script
 from lmseg_components.data import make_synthetic_acdc
-from lmseg_components.workflows import bundle_dir, device_expression, evaluate_metrics, run_workflow
+from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expression, evaluate_metrics, run_workflow
 
-VARIANTS = {  # name -> (config overlays after train.json, overrides)
+VARIANTS = {  # name -> (config overlays after train.json and small.json, overrides)
     "none": ((), {"use_retrieval": False}),
     "simclr": (
         ("retriever_resnet.json",),
@@ -125,7 +126,7 @@ def run(
                         budget = few_epochs if trained_in == "few" else epochs
                         minutes = _train(bundle, run_dir, overlays, common, budget)
                         test = {"dataset_dir": str(data_b)} if regime == "shift" else {}
-                        metrics = evaluate_metrics(bundle, {**common, **test}, overlays=overlays)
+                        metrics = evaluate_metrics(bundle, {**common, **test}, overlays=(SMALL_CONFIG, *overlays))
                         result = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
                         result_file.write_text(json.dumps({**result, "train_minutes": minutes}, indent=1))
                     result = json.loads(result_file.read_text())
@@ -145,7 +146,8 @@ def _train(bundle: Path, run_dir: Path, overlays: tuple, common: dict, epochs: i
     marker = run_dir / "trained.json"
     if not marker.is_file():
         start = time.perf_counter()
-        run_workflow(bundle, "training", ["train.json", *overlays], {**common, "epochs": epochs}, logging_conf=False)
+        configs = ["train.json", SMALL_CONFIG, *overlays]
+        run_workflow(bundle, "training", configs, {**common, "epochs": epochs}, logging_conf=False)
         marker.write_text(json.dumps({"epochs": epochs, "minutes": (time.perf_counter() - start) / 60}))
     return json.loads(marker.read_text())["minutes"]
 

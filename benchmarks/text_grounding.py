@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lmseg_components.cli import run_script
 from lmseg_components.data import make_synthetic_lvit, read_lvit_split
-from lmseg_components.workflows import bundle_dir, device_expression, evaluate_metrics, run_workflow
+from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expression, evaluate_metrics, run_workflow
 
 VARIANTS = {
     "tirnet_lmis": {
@@ -98,9 +98,9 @@ def run(
             **table[name],
         }
         start = time.perf_counter()
-        run_workflow(bundle, "training", ["train.json"], {**common, "epochs": epochs}, logging_conf=False)
+        run_workflow(bundle, "training", ["train.json", SMALL_CONFIG], {**common, "epochs": epochs}, logging_conf=False)
         minutes = (time.perf_counter() - start) / 60
-        result = {c: evaluate_metrics(bundle, common, records) for c, records in conditions.items()}
+        result = {c: evaluate_metrics(bundle, common, records, (SMALL_CONFIG,)) for c, records in conditions.items()}
         rows.append((name, minutes, result))
         print(
             f"[{name}] trained in {minutes:.1f} min: "

@@ -4,8 +4,9 @@ Per bundle: required files, metadata against the packaged schema (the Model Zoo'
 present in the changelog, 4-space JSON formatting, the same values in ``train.json`` and ``inference.json`` (and in
 an overlay ``X.json`` and its ``X_inference.json``), ``large_files.yml`` format, ``ConfigWorkflow`` properties,
 a 1-epoch train -> evaluate -> inference through ``python -m monai.bundle`` on a tiny synthetic dataset,
-``verify_net_in_out`` and a TorchScript ``ckpt_export`` whose output loads with ``torch.jit.load``.
-Per-bundle dataset kind and tiny overrides come from ``ci/bundles.json``.
+``verify_net_in_out`` and a TorchScript ``ckpt_export`` whose output loads with ``torch.jit.load``. The runs load
+the bundle's CPU setting (``configs/small.json``, no model hub needed) over its paper defaults; per-bundle dataset
+kind and tiny overrides come from ``ci/bundles.json``.
 
     python ci/verify_bundles.py            # or: lmseg verify-bundles
 """
@@ -27,6 +28,7 @@ REQUIRED_FILES = (
     "configs/evaluate.json",
     "configs/inference.json",
     "configs/multi_gpu_train.json",
+    "configs/small.json",
     "configs/logging.conf",
     "docs/README.md",
     "LICENSE",
@@ -146,7 +148,7 @@ def check_properties(bundle: Path, ctx: dict) -> str:
 
     configs = bundle / "configs"
     common = {"bundle_root": str(ctx["root"]), "dataset_dir": str(ctx["data"]), **ctx["overrides"]}
-    for kind, files in (("train", ["train.json"]), ("infer", ["inference.json"])):
+    for kind, files in (("train", ["train.json", "small.json"]), ("infer", ["inference.json", "small.json"])):
         workflow = ConfigWorkflow(
             workflow_type=kind,
             config_file=[str(configs / f) for f in files],
@@ -165,17 +167,26 @@ def check_train_evaluate_infer(bundle: Path, ctx: dict) -> str:
     root, data = ctx["root"], ctx["data"]
     common = ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
     common += ["--bundle_root", str(root), "--dataset_dir", str(data), *cli_overrides(ctx["overrides"])]
-    _bundle_cli(bundle, ["run", "training", "--config_file", "configs/train.json", *common])
+    _bundle_cli(bundle, ["run", "training", "--config_file", "['configs/train.json','configs/small.json']", *common])
     if not (root / "models" / "model.pt").is_file():
         raise CheckFailed("training wrote no models/model.pt")
     _bundle_cli(
-        bundle, ["run", "evaluating", "--config_file", "['configs/train.json','configs/evaluate.json']", *common]
+        bundle,
+        [
+            "run",
+            "evaluating",
+            "--config_file",
+            "['configs/train.json','configs/small.json','configs/evaluate.json']",
+            *common,
+        ],
     )
     if not (root / "eval" / "metrics.csv").is_file():
         raise CheckFailed("evaluating wrote no eval/metrics.csv")
     infer = ["--meta_file", "configs/metadata.json", "--bundle_root", str(root), "--dataset_dir", str(data)]
     infer += cli_overrides({k: v for k, v in ctx["overrides"].items() if k in ctx["infer_keys"]})
-    _bundle_cli(bundle, ["run", "inference", "--config_file", "configs/inference.json", *infer])
+    _bundle_cli(
+        bundle, ["run", "inference", "--config_file", "['configs/inference.json','configs/small.json']", *infer]
+    )
     outputs = [p for p in (root / "eval").rglob("*") if p.is_file() and "inference" in p.parts]
     if not outputs:
         raise CheckFailed("inference wrote nothing under eval/inference")
@@ -187,20 +198,25 @@ def check_net_in_out(bundle: Path, ctx: dict) -> str:
     arguments (random token features of the metadata's shape)."""
     from monai.bundle import verify_net_in_out
 
-    from lmseg_components.export import bundle_example_inputs
+    from lmseg_components.export import example_inputs, network_inputs
     from lmseg_components.workflows import load_bundle
 
     overrides = {"bundle_root": str(ctx["root"]), **ctx["export_overrides"]}
-    parser = load_bundle(bundle, ["inference.json"], overrides)
-    _, named = bundle_example_inputs(parser)  # the metadata's token shapes; verify_net_in_out builds the network
+    parser = load_bundle(bundle, ["inference.json", "small.json"], overrides)
+    inputs = network_inputs(parser)  # the metadata's shapes at the small setting's sizes and widths
+    _, named = example_inputs(inputs)  # verify_net_in_out makes the image; the token features are extra args
+    image = {
+        f"_meta_#network_data_format#inputs#image#{k}": inputs["image"][k] for k in ("num_channels", "spatial_shape")
+    }
     configs = bundle / "configs"
     verify_net_in_out(
         net_id=ctx["net_id"],
         meta_file=str(configs / "metadata.json"),
-        config_file=str(configs / "inference.json"),
+        config_file=[str(configs / c) for c in ("inference.json", "small.json")],
         device="cpu",
         extra_forward_args=named,
         **overrides,
+        **image,
     )
     return f"{ctx['net_id']} verified" + (f" with {', '.join(named)}" if named else "")
 
@@ -221,7 +237,7 @@ def check_export(bundle: Path, ctx: dict) -> str:
         target = ctx["root"] / export.get("filepath", "models/model.ts")
         args = ["ckpt_export", export.get("net_id", "network_def"), "--filepath", str(target)]
         args += ["--ckpt_file", str(checkpoint), "--meta_file", "configs/metadata.json"]
-        args += ["--config_file", "configs/inference.json"]
+        args += ["--config_file", "['configs/inference.json','configs/small.json']"]
         if export.get("key_in_ckpt"):
             args += ["--key_in_ckpt", export["key_in_ckpt"]]
         _bundle_cli(bundle, args + cli_overrides(ctx["export_overrides"]))

@@ -137,7 +137,7 @@ def demo(
     earlier demo wrote; any other non-empty folder is refused unless ``overwrite`` is given.
     ``device`` is ``cpu``, ``cuda`` or ``cuda:N``.
     """
-    from lmseg_components.workflows import bundle_dir, device_expression, run_workflow
+    from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expression, run_workflow
 
     root = Path(out).resolve()
     try:
@@ -167,9 +167,9 @@ def demo(
         "num_workers": num_workers,
         "seed": seed,
     }
-    run_workflow(bundle, "training", ["train.json"], {**common, "epochs": epochs})
-    run_workflow(bundle, "evaluating", ["train.json", "evaluate.json"], common)
-    run_workflow(bundle, "inference", ["inference.json"], {**common, "num_workers": 0})
+    run_workflow(bundle, "training", ["train.json", SMALL_CONFIG], {**common, "epochs": epochs})
+    run_workflow(bundle, "evaluating", ["train.json", SMALL_CONFIG, "evaluate.json"], common)
+    run_workflow(bundle, "inference", ["inference.json", SMALL_CONFIG], {**common, "num_workers": 0})
     overlays = sorted((root / "eval" / "inference").glob("*_overlay.png"))
     metrics = dict(line.split(",")[:2] for line in (root / "eval" / "metrics.csv").read_text().split())
     print(f"\n=== TIRNet on the synthetic test split ({root / 'eval' / 'metrics.csv'}) ===")

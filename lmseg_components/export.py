@@ -3,6 +3,7 @@ its open_clip tower), and load the exported program as a module that MONAI engin
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,7 @@ __all__ = [
     "export_program",
     "prepare_bundle_export",
     "load_trained_bundle",
+    "network_inputs",
     "trained_overrides",
     "trained_values",
 ]
@@ -106,32 +108,45 @@ class ExportedNetwork(nn.Module):
         return self._program(*inputs, **named)
 
 
-def example_inputs(
-    meta: dict, network: nn.Module | None, context_length: int, image_size: int | None = None
-) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-    """Example inputs from the bundle's ``network_data_format``: the image (positional; ``image_size`` replaces
-    the metadata's spatial shape when the config overrides it), and every token input (``text``, ``aux_text``:
-    the forward's argument names) as (1, context_length, width) features, or (1, P, context_length, width) when
-    its ``spatial_shape`` is ``[P, L]`` (one prompt per organ). ``width`` is the network's text width when it has
-    one (a TGC-Net built with another text encoder), else the metadata's ``num_channels``."""
-    inputs = meta["network_data_format"]["inputs"]
+def network_inputs(parser: ConfigParser) -> dict:
+    """The ``network_data_format`` inputs of the bundle's metadata with the shapes its config sets (the
+    metadata describes the default, paper, network; ``small.json`` and overrides change sizes and widths): the
+    image's spatial shape from ``image_size``; for the text bundles also the image channels from
+    ``in_channels`` and every token input's width and length from the ``text_encoder``'s ``token_dim`` and
+    ``text_context_length`` (one prompt per organ keeps its prompt axis: ``[P, L]``). J-RAS stacks its guides
+    onto the image, so its metadata's channel count stands."""
+    inputs = copy.deepcopy(parser.get_parsed_content("_meta_")["network_data_format"]["inputs"])
     image = inputs["image"]
-    spatial = [image_size] * len(image["spatial_shape"]) if image_size else image["spatial_shape"]
-    named = {}
-    for name, spec in inputs.items():
-        if name != "image" and spec.get("type") == "tokens":
-            width = getattr(getattr(network, "date", None), "text_dim", spec["num_channels"])
-            named[name] = torch.randn(1, *spec["spatial_shape"][:-1], context_length, width)
-    return [torch.rand(1, image["num_channels"], *spatial)], named
+    if "image_size" in parser:
+        image["spatial_shape"] = [int(parser.get_parsed_content("image_size"))] * len(image["spatial_shape"])
+    tokens = [name for name, spec in inputs.items() if name != "image" and spec.get("type") == "tokens"]
+    if tokens:
+        if "in_channels" in parser:
+            image["num_channels"] = int(parser.get_parsed_content("in_channels"))
+        width = int(parser.get_parsed_content("text_encoder").token_dim)
+        length = int(parser.get_parsed_content("text_context_length"))
+        for name in tokens:
+            inputs[name]["num_channels"] = width
+            inputs[name]["spatial_shape"] = [*inputs[name]["spatial_shape"][:-1], length]
+    return inputs
 
 
-def bundle_example_inputs(
-    parser, network: nn.Module | None = None
-) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-    """:func:`example_inputs` for a parsed bundle config (its metadata, ``text_context_length``, ``image_size``)."""
-    context = int(parser.get_parsed_content("text_context_length")) if "text_context_length" in parser else 1
-    size = int(parser.get_parsed_content("image_size")) if "image_size" in parser else None
-    return example_inputs(parser.get_parsed_content("_meta_"), network, context, size)
+def example_inputs(inputs: dict) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Random example inputs of ``network_data_format`` ``inputs`` (see :func:`network_inputs`): the image
+    (positional, (1, C, *spatial)) and every token input (``text``, ``aux_text``: the forward's argument names)
+    as (1, *spatial_shape, num_channels) features, e.g. (1, L, D), or (1, P, L, D) for one prompt per organ."""
+    image = inputs["image"]
+    named = {
+        name: torch.randn(1, *spec["spatial_shape"], spec["num_channels"])
+        for name, spec in inputs.items()
+        if name != "image" and spec.get("type") == "tokens"
+    }
+    return [torch.rand(1, image["num_channels"], *image["spatial_shape"])], named
+
+
+def bundle_example_inputs(parser: ConfigParser) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """:func:`example_inputs` of a parsed bundle config (:func:`network_inputs`)."""
+    return example_inputs(network_inputs(parser))
 
 
 def prepare_bundle_export(
@@ -150,7 +165,7 @@ def prepare_bundle_export(
     network = parser.get_parsed_content("network_def")
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     network.load_state_dict(state)
-    inputs, named = bundle_example_inputs(parser, network)
+    inputs, named = bundle_example_inputs(parser)
     return network.eval(), inputs, named, root
 
 

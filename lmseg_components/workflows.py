@@ -19,6 +19,7 @@ from lmseg_components.files import prepare_output_dir
 __all__ = [
     "BUNDLES_DIR",
     "FILE_WRITERS",
+    "SMALL_CONFIG",
     "bundle_dir",
     "copy_bundle",
     "device_expression",
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
+# every bundle's CPU setting, an overlay on its paper defaults: what the demo, tests, CI and benchmarks load
+SMALL_CONFIG = "small.json"
 # the bundles' postprocessing transforms that write files; left out where the caller writes (MONAI Label, Deploy)
 FILE_WRITERS = (SaveImaged, SaveOverlayd)
 _DEVICE_NAME = re.compile(r"^(cpu|cuda(:\d+)?)$")

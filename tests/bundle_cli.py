@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lmseg_components.workflows import BUNDLES_DIR
+from lmseg_components.workflows import BUNDLES_DIR, SMALL_CONFIG
 
 BUNDLES = BUNDLES_DIR
 TIRNET_TINY = {"image_size": 32, "width": 4}
+INFERENCE = ["configs/inference.json"]
 EXPORTED_INFERENCE = ["configs/inference.json", "configs/inference_exported.json"]
 
 
+def with_small(bundle: str, configs: Sequence[str]) -> list[str]:
+    """``configs`` with the bundle's CPU setting ``configs/small.json`` right after the first (the base config),
+    so that later overlays (``evaluate.json``, ``busi.json``, ``inference_exported.json``) still apply over it."""
+    small = f"configs/{SMALL_CONFIG}"
+    return [configs[0], small, *configs[1:]] if (BUNDLES / bundle / small).is_file() else list(configs)
+
+
+def small_values(bundle: str) -> dict:
+    """The values of the bundle's ``configs/small.json`` (what a run at the CPU setting records)."""
+    return json.loads((BUNDLES / bundle / "configs" / SMALL_CONFIG).read_text())
+
+
+def config_file(configs: Sequence[str]) -> str:
+    """The ``--config_file`` value of ``configs``: one path, or a list as ``monai.bundle`` reads it."""
+    return configs[0] if len(configs) == 1 else "[" + ",".join(f"'{c}'" for c in configs) + "]"
+
+
 def run_bundle(
-    bundle: str, workflow: str, configs: Sequence[str], root: Path, *extra: str, **kwargs
+    bundle: str, workflow: str, configs: Sequence[str], root: Path, *extra: str, small: bool = True, **kwargs
 ) -> subprocess.CompletedProcess:
     """``python -m monai.bundle run <workflow>`` in ``bundles/<bundle>`` with ``bundle_root=root`` and
-    ``dataset_dir=root/data``; ``extra`` are CLI overrides."""
-    config = configs[0] if len(configs) == 1 else "[" + ",".join(f"'{c}'" for c in configs) + "]"
+    ``dataset_dir=root/data`` at the CPU setting (:func:`with_small`; ``small=False``: the paper defaults);
+    ``extra`` are CLI overrides."""
+    config = config_file(with_small(bundle, configs) if small else configs)
     command = [sys.executable, "-m", "monai.bundle", "run", workflow, "--meta_file", "configs/metadata.json"]
     command += ["--config_file", config, "--logging_file", "configs/logging.conf"]
     command += ["--bundle_root", str(root), "--dataset_dir", str(root / "data"), *extra]
@@ -45,7 +65,8 @@ def train_and_export_tirnet(root: Path, seed: int = 0) -> Path:
     run = run_bundle("tirnet_lmis", "training", ["configs/train.json"], root, *tiny, "--epochs", "1")
     assert run.returncode == 0, run.stderr[-3000:]
     ts = root / "models" / "model.ts"
-    common = ["--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json"]
+    inference = config_file(with_small("tirnet_lmis", INFERENCE))
+    common = ["--meta_file", "configs/metadata.json", "--config_file", inference]
     args = ["ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(root / "models" / "model.pt")]
     export = monai_bundle("tirnet_lmis", *args, *common, *cli_overrides(TIRNET_TINY))
     assert export.returncode == 0, export.stderr[-3000:]

@@ -7,11 +7,13 @@ from the bundle's folder, as their quick starts say), after the substitutions of
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 paths become synthetic sets made with ``lmseg make-synthetic``, datasets shrink, and every
-``python -m monai.bundle`` command gets the bundle's tiny settings of ``ci/bundles.json`` (one epoch, small
-image size and widths)."""
+``python -m monai.bundle`` command loads the bundle's CPU setting ``configs/small.json`` after its base config (the
+documented commands use the paper defaults, which need the model hub) and gets the tiny settings of
+``ci/bundles.json`` (one epoch, small image size and widths)."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -87,6 +89,15 @@ def bash_blocks(doc: Path) -> list[Block]:
 BLOCKS = [block for doc in DOCS for block in bash_blocks(doc)]
 
 
+def _with_small(found: re.Match) -> str:
+    """A ``--config_file`` value with ``configs/small.json`` (the CPU setting, no model hub) after its base config."""
+    value = found[1].strip('"')
+    configs = ast.literal_eval(value) if value.startswith("[") else [value]
+    if "configs/small.json" not in configs:
+        configs = [configs[0], "configs/small.json", *configs[1:]]
+    return '--config_file "[' + ",".join(f"'{c}'" for c in configs) + ']"'
+
+
 def small(code: str, data: Path, overrides: dict) -> str:
     """``code`` with continuation lines joined, :data:`SMALL` applied to every command line and ``overrides``
     replacing or added to the options of every ``python -m monai.bundle`` command."""
@@ -96,6 +107,7 @@ def small(code: str, data: Path, overrides: dict) -> str:
         for pattern, replacement in SMALL:
             command = re.sub(pattern, replacement.replace("{data}", str(data)), command)
         if "-m monai.bundle " in command:
+            command = re.sub(r"--config_file (\"[^\"]*\"|\S+)", _with_small, command)
             for key, value in overrides.items():
                 command = re.sub(rf" --{key} \S+", "", command) + f" --{key} {shlex.quote(json.dumps(value))}"
         lines.append(command + (comment or ""))
@@ -195,11 +207,14 @@ def test_small_settings():
         "lmseg make-synthetic --out data/s --kind lvit --seed 0 --size 128 --n-train 300 --n-val 50 --n-test 100\n"
         "python -m monai.bundle run training --config_file configs/train.json \\\n  --dataset_dir /data/ACDC"
         " --image_size 224  # trains\n"
+        "python -m monai.bundle run evaluating --config_file \"['configs/train.json','configs/evaluate.json']\"\n"
     )
     assert small(code, Path("/tmp/d"), {"image_size": 32, "features": [8, 16]}) == (
         "lmseg make-synthetic --out data/s --kind lvit --seed 0 --size 128 --n-train 8 --n-val 4 --n-test 4\n"
-        "python -m monai.bundle run training --config_file configs/train.json    --dataset_dir /tmp/d/acdc"
-        " --image_size 32 --features '[8, 16]'  # trains\n"
+        "python -m monai.bundle run training --config_file \"['configs/train.json','configs/small.json']\"    "
+        "--dataset_dir /tmp/d/acdc --image_size 32 --features '[8, 16]'  # trains\n"
+        "python -m monai.bundle run evaluating --config_file "
+        "\"['configs/train.json','configs/small.json','configs/evaluate.json']\" --image_size 32 --features '[8, 16]'\n"
     )
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from bundle_cli import BUNDLES, run_bundle
+from bundle_cli import BUNDLES, config_file, run_bundle, with_small
 
 from lmseg_components.bundle_checks import cli_overrides
 from lmseg_components.data import make_synthetic_lvit, read_lvit_split
-from lmseg_components.workflows import evaluate_metrics
+from lmseg_components.workflows import SMALL_CONFIG, evaluate_metrics
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 
@@ -40,7 +40,8 @@ def _kill_after(root: Path, iteration: int) -> int:
     """Start the training, SIGKILL it as soon as its checkpoint has reached ``iteration``; return the
     checkpoint's iteration after the kill."""
     command = [sys.executable, "-m", "monai.bundle", "run", "training", "--meta_file", "configs/metadata.json"]
-    command += ["--config_file", TRAIN[0], "--bundle_root", str(root), "--dataset_dir", str(root / "data")]
+    command += ["--config_file", config_file(with_small("tirnet_lmis", TRAIN)), "--bundle_root", str(root)]
+    command += ["--dataset_dir", str(root / "data")]
     proc = subprocess.Popen(
         command + ARGS, cwd=BUNDLES / "tirnet_lmis", env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -99,7 +100,9 @@ def test_killed_training_reruns_as_the_uninterrupted_run(reference):
 
     # the saved model scores on the validation split what the log reported as best (evaluated in-process)
     overrides = {"bundle_root": str(root), "dataset_dir": str(root / "data"), **TINY}
-    metrics = evaluate_metrics(BUNDLES / "tirnet_lmis", overrides, read_lvit_split(root / "data", "Val"))
+    metrics = evaluate_metrics(
+        BUNDLES / "tirnet_lmis", overrides, read_lvit_split(root / "data", "Val"), (SMALL_CONFIG,)
+    )
     assert metrics["val_mean_dice"] == pytest.approx(float(reference_best), abs=1e-4)
 
     leftovers = [p for p in root.rglob("*") if ".tmp" in p.name or p.name.startswith("tmp")]

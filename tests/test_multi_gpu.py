@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from bundle_cli import config_file, with_small
 
 from lmseg_components.data import make_synthetic_acdc, make_synthetic_lvit, make_synthetic_msd
 from lmseg_components.workflows import BUNDLES_DIR
@@ -23,7 +24,10 @@ def _torchrun(bundle: str, root: Path, epochs: int, *overrides: str) -> str:
     """``torchrun --nproc_per_node=2`` of the bundle's multi_gpu_train.json on CPU (gloo); returns the log."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
     command += ["-m", "monai.bundle", "run", "training", "--meta_file", "configs/metadata.json"]
-    command += ["--config_file", "['configs/train.json','configs/multi_gpu_train.json']"]
+    command += [
+        "--config_file",
+        config_file(with_small(bundle, ["configs/train.json", "configs/multi_gpu_train.json"])),
+    ]
     command += ["--logging_file", "configs/logging.conf", "--bundle_root", str(root)]
     command += ["--dataset_dir", str(root / "data"), "--epochs", str(epochs), "--num_workers", "0", *overrides]
     run = subprocess.run(command, cwd=BUNDLES / bundle, capture_output=True, text=True, timeout=600)
@@ -47,7 +51,7 @@ def _torchrun(bundle: str, root: Path, epochs: int, *overrides: str) -> str:
 def test_text_bundles_torchrun_two_ranks_gloo(tmp_path, bundle, overrides):
     make_synthetic_lvit(tmp_path / "data", seed=0, size=48, n_train=8, n_val=4, n_test=2)
     _torchrun(bundle, tmp_path, 1, "--batch_size", "2", *overrides)
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["checkpoint.pt", "model.pt"]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["checkpoint.pt", "model.pt", "run_record.json"]
     state = torch.load(tmp_path / "models" / "checkpoint.pt", weights_only=True)
     assert state["trainer"]["iteration"] == 2  # 8 images / 2 ranks / batch 2
 
@@ -57,7 +61,7 @@ def test_jras_torchrun_two_ranks_gloo(tmp_path):
     small = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--batch_size", "4"]
     log = _torchrun("jras_segmentation", tmp_path, 2, *small)
     models = sorted(p.name for p in (tmp_path / "models").iterdir())
-    assert models == ["checkpoint.pt", "gallery.pt", "index.pt", "model.pt"]
+    assert models == ["checkpoint.pt", "gallery.pt", "index.pt", "model.pt", "run_record.json"]
     # the contrastive gradients are averaged across ranks, so both ranks rebuilt identical indexes
     fingerprints = re.findall(r"retrieval index rebuilt: \d+ items, retriever ([0-9a-f]+)", log)
     assert len(fingerprints) == 2 * 2 * 2 and len(set(fingerprints[-2:])) == 1
@@ -67,7 +71,7 @@ def test_ct_organs_torchrun_two_ranks_gloo(tmp_path):
     make_synthetic_msd(tmp_path / "data", seed=0, n_cases=8, shape=(32, 32, 8))
     small = ["--image_size", "32", "--dim", "32", "--cnn_width", "8", "--cost_dim", "16", "--samples_per_volume", "2"]
     _torchrun("tgcnet_ct_organs", tmp_path, 1, "--split_fractions", "[0.5,0.25,0.25]", *small)  # 4/2/2 volumes
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["checkpoint.pt", "model.pt"]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["checkpoint.pt", "model.pt", "run_record.json"]
     state = torch.load(tmp_path / "models" / "checkpoint.pt", weights_only=True)
     assert state["trainer"]["iteration"] == 2  # 4 volumes / 2 ranks / batch 1
 

@@ -4,18 +4,20 @@ config expression unchecked (item 10)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from bundle_cli import small_values
 
 from lmseg_components import cli
 from lmseg_components.deploy import make_deploy_app
 from lmseg_components.export import export_bundle
 from lmseg_components.files import prepare_output_dir, prepare_output_file
-from lmseg_components.workflows import BUNDLES_DIR, copy_bundle, device_expression, load_bundle
+from lmseg_components.workflows import BUNDLES_DIR, SMALL_CONFIG, copy_bundle, device_expression, load_bundle
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 
@@ -129,9 +131,13 @@ def test_deploy_app_never_writes_over_its_sources(tmp_path, occupied):
 
 def test_export_refuses_an_existing_program(tmp_path):
     tiny = {"bundle_root": str(tmp_path), "image_size": 32, "width": 4}
-    network = load_bundle(BUNDLES / "tirnet_lmis", ["inference.json"], tiny).get_parsed_content("network_def")
+    network = load_bundle(BUNDLES / "tirnet_lmis", ["inference.json", SMALL_CONFIG], tiny).get_parsed_content(
+        "network_def"
+    )
     (tmp_path / "models").mkdir()
     torch.save(network.state_dict(), tmp_path / "models" / "model.pt")
+    record = {**small_values("tirnet_lmis"), "image_size": 32, "width": 4}  # as training at small.json leaves it
+    (tmp_path / "models" / "run_record.json").write_text(json.dumps(record))
     program = tmp_path / "models" / "model.pt2"
     program.write_bytes(b"an earlier export")
     with pytest.raises(FileExistsError, match="exists"):

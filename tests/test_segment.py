@@ -13,14 +13,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_cli import BUNDLES, run_bundle
+from bundle_cli import BUNDLES, run_bundle, small_values
 from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from lmseg_components.bundle_checks import cli_overrides
 from lmseg_components.inference.segment import RESULTS_FILE, segment
-from lmseg_components.workflows import load_bundle
+from lmseg_components.workflows import SMALL_CONFIG, load_bundle
 
 pytestmark = pytest.mark.bundle
 
@@ -32,8 +32,8 @@ PROMPT = "Unilateral pulmonary infection, one infected area, middle left lung."
 def _model(root: Path, bundle: str) -> Path:
     """``<root>/models/model.pt`` and ``run_record.json`` as training leaves them (weights at a fixed random
     init: geometry and equality with the bundle's inference need no trained weights)."""
-    values = TRAINED[bundle]
-    parser = load_bundle(BUNDLES / bundle, ["inference.json"], {"bundle_root": str(root), **values})
+    values = {**small_values(bundle), **TRAINED[bundle]}
+    parser = load_bundle(BUNDLES / bundle, ["inference.json", SMALL_CONFIG], {"bundle_root": str(root), **values})
     torch.manual_seed(0)
     network = parser.get_parsed_content("network_def")
     head_bias = [p for name, p in network.named_parameters() if name.endswith("head.bias")][-1]

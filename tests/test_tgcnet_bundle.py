@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bundle_cli import BUNDLES, EXPORTED_INFERENCE, monai_bundle, run_bundle
+from bundle_cli import BUNDLES, EXPORTED_INFERENCE, INFERENCE, config_file, monai_bundle, run_bundle, with_small
 from PIL import Image
 
 from lmseg_components.bundle_checks import cli_overrides
@@ -52,8 +52,16 @@ def test_evaluate_and_infer(trained):
 
 
 def test_verify_and_torch_export_program_runs_in_the_inference_config(trained, tmp_path):
-    common = ["--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json"]
-    verify = monai_bundle("tgcnet_lmis", "verify_net_in_out", "network_def", *common, "--device", "cpu", *TINY[:8])
+    common = [
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        config_file(with_small("tgcnet_lmis", INFERENCE)),
+    ]
+    size = ["--_meta_#network_data_format#inputs#image#spatial_shape", "[64,64]"]  # the metadata's is the paper's 768
+    verify = monai_bundle(
+        "tgcnet_lmis", "verify_net_in_out", "network_def", *common, "--device", "cpu", *TINY[:8], *size
+    )
     assert verify.returncode == 0 and "verified with no error" in verify.stdout + verify.stderr
     program = export_bundle(BUNDLES / "tgcnet_lmis", overrides={"bundle_root": str(trained), **SMALL})
     assert program == trained / "models" / "model.pt2"

@@ -18,7 +18,7 @@ from monai.bundle import verify_net_in_out
 from lmseg_components.bundle_checks import cli_overrides
 from lmseg_components.data import make_synthetic_msd, read_msd_split
 from lmseg_components.export import bundle_example_inputs, export_bundle, prepare_bundle_export
-from lmseg_components.workflows import load_bundle
+from lmseg_components.workflows import SMALL_CONFIG, load_bundle
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 
@@ -90,18 +90,20 @@ def test_inference_writes_label_volumes_on_the_input_grid(trained):
 
 def test_verify_and_exported_program_match_the_eager_network(trained):
     root, _ = trained
-    parser = load_bundle(BUNDLES / "tgcnet_ct_organs", ["inference.json"], {"bundle_root": str(root), **SMALL})
-    _, named = bundle_example_inputs(parser, parser.get_parsed_content("network_def"))
+    configs = ["inference.json", SMALL_CONFIG]
+    parser = load_bundle(BUNDLES / "tgcnet_ct_organs", configs, {"bundle_root": str(root), **SMALL})
+    _, named = bundle_example_inputs(parser)  # small.json's MiniLM: 384-wide tokens (the metadata's paper: 768)
     assert named["text"].shape == (1, 3, 32, 384) and named["aux_text"].shape == (1, 3, 32, 384)
-    configs = BUNDLES / "tgcnet_ct_organs" / "configs"
+    folder = BUNDLES / "tgcnet_ct_organs" / "configs"
     verify_net_in_out(
         net_id="network_def",
-        meta_file=str(configs / "metadata.json"),
-        config_file=str(configs / "inference.json"),
+        meta_file=str(folder / "metadata.json"),
+        config_file=[str(folder / c) for c in configs],
         device="cpu",
         extra_forward_args=named,
         bundle_root=str(root),
         **SMALL,
+        **{"_meta_#network_data_format#inputs#image#spatial_shape": [SMALL["image_size"]] * 2},
     )
     eager = sorted((root / "eval" / "inference").glob("*_seg.nii.gz"))
     assert eager, "run test_inference_writes_label_volumes_on_the_input_grid first (module order)"

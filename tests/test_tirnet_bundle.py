@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from bundle_cli import BUNDLES, run_bundle
+from bundle_cli import BUNDLES, INFERENCE, config_file, run_bundle, with_small
 
 from lmseg_components.data import make_synthetic_lvit
 
@@ -64,9 +64,26 @@ def test_inference_writes_masks_and_overlays(trained):
 
 
 def test_verify_net_in_out_and_torchscript_export(trained):
-    common = ["--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json"]
+    common = [
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        config_file(with_small("tirnet_lmis", INFERENCE)),
+    ]
+    # the metadata describes the paper network (3 channels); small.json's takes the grey channel alone
+    one_channel = ["--_meta_#network_data_format#inputs#image#num_channels", "1"]
     verify = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def", *common, "--device", "cpu"],
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "verify_net_in_out",
+            "network_def",
+            *common,
+            *one_channel,
+            "--device",
+            "cpu",
+        ],
         cwd=BUNDLE,
         capture_output=True,
         text=True,

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
+from lmseg_components.hub import create_open_clip
 from lmseg_components.networks.deformable_attention import MSDeformAttn, reference_points
 
 __all__ = ["CLIPImageTower", "CNNBranch", "GUIDANCES", "SSE"]
@@ -56,7 +57,7 @@ class CLIPImageTower(nn.Module):
         import open_clip
 
         extra = {"force_image_size": image_size} if image_size else {}
-        clip = open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir, **extra)
+        clip = create_open_clip(model_name, pretrained, cache_dir, "clip_pretrained", **extra)
         visual = clip.visual
         if not hasattr(visual, "forward_intermediates") or not hasattr(visual, "transformer"):
             raise ValueError(f"{model_name} has no ViT image tower with forward_intermediates; use a ViT model.")

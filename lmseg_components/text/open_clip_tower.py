@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lmseg_components.hub import create_open_clip
 from lmseg_components.text.base import TextEncoder
 
 __all__ = ["OpenCLIPTextEncoder"]
@@ -36,7 +37,7 @@ class OpenCLIPTextEncoder(TextEncoder):
         super().__init__()
         import open_clip
 
-        clip = open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir)
+        clip = create_open_clip(model_name, pretrained, cache_dir, "text_pretrained")
         if hasattr(clip, "text"):
             raise ValueError(
                 f"{model_name} has a custom text tower (e.g. a Hugging Face BERT); load that tower with "
