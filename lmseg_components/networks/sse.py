@@ -3,6 +3,7 @@ at a higher resolution (structure), fused level by level and refined by multi-sc
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -34,6 +35,12 @@ class CLIPImageTower(nn.Module):
             trains the last N blocks up to the deepest tapped one, -1 trains all of them plus the patch, class and
             position embeddings and ``ln_pre`` (full fine-tuning). ``ln_post`` and ``proj`` (and blocks deeper than
             the last index) stay frozen in every setting: the tapped grids never pass through them.
+
+    Checkpoints: with ``pretrained`` weights (a tag or a file), ``state_dict()`` leaves the frozen tower weights
+    out (300 MB for ViT-B/16, 1.2 GB for ViT-L/14) and keeps ``<prefix>fingerprint`` instead, a SHA-256 of them;
+    ``load_state_dict`` takes them from the tower built here after checking that fingerprint, and names the tower
+    to provide when it differs. Trainable blocks are saved as usual. A random-init tower (``pretrained=None``)
+    has no other copy of its weights: its checkpoints hold them all.
 
     Raises:
         ValueError: a model without a ViT image tower, block indices out of range, or ``trainable_blocks`` not in
@@ -72,7 +79,31 @@ class CLIPImageTower(nn.Module):
         cfg = open_clip.get_model_preprocess_cfg(clip)
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        self._fingerprint: str | None = None
         self.set_trainable_blocks(trainable_blocks)
+        if pretrained is not None:  # the weights have a home of their own: checkpoints hold their fingerprint
+            self.register_state_dict_post_hook(_drop_frozen_weights)
+        self.register_load_state_dict_pre_hook(_restore_frozen_weights)
+
+    def _frozen(self) -> dict[str, torch.Tensor]:
+        """The tower's frozen weights by state-dict name (relative to this module)."""
+        trainable = {name for name, p in self.visual.named_parameters() if p.requires_grad}
+        return {
+            f"visual.{name}": value
+            for name, value in self.visual.state_dict(keep_vars=True).items()
+            if name not in trainable
+        }
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the frozen tower weights, names and dtypes included; computed once per freezing."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for name, value in sorted(self._frozen().items()):
+                tensor = value.detach().cpu().contiguous()
+                digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+                digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
 
     def set_trainable_blocks(self, trainable_blocks: int) -> None:
         """Freeze the tower, then unfreeze its last ``trainable_blocks`` blocks up to the deepest tapped one (-1: all
@@ -84,6 +115,7 @@ class CLIPImageTower(nn.Module):
                 f"index {used - 1}), got {trainable_blocks}."
             )
         self.trainable_blocks = trainable_blocks
+        self._fingerprint = None  # the frozen set changes
         n_blocks = used if trainable_blocks == -1 else trainable_blocks
         visual = self.visual
         self.requires_grad_(False)
@@ -115,6 +147,36 @@ class CLIPImageTower(nn.Module):
         x = (x - self.mean) / self.std
         out = self.visual.forward_intermediates(x, indices=list(self.indices), intermediates_only=True)
         return list(out["image_intermediates"])
+
+
+FINGERPRINT_KEY = "fingerprint"
+
+
+def _drop_frozen_weights(tower: CLIPImageTower, state: dict, prefix: str, local_metadata: dict) -> None:
+    """``state_dict`` post-hook of a pretrained tower: its frozen weights out, their fingerprint in."""
+    for name in tower._frozen():
+        state.pop(prefix + name, None)
+    digest = bytes.fromhex(tower.fingerprint())
+    state[prefix + FINGERPRINT_KEY] = torch.frombuffer(bytearray(digest), dtype=torch.uint8)
+
+
+def _restore_frozen_weights(
+    tower: CLIPImageTower, state: dict, prefix: str, local_metadata, strict, missing_keys, unexpected_keys, errors
+) -> None:
+    """``load_state_dict`` pre-hook of a pretrained tower: a checkpoint that holds a fingerprint instead of the
+    frozen weights gets them from this tower, when the fingerprints agree."""
+    saved = state.pop(prefix + FINGERPRINT_KEY, None)
+    if saved is None:
+        return  # a checkpoint with the whole tower (random init, or saved before fingerprints)
+    saved_hex = bytes(saved.to(torch.uint8).tolist()).hex()
+    if saved_hex != tower.fingerprint():
+        raise ValueError(
+            f"the checkpoint's CLIP image tower has weight fingerprint {saved_hex[:16]}…, the tower built here "
+            f"({tower.name}, pretrained={tower.pretrained!r}) has {tower.fingerprint()[:16]}…: build the network "
+            "with the clip_model and clip_pretrained (the same weights file) it was trained with"
+        )
+    for name, value in tower._frozen().items():
+        state.setdefault(prefix + name, value.detach())
 
 
 class CNNBranch(nn.Module):
