@@ -1,5 +1,5 @@
 """The ``lmseg`` command line (python-fire): ``make-synthetic``, ``check-data``, ``demo``, ``segment``,
-``verify-bundles``, ``export``, ``label-app``, ``deploy-app``, ``jras-bank``."""
+``verify-bundles``, ``export``, ``publish``, ``label-app``, ``deploy-app``, ``jras-bank``."""
 
 from __future__ import annotations
 
@@ -277,6 +277,32 @@ def export(bundle: str, ckpt: str | None = None, out: str | None = None, overwri
     print(f"exported to {path}")
 
 
+def publish(bundle: str, run: str, out: str, url: str, overwrite: bool = False) -> None:
+    """Turn a trained run into a bundle folder others can download and run as it is.
+
+    ``lmseg publish --bundle tirnet_lmis --run runs/x --out shared/tirnet_lmis --url https://your.host/model.pt``:
+    the bundle's configs with the values the model was trained with, ``models/model.pt`` and its
+    ``run_record.json``, ``large_files.yml`` with the checkpoint's SHA-256 at ``url``, and ``docs/MODEL_CARD.md``
+    (training values, dataset fingerprint, the run's ``eval/metrics.csv``).
+
+    Args:
+        bundle: the bundle the run was trained from: a name (``tirnet_lmis``) or a folder.
+        run: the run's ``bundle_root``.
+        out: the folder to write: new or empty (see ``overwrite``).
+        url: where you host ``models/model.pt``: lmseg never makes one up.
+        overwrite: write into a non-empty ``out``.
+    """
+    from lmseg_components.inference import find_bundle
+    from lmseg_components.publish import MODEL_CARD
+    from lmseg_components.publish import publish as run_publish
+
+    try:
+        folder = run_publish(find_bundle(bundle), run, out, url, overwrite=overwrite)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        sys.exit(f"error: {e}")
+    print(f"published to {folder} (model card: {folder / MODEL_CARD}); upload models/model.pt to {url}")
+
+
 def label_app(
     out: str,
     bundles: str | tuple = "tirnet_lmis,tgcnet_lmis,tgcnet_ct_organs",
@@ -390,6 +416,7 @@ def main() -> None:
             "export": export,
             "jras-bank": jras_bank,
             "label-app": label_app,
+            "publish": publish,
             "verify-bundles": verify_bundles,
         }
     )
