@@ -59,7 +59,10 @@ def bundle_dir(name: str) -> Path:
     """The folder of bundle ``name`` in this checkout (``bundles/<name>``)."""
     path = BUNDLES_DIR / name
     if not (path / "configs" / "metadata.json").is_file():
-        raise FileNotFoundError(f"no bundle {name!r} under {BUNDLES_DIR} (install lmseg from a source checkout).")
+        known = sorted(p.name for p in BUNDLES_DIR.glob("*") if (p / "configs" / "metadata.json").is_file())
+        raise FileNotFoundError(
+            f"no bundle {name!r} under {BUNDLES_DIR}: choose one of {known} (install lmseg from a source checkout)."
+        )
     return path
 
 

@@ -4,6 +4,7 @@ its inferer and its postprocessing without the file writers."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -75,6 +76,12 @@ class TextBundlePredictor:
         model: str | Path | None = None,
     ):
         self.bundle = find_bundle(bundle)
+        inputs = json.loads((self.bundle / "configs" / "metadata.json").read_text())["network_data_format"]["inputs"]
+        if "text" not in inputs:
+            raise ValueError(
+                f"{self.bundle.name} takes no text prompt: the text bundles are tirnet_lmis, tgcnet_lmis and "
+                "tgcnet_ct_organs (J-RAS runs with its memory bank: python -m monai.bundle run inference)"
+            )
         extra = dict(overrides or {})
         if device is not None:
             extra["device"] = device_expression(str(device))
