@@ -85,7 +85,10 @@ def test_find_bundle_and_missing_exported_config(tmp_path):
         find_bundle(tmp_path / "one")
     with pytest.raises(FileNotFoundError, match="found none"):
         find_bundle(tmp_path)
+    (tmp_path / "one" / "tirnet_lmis" / "configs" / "inference_exported.json").unlink()
     with pytest.raises(FileNotFoundError, match="no configs/inference_exported.json"):
+        TextBundlePredictor(tmp_path / "one" / "tirnet_lmis")
+    with pytest.raises(ValueError, match="jras_segmentation takes no text prompt"):
         TextBundlePredictor(BUNDLES / "jras_segmentation")
 
 
