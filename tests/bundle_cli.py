@@ -16,11 +16,12 @@ INFERENCE = ["configs/inference.json"]
 EXPORTED_INFERENCE = ["configs/inference.json", "configs/inference_exported.json"]
 
 
-def with_small(bundle: str, configs: Sequence[str]) -> list[str]:
+def with_small(configs: Sequence[str]) -> list[str]:
     """``configs`` with the bundle's CPU setting ``configs/small.json`` right after the first (the base config),
-    so that later overlays (``evaluate.json``, ``busi.json``, ``inference_exported.json``) still apply over it."""
+    so that later overlays (``evaluate.json``, ``busi.json``, ``inference_exported.json``) still apply over it;
+    unchanged when it is there already."""
     small = f"configs/{SMALL_CONFIG}"
-    return [configs[0], small, *configs[1:]] if (BUNDLES / bundle / small).is_file() else list(configs)
+    return list(configs) if small in configs else [configs[0], small, *configs[1:]]
 
 
 def small_values(bundle: str) -> dict:
@@ -39,7 +40,7 @@ def run_bundle(
     """``python -m monai.bundle run <workflow>`` in ``bundles/<bundle>`` with ``bundle_root=root`` and
     ``dataset_dir=root/data`` at the CPU setting (:func:`with_small`; ``small=False``: the paper defaults);
     ``extra`` are CLI overrides."""
-    config = config_file(with_small(bundle, configs) if small else configs)
+    config = config_file(with_small(configs) if small else configs)
     command = [sys.executable, "-m", "monai.bundle", "run", workflow, "--meta_file", "configs/metadata.json"]
     command += ["--config_file", config, "--logging_file", "configs/logging.conf"]
     command += ["--bundle_root", str(root), "--dataset_dir", str(root / "data"), *extra]
@@ -65,7 +66,7 @@ def train_and_export_tirnet(root: Path, seed: int = 0) -> Path:
     run = run_bundle("tirnet_lmis", "training", ["configs/train.json"], root, *tiny, "--epochs", "1")
     assert run.returncode == 0, run.stderr[-3000:]
     ts = root / "models" / "model.ts"
-    inference = config_file(with_small("tirnet_lmis", INFERENCE))
+    inference = config_file(with_small(INFERENCE))
     common = ["--meta_file", "configs/metadata.json", "--config_file", inference]
     args = ["ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(root / "models" / "model.pt")]
     export = monai_bundle("tirnet_lmis", *args, *common, *cli_overrides(TIRNET_TINY))

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import fire
 import pytest
+from bundle_cli import with_small
 
 from lmseg_components.cli import run_script
 
@@ -92,9 +93,7 @@ BLOCKS = [block for doc in DOCS for block in bash_blocks(doc)]
 def _with_small(found: re.Match) -> str:
     """A ``--config_file`` value with ``configs/small.json`` (the CPU setting, no model hub) after its base config."""
     value = found[1].strip('"')
-    configs = ast.literal_eval(value) if value.startswith("[") else [value]
-    if "configs/small.json" not in configs:
-        configs = [configs[0], "configs/small.json", *configs[1:]]
+    configs = with_small(ast.literal_eval(value) if value.startswith("[") else [value])
     return '--config_file "[' + ",".join(f"'{c}'" for c in configs) + ']"'
 
 

@@ -40,7 +40,7 @@ def _kill_after(root: Path, iteration: int) -> int:
     """Start the training, SIGKILL it as soon as its checkpoint has reached ``iteration``; return the
     checkpoint's iteration after the kill."""
     command = [sys.executable, "-m", "monai.bundle", "run", "training", "--meta_file", "configs/metadata.json"]
-    command += ["--config_file", config_file(with_small("tirnet_lmis", TRAIN)), "--bundle_root", str(root)]
+    command += ["--config_file", config_file(with_small(TRAIN)), "--bundle_root", str(root)]
     command += ["--dataset_dir", str(root / "data")]
     proc = subprocess.Popen(
         command + ARGS, cwd=BUNDLES / "tirnet_lmis", env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -26,7 +26,7 @@ def _torchrun(bundle: str, root: Path, epochs: int, *overrides: str) -> str:
     command += ["-m", "monai.bundle", "run", "training", "--meta_file", "configs/metadata.json"]
     command += [
         "--config_file",
-        config_file(with_small(bundle, ["configs/train.json", "configs/multi_gpu_train.json"])),
+        config_file(with_small(["configs/train.json", "configs/multi_gpu_train.json"])),
     ]
     command += ["--logging_file", "configs/logging.conf", "--bundle_root", str(root)]
     command += ["--dataset_dir", str(root / "data"), "--epochs", str(epochs), "--num_workers", "0", *overrides]

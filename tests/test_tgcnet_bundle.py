@@ -56,7 +56,7 @@ def test_verify_and_torch_export_program_runs_in_the_inference_config(trained, t
         "--meta_file",
         "configs/metadata.json",
         "--config_file",
-        config_file(with_small("tgcnet_lmis", INFERENCE)),
+        config_file(with_small(INFERENCE)),
     ]
     size = ["--_meta_#network_data_format#inputs#image#spatial_shape", "[64,64]"]  # the metadata's is the paper's 768
     verify = monai_bundle(

@@ -68,7 +68,7 @@ def test_verify_net_in_out_and_torchscript_export(trained):
         "--meta_file",
         "configs/metadata.json",
         "--config_file",
-        config_file(with_small("tirnet_lmis", INFERENCE)),
+        config_file(with_small(INFERENCE)),
     ]
     # the metadata describes the paper network (3 channels); small.json's takes the grey channel alone
     one_channel = ["--_meta_#network_data_format#inputs#image#num_channels", "1"]
