@@ -7,7 +7,7 @@ import json
 import logging.config
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from monai.bundle import ConfigParser
@@ -69,30 +69,30 @@ def bundle_dir(name: str) -> Path:
 def copy_bundle(
     bundle: str | Path,
     target: str | Path,
-    overrides: dict | None = None,
-    config: str = "inference.json",
+    overrides: Mapping[str, Mapping] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Copy a bundle's ``configs``, ``docs`` and ``LICENSE`` to ``target``, writing the top-level config
-    ``overrides`` (the values a model was trained with, e.g. ``{"width": 8}``) into the copied
-    ``configs/<config>``; return ``target``. Nested ids (``a#b``) are refused: a JSON file holds top-level keys.
+    """Copy a bundle's ``configs``, ``docs`` and ``LICENSE`` to ``target``, writing ``overrides`` (config file name
+    -> top-level values, e.g. the values a model was trained with: ``{"inference.json": {"width": 8}}``) into the
+    copied configs; return ``target``. Nested ids (``a#b``) are refused: a JSON file holds top-level keys.
 
     ``target`` must be new or empty unless ``overwrite`` is given (then the copied files replace those of the same
     names; nothing is deleted), and may not hold or lie inside ``bundle`` (see
     :func:`~lmseg_components.files.prepare_output_dir`).
     """
     bundle, target = Path(bundle), Path(target)
-    nested = sorted(key for key in overrides or {} if "#" in key)
+    overrides = {name: dict(values) for name, values in (overrides or {}).items()}
+    nested = sorted(key for values in overrides.values() for key in values if "#" in key)
     if nested:
         raise ValueError(f"overrides must be top-level config ids, got {nested}")
     prepare_output_dir(target, overwrite, sources=[bundle])
     for part in ("configs", "docs"):
         shutil.copytree(bundle / part, target / part, dirs_exist_ok=True)
     shutil.copy2(bundle / "LICENSE", target / "LICENSE")
-    if overrides:
-        path = target / "configs" / config
+    for name, values in overrides.items():
+        path = target / "configs" / name
         content = json.loads(path.read_text())
-        content.update(overrides)
+        content.update(values)
         path.write_text(json.dumps(content, indent=4) + "\n")
     return target
 

@@ -119,7 +119,7 @@ def make_deploy_app(
     package = Path(__file__).resolve().parents[1]
     out = prepare_output_dir(out, overwrite, sources=[package, bundle, model])
     values = trained_overrides(bundle, ["inference.json"], model.parent, overrides)  # + run_record.json beside it
-    target = copy_bundle(bundle, out / "models" / bundle.name, values, "inference_exported.json", overwrite)
+    target = copy_bundle(bundle, out / "models" / bundle.name, {"inference_exported.json": values}, overwrite)
     (target / "models").mkdir(exist_ok=True)
     shutil.copy2(model, target / "models" / model.name)
     shutil.copytree(

@@ -78,7 +78,7 @@ def make_label_app(
         values = dict(overrides.get(name, {}))
         if checkpoint.is_file():  # the values it was trained with (run_record.json beside it)
             values = trained_overrides(source / name, ["inference.json"], checkpoint.parent, values)
-        target = copy_bundle(source / name, out / "model" / name, values, overwrite=overwrite)
+        target = copy_bundle(source / name, out / "model" / name, {"inference.json": values}, overwrite=overwrite)
         if checkpoint.is_file():
             (target / "models").mkdir(parents=True, exist_ok=True)
             shutil.copy2(checkpoint, target / "models" / "model.pt")
