@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,8 @@ from lmseg_components.workflows import SMALL_CONFIG, evaluate_metrics
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 
 # 16 training images, batch 4: 4 iterations an epoch, 16 in all; a checkpoint after every iteration
-TINY = {"image_size": 32, "width": 4, "num_workers": 0, "batch_size": 4}
+# (the validation Dice of this seed peaks at epoch 3: model.pt must not be the last epoch's)
+TINY = {"image_size": 64, "width": 8, "num_workers": 0, "batch_size": 4}
 ARGS = cli_overrides(TINY) + ["--epochs", "4", "--save_interval", "1", "--learning_rate", "0.003"]
 TRAIN = ["configs/train.json"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny tensors: one thread is faster and leaves a core to pytest
@@ -36,29 +36,32 @@ def _train(root: Path) -> subprocess.CompletedProcess:
     return run
 
 
-def _kill_after(root: Path, iteration: int) -> int:
-    """Start the training, SIGKILL it as soon as its checkpoint has reached ``iteration``; return the
-    checkpoint's iteration after the kill."""
-    command = [sys.executable, "-m", "monai.bundle", "run", "training", "--meta_file", "configs/metadata.json"]
-    command += ["--config_file", config_file(with_small(TRAIN)), "--bundle_root", str(root)]
-    command += ["--dataset_dir", str(root / "data")]
-    proc = subprocess.Popen(
-        command + ARGS, cwd=BUNDLES / "tirnet_lmis", env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    checkpoint = root / "models" / "checkpoint.pt"
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if checkpoint.is_file() and _iteration(checkpoint) >= iteration:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.01)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"the run ended ({proc.returncode}) before it could be killed"
-    return _iteration(checkpoint)
+# Runs ``python -m monai.bundle`` with ``ResumableCheckpoint``'s save wrapped: the process SIGKILLs itself as
+# soon as the checkpoint of iteration ``argv[1]`` is on disk. (Polling the file from outside raced: two tiny
+# iterations and a validation can land between two polls.)
+KILL_AFTER_SAVE = """
+import os, runpy, signal, sys
+from lmseg_components.engines import checkpoint
+iteration, sys.argv = int(sys.argv[1]), sys.argv[:1] + sys.argv[2:]
+save = checkpoint.atomic_save
+def save_then_die(state, path):
+    save(state, path)
+    if "trainer" in state and state["trainer"]["iteration"] >= iteration:  # not model.pt
+        os.kill(os.getpid(), signal.SIGKILL)
+checkpoint.atomic_save = save_then_die
+runpy.run_module("monai.bundle", run_name="__main__")
+"""
+
+
+def _kill_after(root: Path, iteration: int) -> subprocess.CompletedProcess:
+    """Run the training until its checkpoint of ``iteration`` is saved, SIGKILLed right there."""
+    command = [sys.executable, "-c", KILL_AFTER_SAVE, str(iteration), "run", "training"]
+    command += ["--meta_file", "configs/metadata.json", "--config_file", config_file(with_small(TRAIN))]
+    command += ["--bundle_root", str(root), "--dataset_dir", str(root / "data")]
+    proc = subprocess.run(command + ARGS, cwd=BUNDLES / "tirnet_lmis", env=ENV, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, f"the run ended ({proc.returncode}) unkilled: {proc.stderr[-2000:]}"
+    assert _iteration(root / "models" / "checkpoint.pt") == iteration
+    return proc
 
 
 def _iteration(checkpoint: Path) -> int:
@@ -74,20 +77,23 @@ def _weights(path: Path, key: str | None) -> dict[str, torch.Tensor]:
 def reference(tmp_path_factory):
     """The uninterrupted run, and its log's best value and epoch."""
     base = tmp_path_factory.mktemp("faults")
-    make_synthetic_lvit(base / "data", seed=1, size=32, n_train=16, n_val=4, n_test=1)
+    make_synthetic_lvit(base / "data", seed=1, size=64, n_train=16, n_val=4, n_test=1)
     for run_root in ("reference", "killed"):  # each run's bundle_root, reading the one dataset
         (base / run_root).mkdir()
         (base / run_root / "data").symlink_to(base / "data")
     run = _train(base / "reference")
-    return base / "reference", BEST.findall(run.stdout + run.stderr)[-1]
+    best, epoch = BEST.findall(run.stdout + run.stderr)[-1]
+    assert float(best) > 0 and int(epoch) < 4, "the premise: model.pt is an earlier epoch's than the last"
+    return base / "reference", (best, epoch)
 
 
 def test_killed_training_reruns_as_the_uninterrupted_run(reference):
     reference_root, (reference_best, reference_epoch) = reference
     root = reference_root.parent / "killed"
-    # mid epoch 1, mid epoch 2 (after a validation), at the end of epoch 3 (its last batch, before validation)
-    killed_at = [_kill_after(root, point) for point in (2, 6, 11)]
-    assert killed_at == sorted(killed_at) and all(i % 4 for i in killed_at), killed_at
+    # mid epoch 1; mid epoch 2 (after a validation); one batch before the end of epoch 3; at the end of epoch 3,
+    # after its validation (a checkpoint saved before that validation would resume past it: epoch 3 never scored)
+    for point in (2, 6, 11, 12):
+        _kill_after(root, point)
     run = _train(root)
     log = run.stdout + run.stderr
     assert f"Resumed from {root / 'models' / 'checkpoint.pt'} at epoch" in log
