@@ -53,7 +53,7 @@ runpy.run_module("monai.bundle", run_name="__main__")
 """
 
 
-def _kill_after(root: Path, iteration: int) -> subprocess.CompletedProcess:
+def _kill_after(root: Path, iteration: int) -> None:
     """Run the training until its checkpoint of ``iteration`` is saved, SIGKILLed right there."""
     command = [sys.executable, "-c", KILL_AFTER_SAVE, str(iteration), "run", "training"]
     command += ["--meta_file", "configs/metadata.json", "--config_file", config_file(with_small(TRAIN))]
@@ -61,7 +61,6 @@ def _kill_after(root: Path, iteration: int) -> subprocess.CompletedProcess:
     proc = subprocess.run(command + ARGS, cwd=BUNDLES / "tirnet_lmis", env=ENV, capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, f"the run ended ({proc.returncode}) unkilled: {proc.stderr[-2000:]}"
     assert _iteration(root / "models" / "checkpoint.pt") == iteration
-    return proc
 
 
 def _iteration(checkpoint: Path) -> int:
