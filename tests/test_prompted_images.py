@@ -42,7 +42,7 @@ def test_inputs_without_prompts_have_no_text(tmp_path):
     "content, message",
     [
         ('{"missing.png": "x"}', "key 'missing.png' names no image in the inputs' folders"),
-        ('{"x.png": ""}', "key 'x.png': a prompt must be"),
+        ('{"x.png": ["ok", ""]}', "key 'x.png': a prompt must be"),
         ('{"x.png": ["ok", 3]}', "key 'x.png': a prompt must be"),
         ('["x.png"]', "must be a JSON object"),
         ("{not json", "not valid JSON"),
@@ -90,7 +90,6 @@ def test_csv_prompts_text_for_all_and_a_list_of_files(tmp_path):
     [
         ("name,prompt\nx.png,a\n", "needs a header row with the columns 'image' and 'text'"),
         ("image,text\nx.png,a\nx.png,b\n", "row 3: image 'x.png' is named twice"),
-        ("image,text\nx.png,\n", "key 'x.png': a prompt must be"),
         ("image,text\ny.png,a\n", "key 'y.png' names no image"),
     ],
 )
@@ -107,7 +106,12 @@ def test_ambiguous_or_contradictory_prompts_are_refused(tmp_path):
     with pytest.raises(ValueError, match="not both"):
         read_prompted_images(tmp_path, prompts=tmp_path / "p.json", text="a lesion")
     with pytest.raises(ValueError, match="--text: a prompt must be"):
-        read_prompted_images(tmp_path, text="  ")
+        read_prompted_images(tmp_path, text=["a lesion", " "])
+    # the empty prompt (every finding, for a model trained with text dropout) is passed on as ""
+    assert read_prompted_images(tmp_path, text="  ") == [{"image": str(tmp_path / "x.png"), "text": ""}]
+    (tmp_path / "prompts.csv").write_text("image,text\nx.png,\n")
+    assert read_prompted_images(tmp_path) == [{"image": str(tmp_path / "x.png"), "text": ""}]
+    (tmp_path / "prompts.csv").unlink()
     (tmp_path / "prompts.json").write_text("{}")
     (tmp_path / "prompts.csv").write_text("image,text\n")
     with pytest.raises(ValueError, match="several prompts files"):

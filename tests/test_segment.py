@@ -170,3 +170,15 @@ def test_bad_input_is_named_and_nothing_is_overwritten(tmp_path):
     )
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "x_mask.png" in ok.stdout and (tmp_path / "e" / "x_mask.png").is_file()
+
+
+def test_an_empty_prompt_needs_a_model_trained_with_text_dropout(tmp_path):
+    model = _model(tmp_path / "run", "tirnet_lmis")
+    image = tmp_path / "x.png"
+    Image.fromarray(_chest()).save(image)
+    with pytest.raises(ValueError, match="x.png: an empty prompt asks for every finding, .* text_dropout"):
+        segment(image, "tirnet_lmis", model, tmp_path / "a", text="")
+    record = model.parent / "run_record.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "text_dropout": 0.3}))
+    (result,) = segment(image, "tirnet_lmis", model, tmp_path / "b", text="")
+    assert result["text"] == "" and (tmp_path / "b" / result["mask"]).is_file()

@@ -16,7 +16,7 @@ from lmseg_components.data import (
     read_msd,
     read_msd_labels,
 )
-from lmseg_components.data.synthetic import ALL_ZONES, LungZone, describe_zones
+from lmseg_components.data.synthetic import ALL_ZONES, UNRELATED_PROMPTS, LungZone, describe_zones, paraphrase_zones
 
 
 def _strip_root(records, root):
@@ -73,6 +73,59 @@ def test_masks_hold_exactly_the_mentioned_zones_and_distractors_look_the_same(tm
         empty = [peak[z] for z in set(ALL_ZONES) - mentioned - distractors]
         if empty:
             assert min(peak[z] for z in mentioned | distractors) > max(empty)
+
+
+def _mask(path):
+    return np.asarray(Image.open(path)) > 0
+
+
+def _zones_with_blob(mask, size):
+    return {z for z in ALL_ZONES if mask[_box(z, size, 0.1)].any()}
+
+
+def test_every_finding_masks_and_prompts_that_name_nothing(tmp_path):
+    summary = make_synthetic_lvit(tmp_path / "a", seed=5, size=64, n_train=4, n_val=0, n_test=20, nothing_fraction=0.2)
+    records = read_lvit_split(tmp_path / "a", "Test")
+    nothing = summary["names_nothing"]
+    assert len(records) == summary["counts"]["Test"] == 24 and len(nothing) == 4
+    assert nothing == [r["name"] for r in records[-4:]]
+    for record in records:
+        layout = summary["images"][record["name"]]
+        every = {LungZone(*z.split()) for z in layout["mentioned"] + layout["distractors"]}
+        assert _zones_with_blob(_mask(record["label_all"]), 64) == every  # label_all: every blob, named or not
+        assert _mask(record["label"]).sum() <= _mask(record["label_all"]).sum()
+        if record["name"] in nothing:
+            assert not _mask(record["label"]).any() and layout["distractors"]
+            if layout["names"] == "unrelated":
+                assert record["text"] in UNRELATED_PROMPTS
+            else:  # the named zone holds no lesion
+                assert _zones_in_text(record["text"]) == {LungZone(*layout["names"].split())}
+                assert LungZone(*layout["names"].split()) not in every
+    # the other images do not depend on nothing_fraction
+    make_synthetic_lvit(tmp_path / "b", seed=5, size=64, n_train=4, n_val=0, n_test=20, nothing_fraction=0.0)
+    plain = read_lvit_split(tmp_path / "b", "Test")
+    assert [r["text"] for r in plain] == [r["text"] for r in records[:20]]
+    assert all(
+        np.array_equal(_mask(x["label_all"]), _mask(y["label_all"])) for x, y in zip(plain, records[:20], strict=True)
+    )
+    with pytest.raises(ValueError, match="nothing_fraction"):
+        make_synthetic_lvit(tmp_path / "c", nothing_fraction=1.5)
+
+
+def test_paraphrases_use_no_training_phrasing():
+    rng = np.random.default_rng(0)
+    training_words = {w for _ in range(200) for w in re.findall(r"[a-z]+", describe_zones(ALL_ZONES[:3], rng).lower())}
+    zones = [ALL_ZONES[0], ALL_ZONES[5]]
+    paraphrases = {paraphrase_zones(zones, rng) for _ in range(60)}
+    assert len(paraphrases) > 5
+    for text in paraphrases:
+        words = set(re.findall(r"[a-z]+", text.lower()))
+        assert {"left", "right"} <= words
+        assert not words & {"upper", "lower", "middle", "mid"}  # other level words
+        assert words - training_words  # and other template words
+        assert text not in {describe_zones(zones, rng) for _ in range(50)}
+    with pytest.raises(ValueError, match="1 to 3 zones"):
+        paraphrase_zones([], rng)
 
 
 def test_describe_zones_phrasing():

@@ -39,11 +39,13 @@ from lmseg_components.data.prompted import IMAGE_SUFFIXES, PROMPTS_FILES, read_p
 from lmseg_components.data.splits import PARTS, select_part, split_by_case
 from lmseg_components.data.synthetic import (
     SYNTHETIC_MAKERS,
+    UNRELATED_PROMPTS,
     describe_zones,
     make_synthetic_acdc,
     make_synthetic_busi,
     make_synthetic_lvit,
     make_synthetic_msd,
+    paraphrase_zones,
 )
 
 __all__ = [
@@ -79,11 +81,14 @@ __all__ = [
     "DatasetValidationError",
     "EncodeTextd",
     "RandLeftRightFlipd",
+    "TextDropoutd",
     "TokenizeTextd",
     "check_dataset",
     "check_lvit",
     "check_msd",
     "describe_zones",
+    "paraphrase_zones",
+    "UNRELATED_PROMPTS",
     "detect_layout",
     "find_text_table",
     "make_synthetic_lvit",
@@ -101,7 +106,14 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name in ("AuxiliaryPromptd", "EncodeTextd", "TokenizeTextd", "RandLeftRightFlipd", "swap_left_right"):
+    if name in (
+        "AuxiliaryPromptd",
+        "EncodeTextd",
+        "TokenizeTextd",
+        "RandLeftRightFlipd",
+        "TextDropoutd",
+        "swap_left_right",
+    ):
         from lmseg_components.data import text_transforms
 
         return getattr(text_transforms, name)

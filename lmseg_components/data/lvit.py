@@ -43,6 +43,7 @@ IMAGE_COLUMN = "Image"
 TEXT_COLUMN = "Description"
 AUX_COLUMN = "Auxiliary"
 QATA_MASK_PREFIX = "mask_"
+ALL_FINDINGS_FOLDER = "labelcol_all"  # synthetic sets: every finding, named by the text or not
 
 
 def find_text_table(root: str | Path, split: str) -> Path | None:
@@ -211,7 +212,9 @@ def read_lvit_split(
 
     Returns:
         one dict per text row: ``image`` and ``label`` (absolute paths), ``text``, ``name`` (image file name),
-        ``case_id`` (image stem), and ``aux_text`` where the table has a non-empty ``Auxiliary`` cell.
+        ``case_id`` (image stem), ``aux_text`` where the table has a non-empty ``Auxiliary`` cell, and
+        ``label_all`` where ``<split>_Folder/labelcol_all`` holds a mask of every finding under the mask's name
+        (the synthetic sets; the target of an empty prompt, see :class:`~lmseg_components.data.TextDropoutd`).
 
     Raises:
         DatasetValidationError: listing every problem found, each naming its file and row.
@@ -287,6 +290,9 @@ def _read_split(
         }
         if auxiliary:
             record["aux_text"] = auxiliary
+        every_finding = folder / ALL_FINDINGS_FOLDER / mask.name
+        if every_finding.is_file():
+            record["label_all"] = str(every_finding.resolve())
         records.append(record)
     for orphan in sorted(p for p in img_dir.iterdir() if p.is_file() and p.name not in seen):
         if not any(entry[1] in (orphan.name, QATA_MASK_PREFIX + orphan.name) for entry in table):

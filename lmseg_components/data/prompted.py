@@ -20,11 +20,12 @@ def _is_image(path: Path) -> bool:
 
 
 def _check_prompt(value, where: str) -> str | list[str]:
-    if isinstance(value, str) and value.strip():
-        return value
+    # an empty string is the empty prompt ("every finding", for a model trained with text dropout)
+    if isinstance(value, str):
+        return value if value.strip() else ""
     if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
         return list(value)
-    raise ValueError(f"{where}: a prompt must be a non-empty string or a list of non-empty strings, got {value!r}")
+    raise ValueError(f"{where}: a prompt must be a string or a list of non-empty strings, got {value!r}")
 
 
 def _read_json_prompts(path: Path) -> dict:
@@ -88,8 +89,9 @@ def read_prompted_images(
     Raises:
         FileNotFoundError: an image or the prompts file does not exist, or a folder holds no image.
         ValueError: both ``prompts`` and ``text``; a file that is not an image; a prompts file that is not a JSON
-            object / a CSV with ``image`` and ``text``, names an image that is not among ``images``, or has an
-            empty prompt (the message names the file and the key or row).
+            object / a CSV with ``image`` and ``text``, names an image that is not among ``images``, or has a
+            list prompt with an empty entry (the message names the file and the key or row). An empty string is
+            the empty prompt: every finding, for a model trained with ``text_dropout``.
     """
     if prompts is not None and text is not None:
         raise ValueError("give either a prompts file or one text for all images, not both")

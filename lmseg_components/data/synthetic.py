@@ -5,6 +5,11 @@ right lung). Some blobs are *mentioned* by the description and drawn in the mask
 identical in appearance, that the text does not mention and the mask does not contain. Only a model that reads
 the text can tell them apart: an oracle that segments every blob while ignoring the text scores the Dice
 reported as ``text_ignoring_oracle_mdice`` (about 0.55 by construction, see :func:`_count_distractors`).
+``labelcol_all/`` holds every blob of each image (the target of an empty prompt, see
+:class:`~lmseg_components.data.TextDropoutd`); real LViT masks already hold every finding. The test split ends
+with prompts that *name nothing* (``nothing_fraction`` of ``n_test`` extra images, ``syn_test_none_*``): a zone
+without a lesion, or an unrelated sentence; their mask is empty. :func:`paraphrase_zones` re-phrases a
+description with words and templates the generator never uses, for robustness tests.
 
 Left and right follow the radiological convention: the patient's left lung is on the image's right side
 (columns ``x >= width / 2``), as in QaTa-COV19 and MosMedData+ reports.
@@ -33,11 +38,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lmseg_components.data.lvit import ALL_FINDINGS_FOLDER
+
 __all__ = [
     "LUNG_LEVELS",
     "LUNG_SIDES",
     "LungZone",
     "describe_zones",
+    "paraphrase_zones",
+    "UNRELATED_PROMPTS",
     "make_synthetic_lvit",
     "make_synthetic_msd",
     "make_synthetic_acdc",
@@ -102,6 +111,40 @@ def describe_zones(zones: Sequence[LungZone], rng: np.random.Generator) -> str:
         f"{lateral} lung involvement with {_COUNT_WORDS[n]} lesion{plural}: {places}.",
         f"Ground-glass opacity in the {places}.",
         f"Findings consistent with infection of the {places}.",
+    )
+    return templates[rng.integers(len(templates))]
+
+
+# Never used by describe_zones: other level words, other templates, side before level, "-sided".
+_PARAPHRASE_LEVELS = {"upper": ("superior", "apical"), "middle": ("central",), "lower": ("inferior", "basal")}
+UNRELATED_PROMPTS = (
+    "Healed fracture of the right clavicle.",
+    "Cardiac silhouette within normal limits.",
+    "Nasogastric tube tip below the diaphragm.",
+    "Degenerative changes of the thoracic spine.",
+    "The patient was imaged supine.",
+)
+
+
+def paraphrase_zones(zones: Sequence[LungZone], rng: np.random.Generator) -> str:
+    """A description of ``zones`` (1 to 3) in phrasings :func:`describe_zones` never produces: other words for
+    the level (superior, basal, ...), the side first or hyphenated (``left-sided``), other sentence templates."""
+    if not 1 <= len(zones) <= 3:
+        raise ValueError(f"paraphrase_zones takes 1 to 3 zones, got {len(zones)}.")
+    places = []
+    for zone in zones:
+        level = _PARAPHRASE_LEVELS[zone.level][rng.integers(len(_PARAPHRASE_LEVELS[zone.level]))]
+        forms = (
+            f"{zone.side} lung, {level} region",
+            f"{level} {zone.side}-sided field",
+            f"{level} part of the {zone.side} lung",
+        )
+        places.append(forms[rng.integers(len(forms))])
+    joined = ", as well as the ".join(places)
+    templates = (
+        f"Patchy consolidation seen in the {joined}.",
+        f"Opacification involving the {joined}.",
+        f"Infiltrates are present: the {joined}.",
     )
     return templates[rng.integers(len(templates))]
 
@@ -191,6 +234,18 @@ def _write_table(path: Path, rows: list[tuple[str, str]]) -> None:
     workbook.save(path)
 
 
+def _write_lvit_item(
+    folder: Path, name: str, naming: str, image: np.ndarray, mask: np.ndarray, blobs: list, text: str
+) -> tuple[str, str]:
+    """Write image, mask and every-blob mask of one item into a split folder; return its text-table row."""
+    mask_name = f"mask_{name}" if naming == "qata" else name
+    Image.fromarray((image * 255).round().astype(np.uint8)).save(folder / "img" / name)
+    Image.fromarray(mask.astype(np.uint8) * 255).save(folder / "labelcol" / mask_name)
+    every_blob = np.any(blobs, axis=0) if blobs else np.zeros_like(mask)
+    Image.fromarray(every_blob.astype(np.uint8) * 255).save(folder / ALL_FINDINGS_FOLDER / mask_name)
+    return mask_name, text
+
+
 def make_synthetic_lvit(
     out: str | Path,
     seed: int = 0,
@@ -200,6 +255,7 @@ def make_synthetic_lvit(
     n_test: int = 100,
     naming: str = "qata",
     text_format: str = "xlsx",
+    nothing_fraction: float = 0.1,
 ) -> dict:
     """Write a synthetic text-grounded dataset in the LViT layout.
 
@@ -211,11 +267,15 @@ def make_synthetic_lvit(
         naming: ``qata`` (masks named ``mask_<image>``, the table lists the mask name) or ``mosmed``
             (same name for image and mask).
         text_format: ``xlsx`` (``<split>_text.xlsx``) or ``csv`` (``<split>_text.csv``).
+        nothing_fraction: the test split gets ``round(nothing_fraction * n_test)`` more images whose prompt names
+            nothing (half a zone without a lesion, half an unrelated sentence) and whose mask is empty. They are
+            drawn from their own random stream, after the others: the other images do not change with it.
 
     Returns:
         summary with the image counts, ``text_ignoring_oracle_mdice`` (the per-image Dice of segmenting every
-        blob, mentioned or not, which bounds what a model that ignores the text can reach) and ``images``: the
-        ``mentioned`` and ``distractors`` zones of each image. It is also written to ``<out>/synthetic.json``.
+        blob, mentioned or not, which bounds what a model that ignores the text can reach), ``names_nothing``
+        (the test images whose prompt names nothing) and ``images``: the ``mentioned`` and ``distractors``
+        zones of each image. It is also written to ``<out>/synthetic.json``.
     """
     if naming not in ("qata", "mosmed"):
         raise ValueError(f"naming must be 'qata' or 'mosmed', got {naming!r}.")
@@ -223,15 +283,18 @@ def make_synthetic_lvit(
         raise ValueError(f"text_format must be 'xlsx' or 'csv', got {text_format!r}.")
     if size < 32:
         raise ValueError(f"size must be at least 32 pixels, got {size}.")
+    if not 0.0 <= nothing_fraction <= 1.0:
+        raise ValueError(f"nothing_fraction must be in [0, 1], got {nothing_fraction}.")
     rng = np.random.default_rng(seed)
     out = Path(out)
     oracle = []
     counts = {}
     layout = {}
+    names_nothing = []
     for split, count in (("Train", n_train), ("Val", n_val), ("Test", n_test)):
         folder = out / f"{split}_Folder"
-        (folder / "img").mkdir(parents=True, exist_ok=True)
-        (folder / "labelcol").mkdir(parents=True, exist_ok=True)
+        for sub in ("img", "labelcol", ALL_FINDINGS_FOLDER):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
         rows = []
         for index in range(count):
             n_targets = int(rng.integers(1, 3))
@@ -243,16 +306,33 @@ def make_synthetic_lvit(
             image = _render_lesions(_chest(size, rng), blobs, rng)
             oracle.append(_mdice(np.any(blobs, axis=0), mask))
             name = f"syn_{split.lower()}_{index:04d}.png"
-            mask_name = f"mask_{name}" if naming == "qata" else name
-            Image.fromarray((image * 255).round().astype(np.uint8)).save(folder / "img" / name)
-            Image.fromarray(mask.astype(np.uint8) * 255).save(folder / "labelcol" / mask_name)
-            rows.append((mask_name, describe_zones(targets, rng)))
+            rows.append(_write_lvit_item(folder, name, naming, image, mask, blobs, describe_zones(targets, rng)))
             layout[name] = {
                 "mentioned": [f"{z.level} {z.side}" for z in targets],
                 "distractors": sorted(f"{z.level} {z.side}" for z in zones[n_targets:]),
             }
+        if split == "Test":
+            nothing_rng = np.random.default_rng([seed, 1])
+            for index in range(round(nothing_fraction * count)):
+                chosen = nothing_rng.permutation(len(ALL_ZONES))[: int(nothing_rng.integers(1, 4)) + 1]
+                zones = [ALL_ZONES[i] for i in chosen]
+                blobs = [_blob(size, z, nothing_rng) for z in zones[1:]]
+                image = _render_lesions(_chest(size, nothing_rng), blobs, nothing_rng)
+                if index % 2 == 0:  # a zone without a lesion
+                    text, named = describe_zones(zones[:1], nothing_rng), f"{zones[0].level} {zones[0].side}"
+                else:
+                    text, named = UNRELATED_PROMPTS[nothing_rng.integers(len(UNRELATED_PROMPTS))], "unrelated"
+                name = f"syn_test_none_{index:04d}.png"
+                empty = np.zeros((size, size), dtype=bool)
+                rows.append(_write_lvit_item(folder, name, naming, image, empty, blobs, text))
+                layout[name] = {
+                    "mentioned": [],
+                    "names": named,
+                    "distractors": sorted(f"{z.level} {z.side}" for z in zones[1:]),
+                }
+                names_nothing.append(name)
         _write_table(folder / f"{split}_text.{text_format}", rows)
-        counts[split] = count
+        counts[split] = len(rows)
     summary = {
         "kind": "lvit",
         "seed": seed,
@@ -260,6 +340,7 @@ def make_synthetic_lvit(
         "counts": counts,
         "naming": naming,
         "text_ignoring_oracle_mdice": float(np.mean(oracle)) if oracle else float("nan"),
+        "names_nothing": names_nothing,
         "images": layout,
     }
     (out / "synthetic.json").write_text(json.dumps(summary, indent=4) + "\n")

@@ -1,5 +1,5 @@
-"""MONAI dictionary transforms for the ``text`` key: tokenize it, encode it with a frozen encoder, and flip
-images left/right together with the words "left"/"right"."""
+"""MONAI dictionary transforms for the ``text`` key: tokenize it, encode it with a frozen encoder, flip
+images left/right together with the words "left"/"right", and drop it (text-optional training)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ from lmseg_components.text.auxiliary import create_aux_generator
 from lmseg_components.text.base import TextEncoder
 from lmseg_components.text.cache import DEFAULT_MAX_DISK_BYTES, DEFAULT_MAX_MEMORY_BYTES, TextFeatureCache
 
-__all__ = ["AuxiliaryPromptd", "TokenizeTextd", "EncodeTextd", "RandLeftRightFlipd", "swap_left_right"]
+__all__ = [
+    "AuxiliaryPromptd",
+    "TokenizeTextd",
+    "EncodeTextd",
+    "RandLeftRightFlipd",
+    "TextDropoutd",
+    "swap_left_right",
+]
 
 
 def _texts(value, key: Hashable) -> tuple[list[str], bool]:
@@ -148,6 +155,49 @@ class RandLeftRightFlipd(RandomizableTransform, MapTransform):
                 texts, single = _texts(d[text_key], text_key)
                 swapped = [swap_left_right(t) for t in texts]
                 d[text_key] = swapped[0] if single else swapped
+        return d
+
+
+class TextDropoutd(RandomizableTransform, MapTransform):
+    """With probability ``prob``, replace the text by the empty prompt and the mask by the mask of *every*
+    finding: one model then segments what the text names, and everything when there is no text.
+
+    It works on the record's file paths, before loading: the dropped item reads ``all_findings_key`` (e.g. the
+    synthetic sets' ``labelcol_all`` masks, see :func:`~lmseg_components.data.read_lvit_split`) as its label.
+    A record without that key keeps its label: a dataset whose masks already hold every finding (QaTa-COV19,
+    MosMedData+). Being random and first, it stops ``CacheDataset`` from caching the training items; leave it
+    out of the pipeline when ``prob`` is 0.
+
+    Args:
+        keys: the text keys to empty (e.g. ``["text", "aux_text"]``; missing ones are skipped).
+        prob: probability of dropping the text of an item.
+        label_key: the mask key.
+        all_findings_key: the key holding the every-finding mask.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "text",
+        prob: float = 0.3,
+        label_key: str = "label",
+        all_findings_key: str = "label_all",
+    ):
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"prob must be in [0, 1], got {prob}.")
+        MapTransform.__init__(self, keys, allow_missing_keys=True)
+        RandomizableTransform.__init__(self, prob)
+        self.label_key, self.all_findings_key = label_key, all_findings_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        self.randomize(None)
+        every_finding = d.pop(self.all_findings_key, None)  # the batch carries one mask key
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            d[key] = ""
+        if every_finding is not None:
+            d[self.label_key] = every_finding
         return d
 
 

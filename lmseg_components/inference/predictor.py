@@ -13,7 +13,7 @@ from monai.transforms import Compose
 
 from lmseg_components.data.msd import organ_prompt
 from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
-from lmseg_components.export import load_trained_bundle
+from lmseg_components.export import load_trained_bundle, trained_values
 from lmseg_components.workflows import FILE_WRITERS, bundle_dir, device_expression, load_bundle
 
 __all__ = ["EXPORTED_CONFIG", "TextBundlePredictor", "class_names", "class_prompts", "find_bundle"]
@@ -91,12 +91,13 @@ class TextBundlePredictor:
                     f"{self.bundle}: no configs/{EXPORTED_CONFIG}; this bundle has no exported-network inference"
                 )
             configs = ["inference.json", EXPORTED_CONFIG]
-            ckpt_dir = load_bundle(self.bundle, configs, extra).get_parsed_content("ckpt_dir")
+            ckpt_dir = Path(load_bundle(self.bundle, configs, extra).get_parsed_content("ckpt_dir"))
             parser = load_trained_bundle(self.bundle, configs, ckpt_dir, extra)
             self.network = parser.get_parsed_content("network").eval()
         else:
             model = check_checkpoint_file(model)
-            parser = load_trained_bundle(self.bundle, ["inference.json"], model.parent, extra)
+            ckpt_dir = model.parent
+            parser = load_trained_bundle(self.bundle, ["inference.json"], ckpt_dir, extra)
             self.network = parser.get_parsed_content("network")
             device_now = next(self.network.parameters()).device
             self.network.load_state_dict(torch.load(model, map_location=device_now, weights_only=True))
@@ -111,6 +112,8 @@ class TextBundlePredictor:
         self.classes = class_names(self.meta)
         self.default_text = class_prompts(self.meta)
         self.num_prompts = len(self.default_text) if self.default_text else None
+        # an empty prompt means "every finding" only to a model trained with text dropout (TextDropoutd)
+        self.text_dropout = float(trained_values(ckpt_dir).get("text_dropout") or 0.0)
 
     def check_text(self, record: dict) -> dict:
         """``record`` with its ``text`` checked against the bundle (a string, or one prompt per class);
@@ -130,6 +133,11 @@ class TextBundlePredictor:
             record["text"] = prompts
         elif not isinstance(text, str):
             raise ValueError(f"{image}: {self.bundle.name} takes one prompt string, got {text!r}")
+        elif not text.strip() and not self.text_dropout:
+            raise ValueError(
+                f"{image}: an empty prompt asks for every finding, which only a model trained with text_dropout > 0 "
+                "does (this one's run record has none): give a prompt, or train with --text_dropout 0.3"
+            )
         return record
 
     @torch.no_grad()
