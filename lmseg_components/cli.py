@@ -253,26 +253,36 @@ def segment(
     print(f"masks, overlays and {RESULTS_FILE} in {Path(out).resolve()}")
 
 
-def export(bundle: str, ckpt: str | None = None, out: str | None = None, overwrite: bool = False, **overrides) -> None:
-    """Export a bundle's trained network with ``torch.export`` to ``<bundle_root>/models/model.pt2``.
+def export(
+    bundle: str,
+    ckpt: str | None = None,
+    out: str | None = None,
+    overwrite: bool = False,
+    format: str = "pt2",
+    **overrides,
+) -> None:
+    """Export a bundle's trained network with ``torch.export`` to ``<bundle_root>/models/model.pt2``, or to ONNX
+    (``--format onnx``: ``model.onnx``, for onnxruntime, TensorRT or Triton).
 
-    For networks TorchScript cannot script (TGC-Net). The config values the model was trained with (image size,
-    network settings) are read from the run record in ``<bundle_root>/models/checkpoint.pt``; other config values
+    ``pt2`` serves networks TorchScript cannot script (TGC-Net). The config values the model was trained with
+    (image size, network settings) are read from the run record beside the checkpoint; other config values
     are overridable as in ``monai.bundle``, e.g. ``lmseg export bundles/tgcnet_lmis --bundle_root runs/tgc``, and
     an override that contradicts a trained value is refused. Run the program with
-    ``configs/inference_exported.json`` merged over ``configs/inference.json``.
+    ``configs/inference_exported.json`` (ONNX: ``configs/inference_onnx.json``) merged over
+    ``configs/inference.json``, or ``lmseg segment --model model.onnx``.
 
     Args:
         bundle: the bundle folder.
         ckpt: the checkpoint (default ``<bundle_root>/models/model.pt``).
-        out: the program file (default ``<bundle_root>/models/model.pt2``).
-        overwrite: replace an existing program file.
+        out: the exported file (default ``<bundle_root>/models/model.<format>``).
+        overwrite: replace an existing exported file.
+        format: ``pt2`` (``torch.export``) or ``onnx`` (needs ``pip install -e ".[onnx]"``).
     """
     from lmseg_components.export import export_bundle
 
     try:
-        path = export_bundle(bundle, ckpt, out, overrides, overwrite=overwrite)
-    except (ValueError, FileExistsError) as e:
+        path = export_bundle(bundle, ckpt, out, overrides, overwrite=overwrite, format=format)
+    except (ValueError, FileExistsError, ImportError) as e:
         sys.exit(f"error: {e}")
     print(f"exported to {path}")
 

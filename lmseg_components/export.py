@@ -1,14 +1,17 @@
 """Export a bundle's network with ``torch.export`` (for networks TorchScript cannot script, such as TGC-Net with
-its open_clip tower), and load the exported program as a module that MONAI engines can run."""
+its open_clip tower) or to ONNX (for onnxruntime, TensorRT, Triton), and load either as a module that MONAI
+engines can run."""
 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from torch import nn
@@ -17,7 +20,10 @@ from lmseg_components.engines.checkpoint import RUN_RECORD_FILE
 from lmseg_components.files import atomic_write, prepare_output_file
 
 __all__ = [
+    "EXPORT_FORMATS",
     "ExportedNetwork",
+    "OnnxNetwork",
+    "export_onnx",
     "bundle_example_inputs",
     "example_inputs",
     "export_bundle",
@@ -91,6 +97,79 @@ def export_program(
     network.eval()
     program = torch.export.export(network, tuple(inputs), kwargs=named or {})
     return atomic_write(path, lambda tmp: torch.export.save(program, tmp))
+
+
+def export_onnx(
+    network: nn.Module, inputs: Sequence[torch.Tensor], path: str | Path, named: dict[str, torch.Tensor] | None = None
+) -> Path:
+    """Export ``network`` (in eval mode) to ONNX with ``torch.onnx.export(dynamo=True)`` on example positional
+    ``inputs`` (the image) and keyword ``named`` inputs (``text``, ``aux_text``), saved atomically to ``path``.
+    The graph's inputs are named ``image`` and the keyword names, its output ``pred``; the batch axis is dynamic
+    where the network allows it (TIRNet), else 1 (TGC-Net: :class:`OnnxNetwork` then runs a batch item by item).
+    Needs ``pip install onnx onnxscript``."""
+    named = named or {}
+    network.eval()
+    first = next(iter(inspect.signature(network.forward).parameters))
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    dynamic = {first: {0: batch}, **{name: {0: batch} for name in named}}
+
+    def write(tmp: str) -> None:
+        torch.onnx.export(
+            network,
+            tuple(inputs),
+            tmp,
+            kwargs=named,
+            input_names=["image", *named],
+            output_names=["pred"],
+            dynamic_shapes=dynamic,
+            dynamo=True,
+        )
+
+    with torch.no_grad():
+        return atomic_write(path, write)
+
+
+class OnnxNetwork(nn.Module):
+    """An ONNX file (:func:`export_onnx`) run by onnxruntime, as a module MONAI engines call: ``forward(image,
+    text=..., aux_text=...)`` with torch tensors, returning a torch tensor on the image's device. ``train()`` /
+    ``eval()`` change nothing. A graph exported with batch 1 runs a larger batch one item at a time.
+
+    Args:
+        path: the ``.onnx`` file.
+        providers: onnxruntime execution providers (default: CUDA first when onnxruntime has it, then CPU).
+    """
+
+    def __init__(self, path: str | Path, providers: Sequence[str] | None = None):
+        super().__init__()
+        try:
+            import onnxruntime
+        except ImportError as e:
+            raise ImportError("running an ONNX model needs onnxruntime: pip install onnxruntime") from e
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no ONNX model at {path}: run `lmseg export --format onnx` first.")
+        available = onnxruntime.get_available_providers()
+        providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        try:
+            session = onnxruntime.InferenceSession(str(path), providers=list(providers))
+        except Exception as e:  # onnxruntime's own exception types: InvalidProtobuf, Fail, ...
+            raise ValueError(f"{path}: not a readable ONNX model ({e})") from e
+        object.__setattr__(self, "_session", session)
+        self.input_names = [i.name for i in session.get_inputs()]
+        self.batch_one = session.get_inputs()[0].shape[0] == 1
+
+    def forward(self, *inputs: torch.Tensor, **named: torch.Tensor) -> torch.Tensor:
+        feed = dict(zip(self.input_names, inputs, strict=False)) | named
+        unknown = set(feed) - set(self.input_names)
+        if unknown:
+            raise ValueError(f"the ONNX model takes {self.input_names}, not {sorted(unknown)}")
+        device = inputs[0].device if inputs else next(iter(named.values())).device
+        arrays = {name: value.detach().cpu().float().numpy() for name, value in feed.items()}
+        size = max(len(a) for a in arrays.values())
+        if self.batch_one and size > 1:  # an input of batch 1 (one prompt for every window) serves every item
+            items = [{n: a[i : i + 1] if len(a) == size else a for n, a in arrays.items()} for i in range(size)]
+            outputs = [self._session.run(["pred"], item)[0] for item in items]
+            return torch.from_numpy(np.concatenate(outputs)).to(device)
+        return torch.from_numpy(self._session.run(["pred"], arrays)[0]).to(device)
 
 
 class ExportedNetwork(nn.Module):
@@ -169,21 +248,29 @@ def prepare_bundle_export(
     return network.eval(), inputs, named, root
 
 
+EXPORT_FORMATS = {"pt2": export_program, "onnx": export_onnx}
+
+
 def export_bundle(
     bundle: str | Path,
     ckpt: str | Path | None = None,
     out: str | Path | None = None,
     overrides: dict | None = None,
     overwrite: bool = False,
+    format: str = "pt2",
 ) -> Path:
-    """Export the bundle's trained ``network_def`` (see :func:`prepare_bundle_export`) to ``models/model.pt2``
-    under ``bundle_root`` (or ``out``, with a copy of the checkpoint's ``run_record.json``). An existing program
-    file is replaced only with ``overwrite``; the checkpoint is never written over (see
-    :func:`~lmseg_components.files.prepare_output_file`)."""
+    """Export the bundle's trained ``network_def`` (see :func:`prepare_bundle_export`) as a ``torch.export``
+    program (``format="pt2"``, :func:`export_program`) or ONNX (``"onnx"``, :func:`export_onnx`) to
+    ``models/model.<format>`` under ``bundle_root`` (or ``out``, with a copy of the checkpoint's
+    ``run_record.json``). An existing file is replaced only with ``overwrite``; the checkpoint is never written
+    over (see :func:`~lmseg_components.files.prepare_output_file`)."""
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {sorted(EXPORT_FORMATS)}, got {format!r}")
     network, inputs, named, root = prepare_bundle_export(bundle, ckpt, overrides)
     checkpoint = Path(ckpt) if ckpt else root / "models" / "model.pt"
-    path = prepare_output_file(Path(out) if out else root / "models" / "model.pt2", overwrite, sources=[checkpoint])
-    export_program(network, inputs, path, named)
+    default = root / "models" / f"model.{format}"
+    path = prepare_output_file(Path(out) if out else default, overwrite, sources=[checkpoint])
+    EXPORT_FORMATS[format](network, inputs, path, named)
     record = checkpoint.parent / RUN_RECORD_FILE
     if record.is_file() and path.parent != record.parent.resolve():  # the trained values travel with the program
         shutil.copy2(record, path.parent / RUN_RECORD_FILE)

@@ -19,6 +19,7 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from lmseg_components.bundle_checks import cli_overrides
+from lmseg_components.export import OnnxNetwork, export_bundle, prepare_bundle_export
 from lmseg_components.inference.segment import RESULTS_FILE, segment
 from lmseg_components.workflows import SMALL_CONFIG, load_bundle
 
@@ -182,3 +183,46 @@ def test_an_empty_prompt_needs_a_model_trained_with_text_dropout(tmp_path):
     record.write_text(json.dumps({**json.loads(record.read_text()), "text_dropout": 0.3}))
     (result,) = segment(image, "tirnet_lmis", model, tmp_path / "b", text="")
     assert result["text"] == "" and (tmp_path / "b" / result["mask"]).is_file()
+
+
+@pytest.mark.parametrize("bundle", ["tirnet_lmis", "tgcnet_lmis", "tgcnet_ct_organs"])
+def test_onnx_export_runs_in_onnxruntime_as_the_checkpoint(tmp_path, bundle):
+    """``lmseg export --format onnx``: onnxruntime equals eager on the example inputs (batch 1 and 2); ``lmseg
+    segment --model model.onnx`` and the bundle's ``inference_onnx.json`` write the checkpoint's masks."""
+    model = _model(tmp_path / "run", bundle)
+    onnx = export_bundle(BUNDLES / bundle, model, overrides={"bundle_root": str(tmp_path / "run")}, format="onnx")
+    assert onnx == tmp_path / "run" / "models" / "model.onnx"
+    network, inputs, named, _ = prepare_bundle_export(BUNDLES / bundle, model, {"bundle_root": str(tmp_path / "run")})
+    runtime = OnnxNetwork(onnx)
+    for batch in (1, 2):
+        image = torch.cat([inputs[0]] + [torch.rand_like(inputs[0])] * (batch - 1))
+        text = {name: torch.cat([value] * batch) for name, value in named.items()}
+        with torch.no_grad():
+            expected = network(image, **text)
+        assert torch.allclose(runtime(image, **text), expected, atol=1e-4), batch
+
+    images = tmp_path / "images"
+    images.mkdir()
+    if bundle == "tgcnet_ct_organs":
+        volume = np.random.default_rng(0).normal(40, 30, (30, 26, 3)).astype(np.float32)
+        volume[8:20, 6:18, :] += 120
+        nib.save(nib.Nifti1Image(volume, np.diag([0.8, 0.7, 2.5, 1.0])), str(images / "ct.nii.gz"))
+        read = lambda path: np.asarray(nib.load(str(path)).dataobj)  # noqa: E731
+    else:
+        Image.fromarray(_chest()).save(images / "a.png")
+        (images / "prompts.csv").write_text(f'image,text\ndefault,"{PROMPT}"\n')
+        read = _mask
+    (checkpoint,) = segment(images, bundle, model, tmp_path / "pt")
+    (exported,) = segment(images, bundle, onnx, tmp_path / "onnx")
+    expected = read(tmp_path / "pt" / checkpoint["mask"])
+    assert 0 < checkpoint["foreground_fraction"] < 1 and np.array_equal(
+        read(tmp_path / "onnx" / exported["mask"]), expected
+    )
+
+    if bundle == "tgcnet_lmis":
+        return  # its inference.json runs the network as TIRNet's does
+    extra = ["--images", str(images), "--output_dir", str(tmp_path / "b"), *cli_overrides(TRAINED[bundle])]
+    configs = ["configs/inference.json", "configs/inference_onnx.json"]
+    run = run_bundle(bundle, "inference", configs, tmp_path / "run", *extra)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert np.array_equal(read(tmp_path / "b" / checkpoint["mask"]), expected)

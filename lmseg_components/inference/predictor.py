@@ -13,7 +13,7 @@ from monai.transforms import Compose
 
 from lmseg_components.data.msd import organ_prompt
 from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
-from lmseg_components.export import load_trained_bundle, trained_values
+from lmseg_components.export import OnnxNetwork, load_trained_bundle, trained_values
 from lmseg_components.workflows import FILE_WRITERS, bundle_dir, device_expression, load_bundle
 
 __all__ = ["EXPORTED_CONFIG", "TextBundlePredictor", "class_names", "class_prompts", "find_bundle"]
@@ -63,7 +63,8 @@ class TextBundlePredictor:
         overrides: bundle config overrides by id, as on the ``monai.bundle`` command line (e.g. ``text_cache_dir``).
         model: a trained checkpoint (``models/model.pt``): the network is the bundle's ``inference.json``
             ``network_def`` built with the values it was trained with (``run_record.json`` beside it, see
-            :func:`~lmseg_components.export.load_trained_bundle`). Default: the exported network that
+            :func:`~lmseg_components.export.load_trained_bundle`); or an ONNX file (``lmseg export --format
+            onnx``), run by onnxruntime with the same preprocessing. Default: the exported network that
             ``configs/inference_exported.json`` loads (``models/model.pt2`` from ``lmseg export``, or
             ``models/model.ts`` from ``ckpt_export``), with the values of the ``run_record.json`` beside it.
     """
@@ -95,13 +96,19 @@ class TextBundlePredictor:
             parser = load_trained_bundle(self.bundle, configs, ckpt_dir, extra)
             self.network = parser.get_parsed_content("network").eval()
         else:
-            model = check_checkpoint_file(model)
+            model = Path(model)
+            onnx = model.suffix == ".onnx"
+            if not onnx:
+                check_checkpoint_file(model)
             ckpt_dir = model.parent
             parser = load_trained_bundle(self.bundle, ["inference.json"], ckpt_dir, extra)
-            self.network = parser.get_parsed_content("network")
-            device_now = next(self.network.parameters()).device
-            self.network.load_state_dict(torch.load(model, map_location=device_now, weights_only=True))
-            self.network.eval()
+            if onnx:
+                self.network = OnnxNetwork(model)
+            else:
+                self.network = parser.get_parsed_content("network")
+                device_now = next(self.network.parameters()).device
+                self.network.load_state_dict(torch.load(model, map_location=device_now, weights_only=True))
+                self.network.eval()
         self.meta = parser.get_parsed_content("_meta_")
         self.device = parser.get_parsed_content("device")
         self.preprocessing = parser.get_parsed_content("preprocessing")
