@@ -14,6 +14,7 @@ BUNDLES = BUNDLES_DIR
 TIRNET_TINY = {"image_size": 32, "width": 4}
 INFERENCE = ["configs/inference.json"]
 EXPORTED_INFERENCE = ["configs/inference.json", "configs/inference_exported.json"]
+MLFLOW = ("--tracking", "mlflow")  # MONAI's own MLflow settings: runs in <bundle_root>/eval/mlruns.db (SQLite)
 
 
 def with_small(configs: Sequence[str]) -> list[str]:
@@ -74,3 +75,16 @@ def train_and_export_tirnet(root: Path, seed: int = 0) -> Path:
     run = run_bundle("tirnet_lmis", "inference", EXPORTED_INFERENCE, root, *tiny)
     assert run.returncode == 0, run.stderr[-3000:]
     return ts
+
+
+def mlflow_runs(root: Path) -> dict[str, set[str]]:
+    """``{MONAI's run kind: metric names}`` of the finished MLflow runs that ``--tracking mlflow`` logged under
+    ``root`` (``eval/mlruns.db``): ``training`` for the run with ``train_loss``, else ``evaluating``."""
+    from mlflow.tracking import MlflowClient
+    from monai.utils import path_to_sqlite_uri
+
+    client = MlflowClient(tracking_uri=path_to_sqlite_uri(str(root / "eval" / "mlruns.db")))
+    experiment = client.get_experiment_by_name("monai_experiment")
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
+    return {("training" if "train_loss" in r.data.metrics else "evaluating"): set(r.data.metrics) for r in runs}

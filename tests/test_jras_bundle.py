@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_cli import BUNDLES, monai_bundle, run_bundle
+from bundle_cli import BUNDLES, MLFLOW, mlflow_runs, monai_bundle, run_bundle
 
 from lmseg_components.data import make_synthetic_acdc, read_acdc_split
 from lmseg_components.metrics import hd95_penalty
@@ -32,7 +32,9 @@ def _bundle(workflow: str, configs: list[str], root: Path, *extra: str):
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("jras")
     make_synthetic_acdc(root / "data", seed=0, n_patients=8, shape=(32, 32, 4))
-    run = _bundle("training", ["configs/train.json"], root, "--epochs", str(EPOCHS), "--learning_rate", "0.003")
+    run = _bundle(
+        "training", ["configs/train.json"], root, *MLFLOW, "--epochs", str(EPOCHS), "--learning_rate", "0.003"
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return root, run.stdout + run.stderr
 
@@ -68,8 +70,10 @@ def test_persisted_gallery_holds_training_items_only_and_index_matches_model(tra
 
 def test_evaluating_writes_metrics_and_per_slice_csv(trained):
     root, _ = trained
-    run = _bundle("evaluating", ["configs/train.json", "configs/evaluate.json"], root)
+    run = _bundle("evaluating", ["configs/train.json", "configs/evaluate.json"], root, *MLFLOW)
     assert run.returncode == 0, run.stderr[-3000:]
+    runs = mlflow_runs(root)  # --tracking mlflow: MONAI's MLflow handlers on trainer, validator, evaluator
+    assert {"train_loss", "val_mean_dice"} <= runs["training"] and "val_mean_dice" in runs["evaluating"]
     metrics = dict(line.split(",") for line in (root / "eval" / "metrics.csv").read_text().splitlines())
     assert float(metrics["val_mean_dice"]) > 0.1 and "val_hd95" in metrics
     quality = {

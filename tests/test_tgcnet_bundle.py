@@ -8,7 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bundle_cli import BUNDLES, EXPORTED_INFERENCE, INFERENCE, config_file, monai_bundle, run_bundle, with_small
+from bundle_cli import (
+    BUNDLES,
+    EXPORTED_INFERENCE,
+    INFERENCE,
+    MLFLOW,
+    config_file,
+    mlflow_runs,
+    monai_bundle,
+    run_bundle,
+    with_small,
+)
 from PIL import Image
 
 from lmseg_components.bundle_checks import cli_overrides
@@ -29,7 +39,7 @@ def _bundle(workflow: str, configs: list[str], root: Path, *extra: str):
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("tgcnet")
     make_synthetic_lvit(root / "data", seed=0, size=64, n_train=6, n_val=2, n_test=3)
-    run = _bundle("training", ["configs/train.json"], root, "--epochs", "1")
+    run = _bundle("training", ["configs/train.json"], root, *MLFLOW, "--epochs", "1")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return root
 
@@ -42,8 +52,10 @@ def test_training_checkpoint_holds_trainable_and_frozen_parts(trained):
 
 
 def test_evaluate_and_infer(trained):
-    run = _bundle("evaluating", ["configs/train.json", "configs/evaluate.json"], trained)
+    run = _bundle("evaluating", ["configs/train.json", "configs/evaluate.json"], trained, *MLFLOW)
     assert run.returncode == 0, run.stderr[-3000:]
+    runs = mlflow_runs(trained)  # --tracking mlflow: MONAI's MLflow handlers on trainer, validator, evaluator
+    assert {"train_loss", "val_mean_dice"} <= runs["training"] and "val_mean_dice" in runs["evaluating"]
     assert "val_mean_dice" in (trained / "eval" / "metrics.csv").read_text()
     run = _bundle("inference", ["configs/inference.json"], trained)
     assert run.returncode == 0, run.stderr[-3000:]

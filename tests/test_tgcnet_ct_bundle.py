@@ -12,7 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from bundle_cli import BUNDLES, EXPORTED_INFERENCE, run_bundle
+from bundle_cli import BUNDLES, EXPORTED_INFERENCE, MLFLOW, mlflow_runs, run_bundle
 from monai.bundle import verify_net_in_out
 
 from lmseg_components.bundle_checks import cli_overrides
@@ -35,7 +35,7 @@ def _bundle(workflow: str, configs: list[str], root: Path, *extra: str):
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("tgcnet_ct")
     make_synthetic_msd(root / "data", seed=0, n_cases=6, shape=(64, 64, 8))
-    run = _bundle("training", ["configs/train.json"], root, "--epochs", str(EPOCHS))
+    run = _bundle("training", ["configs/train.json"], root, *MLFLOW, "--epochs", str(EPOCHS))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return root, run.stdout + run.stderr
 
@@ -61,8 +61,10 @@ def _rows(path: Path) -> list[dict]:
 
 def test_evaluate_writes_per_volume_per_organ_dice_and_hd95(trained):
     root, _ = trained
-    run = _bundle("evaluating", ["configs/train.json", "configs/evaluate.json"], root)
+    run = _bundle("evaluating", ["configs/train.json", "configs/evaluate.json"], root, *MLFLOW)
     assert run.returncode == 0, run.stderr[-3000:]
+    runs = mlflow_runs(root)  # --tracking mlflow: MONAI's MLflow handlers on trainer, validator, evaluator
+    assert {"train_loss", "val_mean_dice"} <= runs["training"] and "val_mean_dice" in runs["evaluating"]
     summary = (root / "eval" / "metrics.csv").read_text()
     assert "val_mean_dice" in summary and "val_hd95" in summary
     test = read_msd_split(root / "data", "test")

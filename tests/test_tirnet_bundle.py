@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from bundle_cli import BUNDLES, INFERENCE, config_file, run_bundle, with_small
+from bundle_cli import BUNDLES, INFERENCE, MLFLOW, config_file, mlflow_runs, run_bundle, with_small
 
 from lmseg_components.data import make_synthetic_lvit
 
@@ -27,7 +27,7 @@ def _bundle(workflow: str, configs: list[str], root: Path, *extra: str, **kwargs
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("tirnet")
     make_synthetic_lvit(root / "data", seed=0, size=48, n_train=6, n_val=2, n_test=3)
-    run = _bundle("training", ["configs/train.json"], root, "--epochs", "1")
+    run = _bundle("training", ["configs/train.json"], root, *MLFLOW, "--epochs", "1")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return root
 
@@ -42,8 +42,10 @@ def test_training_writes_checkpoints_and_tensorboard(trained):
 
 
 def test_evaluating_writes_metrics_and_per_image_csv(trained):
-    run = _bundle("evaluating", ["configs/train.json", "configs/evaluate.json"], trained)
+    run = _bundle("evaluating", ["configs/train.json", "configs/evaluate.json"], trained, *MLFLOW)
     assert run.returncode == 0, run.stderr[-3000:]
+    runs = mlflow_runs(trained)  # --tracking mlflow: MONAI's MLflow handlers on trainer, validator, evaluator
+    assert {"train_loss", "val_mean_dice"} <= runs["training"] and "val_mean_dice" in runs["evaluating"]
     metrics = (trained / "eval" / "metrics.csv").read_text()
     for name in ("val_mean_dice", "val_mean_iou", "val_global_dice", "val_global_iou"):
         assert name in metrics

@@ -15,11 +15,13 @@ from lmseg_components.engines.jras import (
 )
 from lmseg_components.engines.outputs import OutputNameCollisionError, prepare_output_names, writer_layouts
 from lmseg_components.engines.overlay import SaveOverlayd, render_overlay
+from lmseg_components.engines.tracking import end_tracking_runs
 
 __all__ = [
     "BestModelSaver",
     "RunMismatchError",
     "epoch_seed",
+    "end_tracking_runs",
     "CheckedCheckpointLoader",
     "ContrastiveStep",
     "GalleryFromDataset",
