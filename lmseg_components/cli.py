@@ -46,6 +46,7 @@ def make_synthetic(
     n_benign: int = 8,
     n_malignant: int = 6,
     n_normal: int = 4,
+    nothing_fraction: float = 0.1,
     overwrite: bool = False,
 ) -> None:
     """Write a synthetic dataset in a real layout and print a short summary (the lvit manifest, with every image's
@@ -67,6 +68,8 @@ def make_synthetic(
         difficulty: acdc ``standard`` or ``hard`` (lower myocardium contrast, partial-volume blur, stronger bias
             field and noise, papillary muscles, irregular RV, empty apical slices, slice misalignment).
         n_benign, n_malignant, n_normal: busi images per class.
+        nothing_fraction: lvit: ``round(nothing_fraction * n_test)`` more test images whose prompt names nothing
+            (a zone without a lesion, an unrelated sentence) and whose mask is empty.
         overwrite: write into a non-empty ``out`` (files of the same names are replaced, others stay).
     """
     if kind not in SYNTHETIC_MAKERS:
@@ -77,7 +80,10 @@ def make_synthetic(
         sys.exit(f"error: {e}")
     make = SYNTHETIC_MAKERS[kind]
     if kind == "lvit":
-        summary = make(out, seed, size, n_train, n_val, n_test, naming, text_format)
+        try:
+            summary = make(out, seed, size, n_train, n_val, n_test, naming, text_format, nothing_fraction)
+        except ValueError as e:
+            sys.exit(f"error: {e}")
         print(
             f"synthetic LViT dataset in {out}: {summary['counts']}, text-ignoring oracle m-Dice "
             f"{summary['text_ignoring_oracle_mdice']:.3f}; manifest {Path(out) / 'synthetic.json'}"
