@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Callable
@@ -79,26 +80,35 @@ def make_synthetic(
     except (ValueError, FileExistsError) as e:
         sys.exit(f"error: {e}")
     make = SYNTHETIC_MAKERS[kind]
+    options = {
+        "seed": seed,
+        "size": size,
+        "n_train": n_train,
+        "n_val": n_val,
+        "n_test": n_test,
+        "n_cases": n_cases,
+        "n_patients": n_patients,
+        "naming": naming,
+        "text_format": text_format,
+        "scanner": scanner,
+        "difficulty": difficulty,
+        "n_benign": n_benign,
+        "n_malignant": n_malignant,
+        "n_normal": n_normal,
+        "nothing_fraction": nothing_fraction,
+    }
+    accepted = inspect.signature(make).parameters  # each kind takes its own options
+    try:
+        summary = make(out, **{name: value for name, value in options.items() if name in accepted})
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     if kind == "lvit":
-        try:
-            summary = make(out, seed, size, n_train, n_val, n_test, naming, text_format, nothing_fraction)
-        except ValueError as e:
-            sys.exit(f"error: {e}")
         print(
             f"synthetic LViT dataset in {out}: {summary['counts']}, text-ignoring oracle m-Dice "
             f"{summary['text_ignoring_oracle_mdice']:.3f}; manifest {Path(out) / 'synthetic.json'}"
         )
-        return
-    try:
-        if kind == "msd":
-            summary = make(out, seed, n_cases)
-        elif kind == "acdc":
-            summary = make(out, seed, n_patients, scanner=scanner, difficulty=difficulty)
-        else:
-            summary = make(out, seed, n_benign, n_malignant, n_normal, size=size)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
-    print(json.dumps(summary, indent=2))
+    else:
+        print(json.dumps(summary, indent=2))
 
 
 def check_data(root: str, layout: str | None = None) -> None:

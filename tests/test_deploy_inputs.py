@@ -21,6 +21,8 @@ from lmseg_components.data import read_lvit_split
 from lmseg_components.deploy import make_deploy_app
 from lmseg_components.inference import TextBundlePredictor, find_bundle, mask_path, write_mask
 
+pytestmark = pytest.mark.bundle  # trains and exports through python -m monai.bundle, runs the lmseg CLI
+
 
 def _png(path: Path, size: int = 8) -> Path:
     Image.fromarray(np.zeros((size, size), np.uint8)).save(path)

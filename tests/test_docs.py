@@ -14,7 +14,7 @@ documented commands use the paper defaults, which need the model hub) and gets t
 from __future__ import annotations
 
 import ast
-import importlib.util
+import importlib
 import json
 import os
 import re
@@ -30,9 +30,10 @@ import pytest
 from bundle_cli import with_small
 
 from lmseg_components.cli import run_script
+from lmseg_components.workflows import BUNDLES_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", *sorted(REPO.glob("bundles/*/docs/README.md"))]
+DOCS = [REPO / "README.md", *sorted(BUNDLES_DIR.glob("*/docs/README.md"))]
 MARKER = re.compile(r'<!-- docs-test: (?:(run(?: slow)?)|skip reason="([^"]+)") -->')
 
 # (pattern, replacement) applied to every line of a run block; {data} is the folder of the synthetic sets
@@ -241,10 +242,7 @@ def test_ci_reads_the_readme_install_commands():
 
 
 def _benchmark(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def test_text_grounding_refuses_space_separated_variants(tmp_path):

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from lmseg_components.bundle_checks import verify_bundles
+from lmseg_components.workflows import BUNDLES_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 STATIC = ["files", "metadata", "json_style", "config_consistency", "large_files"]
@@ -12,9 +13,9 @@ STATIC = ["files", "metadata", "json_style", "config_consistency", "large_files"
 
 @pytest.fixture
 def bundles(tmp_path):
-    shutil.copytree(REPO / "bundles" / "tirnet_lmis" / "configs", tmp_path / "tirnet_lmis" / "configs")
+    shutil.copytree(BUNDLES_DIR / "tirnet_lmis" / "configs", tmp_path / "tirnet_lmis" / "configs")
     for name in ("LICENSE", "large_files.yml", "docs"):
-        source = REPO / "bundles" / "tirnet_lmis" / name
+        source = BUNDLES_DIR / "tirnet_lmis" / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / "tirnet_lmis" / name)
     return tmp_path
 
