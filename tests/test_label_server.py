@@ -1,6 +1,6 @@
 """MONAI Label integration: ``lmseg label-app`` serves a trained TIRNet bundle through ``monailabel
 start_server``; the text prompt travels in the request params. Needs the ``label`` extra (``pip install
--e .[label,test]``); run with ``python -m pytest -m label`` (the ``.ci/run-label`` job)."""
+-e .[label,minilm]`` and pytest); run with ``python -m pytest -m label`` (the ``.ci/run-label`` job)."""
 
 from __future__ import annotations
 
