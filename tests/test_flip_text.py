@@ -50,3 +50,17 @@ def test_overlay_is_legible_and_marks_the_mask():
     assert out[60, 180, 0] > out[60, 180, 2] + 50  # mask pixel (row 15, col 45) x4 is tinted red
     assert out[200, 20, 0] == out[200, 20, 2]  # outside the mask stays grey
     assert out[260:, :, :].max() > 200  # caption drawn in white
+
+
+def test_overlay_colours_each_label_from_the_palette():
+    from lmseg_components.engines import render_overlay
+    from lmseg_components.engines.overlay import PALETTE
+
+    labels = np.zeros((8, 8), int)
+    for value in (1, 2, 3, 7):  # 7 wraps around the six colours
+        labels[value, value] = value
+    out = np.asarray(render_overlay(np.full((8, 8), 0.5), labels, "organs", alpha=0.45, min_width=8))
+    for value in (1, 2, 3, 7):
+        expected = 0.55 * 127.5 + 0.45 * np.asarray(PALETTE[(value - 1) % len(PALETTE)])
+        assert np.abs(out[value, value] - expected).max() <= 1, value
+    assert (out[0, 0] == 128).all()  # background: the grey image

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.colors import ListedColormap
 from monai.config import KeysCollection
 from monai.data import FolderLayout
 from monai.transforms import MapTransform
+from monai.visualize import blend_images
 from PIL import Image, ImageDraw
 
 __all__ = ["PALETTE", "render_overlay", "SaveOverlayd"]
@@ -28,17 +30,24 @@ def render_overlay(
 ):
     """Return an RGB PIL image: ``image`` (H, W) in [0, 1] with ``mask`` (H, W) blended in, caption below.
 
-    ``mask`` is binary or a label map; label ``v > 0`` is drawn in ``PALETTE[(v - 1) % len(PALETTE)]``.
-    Images narrower than ``min_width`` are enlarged by an integer factor (nearest) so the caption stays legible.
+    ``mask`` is binary or a label map; label ``v > 0`` is drawn in ``PALETTE[(v - 1) % len(PALETTE)]`` by MONAI's
+    :func:`~monai.visualize.blend_images` (PIL writes the caption). Images narrower than ``min_width`` are
+    enlarged by an integer factor (nearest) so the caption stays legible.
     """
-    grey = (np.clip(image, 0, 1) * 255).astype(np.uint8)
-    rgb = np.repeat(grey[..., None], 3, axis=-1).astype(np.float32)
     labels = np.asarray(mask).astype(np.int64)
-    for value in np.unique(labels[labels > 0]):
-        m = labels == value
-        color = np.asarray(PALETTE[(int(value) - 1) % len(PALETTE)], np.float32)
-        rgb[m] = (1 - alpha) * rgb[m] + alpha * color
-    picture = Image.fromarray(rgb.astype(np.uint8))
+    top = max(int(labels.max()), 1)
+    # label v as v / top on a colormap of top + 1 entries: matplotlib's int(x * N) picks entry v exactly
+    colors = [(0, 0, 0)] + [tuple(c / 255 for c in PALETTE[(v - 1) % len(PALETTE)]) for v in range(1, top + 1)]
+    blended = blend_images(
+        np.clip(np.asarray(image, np.float32), 0, 1)[None],
+        (labels / top).astype(np.float32)[None],
+        alpha=alpha,
+        cmap=ListedColormap(colors),
+        rescale_arrays=False,
+        transparent_background=True,
+    )
+    rgb = np.moveaxis(np.asarray(blended), 0, -1) * 255
+    picture = Image.fromarray(np.clip(rgb.round(), 0, 255).astype(np.uint8))
     scale = max(1, -(-min_width // picture.width))
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     w, h = picture.size
