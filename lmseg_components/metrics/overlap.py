@@ -6,6 +6,11 @@ to measure. ``empty="one"`` (default, reported in our tables) scores it 1.0 -- t
 right. ``empty="nan"`` scores it NaN and the mean skips it (``nanmean``), as LViT and TIRNet do. On QaTa-COV19,
 MosMedData+ and our synthetic set every test image has a lesion, so both rules give the same number there.
 Global metrics pool the pixels of all images first; they are 1.0 only if everything is empty.
+
+Against MONAI's ``DiceMetric``: ``empty="one"`` scores as ``DiceMetric(ignore_empty=False)`` does. ``empty="nan"``
+has no MONAI equivalent: ``ignore_empty=True`` drops every image with an empty ground truth, also the ones with
+a false-positive prediction, which LViT's rule scores 0 (the prompts that name nothing depend on it). One class
+computes the four numbers (m-/g-, Dice/IoU) from the same per-image counts.
 """
 
 from __future__ import annotations
@@ -74,6 +79,11 @@ def integer_labels(labels) -> torch.Tensor:
 def pairwise_mask_dice(a: torch.Tensor, b: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Mask agreement of every pair of label maps: the Dice of each foreground class, averaged over the classes
     present in either mask; two masks without any foreground agree perfectly (1.0).
+
+    Not MONAI's ``compute_dice``: it scores aligned pairs, while the contrastive targets need all A x B pairs
+    (one matrix product per class here); and neither of its empty rules averages over the classes present in
+    either mask (``ignore_empty=False`` counts a class absent from both as 1.0, ``ignore_empty=True`` drops a
+    class the guide has and the query lacks, so a wrong guide would not be penalised).
 
     Args:
         a: (A, 1, *spatial) integer labels in [0, num_classes).
