@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import json
-import logging.config
 import re
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from monai.bundle import ConfigParser
+from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.transforms import SaveImaged
 
 from lmseg_components.engines.overlay import SaveOverlayd
@@ -113,16 +112,25 @@ def load_bundle(bundle: str | Path, configs: Sequence[str], overrides: dict | No
 def run_workflow(
     bundle: str | Path, workflow: str, configs: Sequence[str], overrides: dict | None = None, logging_conf: bool = True
 ) -> ConfigParser:
-    """Run ``initialize``, then ``workflow`` (e.g. ``training``), then ``finalize``; return the parser so that
-    callers can read the engines' state (``parser.get_parsed_content("validate#evaluator").state.metrics``)."""
-    parser = load_bundle(bundle, configs, overrides)
-    conf = Path(bundle) / "configs" / "logging.conf"
-    if logging_conf and conf.is_file():
-        logging.config.fileConfig(str(conf), disable_existing_loggers=False)
-    for step in ("initialize", workflow, "finalize"):
-        if step in parser:
-            parser.get_parsed_content(step, instantiate=True)
-    return parser
+    """Run the ``workflow`` (e.g. ``training``) of ``configs`` (file names under ``<bundle>/configs``) in this
+    process with MONAI's :class:`~monai.bundle.ConfigWorkflow`, as ``python -m monai.bundle run`` does:
+    ``initialize``, the workflow, ``finalize``; ``bundle_root`` is the bundle folder unless ``overrides`` (CLI
+    ids) set it. Returns the parser, so that callers can read the engines' state
+    (``parser.get_parsed_content("validate#evaluator").state.metrics``)."""
+    bundle = Path(bundle)
+    conf = bundle / "configs" / "logging.conf"
+    runner = ConfigWorkflow(
+        config_file=[str(bundle / "configs" / c) for c in configs],
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        logging_file=str(conf) if logging_conf and conf.is_file() else False,
+        run_id=workflow,
+        workflow_type=None,
+        **{"bundle_root": str(bundle), **(overrides or {})},
+    )
+    runner.initialize()
+    runner.run()
+    runner.finalize()
+    return runner.parser
 
 
 def evaluate_metrics(
