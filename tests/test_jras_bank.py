@@ -6,13 +6,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import fire
 import pytest
 import torch
 import torch.nn.functional as F
-from bundle_cli import BUNDLES, run_bundle
+from bundle_cli import BUNDLES
 from ignite.engine import Events
 
 from lmseg_components.data import make_synthetic_acdc, read_acdc_slices
@@ -37,24 +38,11 @@ NEW_IDS = ["patient101", "patient102", "patient103"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
+def trained(train_bundle) -> Path:
     """A J-RAS bundle trained one epoch on 4 synthetic patients (2 in the gallery), 32 px."""
-    root = tmp_path_factory.mktemp("jras_bank")
-    make_synthetic_acdc(root / "data", seed=0, n_patients=4, shape=(32, 32, 3))
+    data = partial(make_synthetic_acdc, seed=0, n_patients=4, shape=(32, 32, 3))
     tiny = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "6"]
-    run = run_bundle(
-        "jras_segmentation",
-        "training",
-        ["configs/train.json"],
-        root,
-        *tiny,
-        "--epochs",
-        "1",
-        "--contrastive_candidates",
-        "8",
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return root
+    return train_bundle("jras_segmentation", data, *tiny, "--epochs", "1", "--contrastive_candidates", "8")[0]
 
 
 @pytest.fixture(scope="module")

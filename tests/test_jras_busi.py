@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import re
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +33,11 @@ def _bundle(workflow: str, configs: list[str], root: Path, *extra: str):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("jras_busi")
-    make_synthetic_busi(root / "data", seed=0, n_benign=7, n_malignant=5, n_normal=3, size=48)
-    run = _bundle("training", TRAIN, root, "--epochs", str(EPOCHS), "--learning_rate", "0.003")
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return root, run.stdout + run.stderr
+def trained(train_bundle):
+    data = partial(make_synthetic_busi, seed=0, n_benign=7, n_malignant=5, n_normal=3, size=48)
+    return train_bundle(
+        "jras_segmentation", data, *TINY, "--epochs", str(EPOCHS), "--learning_rate", "0.003", configs=TRAIN
+    )
 
 
 def test_masks_of_one_image_are_united_and_images_are_grey(tmp_path):

@@ -3,6 +3,7 @@ verify, export with ``torch.export`` and run the exported program through the in
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +37,9 @@ def _bundle(workflow: str, configs: list[str], root: Path, *extra: str):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tgcnet")
-    make_synthetic_lvit(root / "data", seed=0, size=64, n_train=6, n_val=2, n_test=3)
-    run = _bundle("training", ["configs/train.json"], root, *MLFLOW, "--epochs", "1")
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return root
+def trained(train_bundle):
+    data = partial(make_synthetic_lvit, seed=0, size=64, n_train=6, n_val=2, n_test=3)
+    return train_bundle("tgcnet_lmis", data, *TINY, *MLFLOW, "--epochs", "1")[0]
 
 
 def test_training_checkpoint_holds_trainable_and_frozen_parts(trained):

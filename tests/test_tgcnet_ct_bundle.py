@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import re
+from functools import partial
 from pathlib import Path
 
 import nibabel as nib
@@ -32,12 +33,9 @@ def _bundle(workflow: str, configs: list[str], root: Path, *extra: str):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tgcnet_ct")
-    make_synthetic_msd(root / "data", seed=0, n_cases=6, shape=(64, 64, 8))
-    run = _bundle("training", ["configs/train.json"], root, *MLFLOW, "--epochs", str(EPOCHS))
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return root, run.stdout + run.stderr
+def trained(train_bundle):
+    data = partial(make_synthetic_msd, seed=0, n_cases=6, shape=(64, 64, 8))
+    return train_bundle("tgcnet_ct_organs", data, *TINY, *MLFLOW, "--epochs", str(EPOCHS))
 
 
 def test_training_learns_and_checkpoints(trained):

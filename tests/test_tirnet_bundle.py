@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -24,12 +25,9 @@ def _bundle(workflow: str, configs: list[str], root: Path, *extra: str, **kwargs
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tirnet")
-    make_synthetic_lvit(root / "data", seed=0, size=48, n_train=6, n_val=2, n_test=3)
-    run = _bundle("training", ["configs/train.json"], root, *MLFLOW, "--epochs", "1")
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return root
+def trained(train_bundle):
+    data = partial(make_synthetic_lvit, seed=0, size=48, n_train=6, n_val=2, n_test=3)
+    return train_bundle("tirnet_lmis", data, *TINY, *MLFLOW, "--epochs", "1")[0]
 
 
 def test_training_writes_checkpoints_and_tensorboard(trained):
