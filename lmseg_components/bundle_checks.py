@@ -14,8 +14,6 @@ kind and tiny overrides come from ``ci/bundles.json``.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,9 +40,9 @@ class CheckFailed(Exception):
 
 
 def _bundle_cli(bundle: Path, args: list[str], timeout: int = 900) -> str:
-    run = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", *args], cwd=bundle, capture_output=True, text=True, timeout=timeout
-    )
+    from lmseg_components.workflows import run_monai_bundle
+
+    run = run_monai_bundle(bundle, args, timeout=timeout)
     if run.returncode != 0:
         tail = (run.stderr or run.stdout).strip().splitlines()[-3:]
         raise CheckFailed(f"monai.bundle {args[0]} {args[1] if len(args) > 1 else ''} failed: {' | '.join(tail)}")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from lmseg_components.engines.overlay import SaveOverlayd
 from lmseg_components.files import prepare_output_dir
 
 __all__ = [
+    "run_monai_bundle",
     "BUNDLES_DIR",
     "FILE_WRITERS",
     "SMALL_CONFIG",
@@ -94,6 +97,24 @@ def copy_bundle(
         content.update(values)
         path.write_text(json.dumps(content, indent=4) + "\n")
     return target
+
+
+def run_monai_bundle(
+    bundle: str | Path,
+    args: Sequence[str],
+    nproc: int = 1,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle <args>`` run in the bundle folder, as a user types it, output captured as text;
+    ``nproc > 1`` runs it under ``torchrun --standalone --nnodes=1 --nproc_per_node=<nproc>``. The one runner of
+    bundle subprocesses (the Model-Zoo checks, the tests); the caller reads ``returncode``."""
+    launcher = [sys.executable]
+    if nproc > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", "--nnodes=1", f"--nproc_per_node={nproc}"]
+    command = [*launcher, "-m", "monai.bundle", *args]
+    env = dict(env) if env is not None else None
+    return subprocess.run(command, cwd=Path(bundle), capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def load_bundle(bundle: str | Path, configs: Sequence[str], overrides: dict | None = None) -> ConfigParser:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lmseg_components.workflows import BUNDLES_DIR, SMALL_CONFIG
+from lmseg_components.workflows import BUNDLES_DIR, SMALL_CONFIG, run_monai_bundle
 
 BUNDLES = BUNDLES_DIR
 TIRNET_TINY = {"image_size": 32, "width": 4}
@@ -41,17 +40,20 @@ def run_bundle(
     """``python -m monai.bundle run <workflow>`` in ``bundles/<bundle>`` with ``bundle_root=root`` and
     ``dataset_dir=root/data`` at the CPU setting (:func:`with_small`; ``small=False``: the paper defaults);
     ``extra`` are CLI overrides."""
+    return run_monai_bundle(BUNDLES / bundle, bundle_args(workflow, configs, root, *extra, small=small), **kwargs)
+
+
+def bundle_args(workflow: str, configs: Sequence[str], root: Path, *extra: str, small: bool = True) -> list[str]:
+    """The ``monai.bundle`` arguments of :func:`run_bundle` (for a caller with its own launcher)."""
     config = config_file(with_small(configs) if small else configs)
-    command = [sys.executable, "-m", "monai.bundle", "run", workflow, "--meta_file", "configs/metadata.json"]
-    command += ["--config_file", config, "--logging_file", "configs/logging.conf"]
-    command += ["--bundle_root", str(root), "--dataset_dir", str(root / "data"), *extra]
-    return subprocess.run(command, cwd=BUNDLES / bundle, capture_output=True, text=True, **kwargs)
+    args = ["run", workflow, "--meta_file", "configs/metadata.json", "--config_file", config]
+    args += ["--logging_file", "configs/logging.conf", "--bundle_root", str(root), "--dataset_dir", str(root / "data")]
+    return [*args, *extra]
 
 
 def monai_bundle(bundle: str, *args: str) -> subprocess.CompletedProcess:
     """``python -m monai.bundle <args>`` in ``bundles/<bundle>`` (verify_net_in_out, ckpt_export, ...)."""
-    command = [sys.executable, "-m", "monai.bundle", *args]
-    return subprocess.run(command, cwd=BUNDLES / bundle, capture_output=True, text=True)
+    return run_monai_bundle(BUNDLES / bundle, args)
 
 
 def train_and_export_tirnet(root: Path, seed: int = 0) -> Path:

@@ -2,18 +2,16 @@
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from bundle_cli import config_file, with_small
+from bundle_cli import bundle_args
 
 from lmseg_components.data import make_synthetic_acdc, make_synthetic_lvit, make_synthetic_msd
-from lmseg_components.workflows import BUNDLES_DIR
+from lmseg_components.workflows import BUNDLES_DIR, run_monai_bundle
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 
@@ -22,15 +20,9 @@ BUNDLES = BUNDLES_DIR
 
 def _torchrun(bundle: str, root: Path, epochs: int, *overrides: str) -> str:
     """``torchrun --nproc_per_node=2`` of the bundle's multi_gpu_train.json on CPU (gloo); returns the log."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
-    command += ["-m", "monai.bundle", "run", "training", "--meta_file", "configs/metadata.json"]
-    command += [
-        "--config_file",
-        config_file(with_small(["configs/train.json", "configs/multi_gpu_train.json"])),
-    ]
-    command += ["--logging_file", "configs/logging.conf", "--bundle_root", str(root)]
-    command += ["--dataset_dir", str(root / "data"), "--epochs", str(epochs), "--num_workers", "0", *overrides]
-    run = subprocess.run(command, cwd=BUNDLES / bundle, capture_output=True, text=True, timeout=600)
+    configs = ["configs/train.json", "configs/multi_gpu_train.json"]
+    extra = ["--epochs", str(epochs), "--num_workers", "0", *overrides]
+    run = run_monai_bundle(BUNDLES / bundle, bundle_args("training", configs, root, *extra), nproc=2, timeout=600)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-3000:]
     assert log.count("SupervisedTrainer - INFO - Engine run finished") == 2  # both ranks finished

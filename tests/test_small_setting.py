@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
-from bundle_cli import BUNDLES, small_values
+from bundle_cli import BUNDLES, bundle_args, small_values
 
 from lmseg_components.data import make_synthetic_lvit
+from lmseg_components.workflows import run_monai_bundle
 
 # the papers' settings (seeds and specs), as the default train.json must hold them
 PAPER = {
@@ -70,11 +69,9 @@ def test_defaults_are_the_papers_and_small_json_overrides_only_known_values(bund
 )
 def test_paper_default_without_the_hub_fails_with_one_line_naming_small_json(tmp_path, bundle, extra, key, model):
     make_synthetic_lvit(tmp_path / "data", seed=0, size=32, n_train=2, n_val=1, n_test=1)
-    command = [sys.executable, "-m", "monai.bundle", "run", "training", "--meta_file", "configs/metadata.json"]
-    command += ["--config_file", "configs/train.json", "--bundle_root", str(tmp_path)]
-    command += ["--dataset_dir", str(tmp_path / "data"), "--num_workers", "0", *extra]
+    args = bundle_args("training", ["configs/train.json"], tmp_path, "--num_workers", "0", *extra, small=False)
     env = dict(os.environ, HF_HUB_OFFLINE="1")  # the hub answers at once that it cannot be reached
-    run = subprocess.run(command, cwd=BUNDLES / bundle, capture_output=True, text=True, env=env, timeout=600)
+    run = run_monai_bundle(BUNDLES / bundle, args, env=env, timeout=600)
     assert run.returncode == 1
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: the pretrained weights 'openai' of open_clip {model}")
