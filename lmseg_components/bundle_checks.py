@@ -72,7 +72,32 @@ def check_metadata(bundle: Path, ctx: dict) -> str:
         raise CheckFailed(f"configs/metadata.json: {where}: {e.message}") from e
     if meta["version"] not in meta["changelog"]:
         raise CheckFailed(f"version {meta['version']} is not a key of changelog")
-    return f"version {meta['version']}"
+    drift = _required_packages(meta["required_packages_version"])
+    return f"version {meta['version']}" + (f"; installed here: {', '.join(drift)}" if drift else "")
+
+
+def _required_packages(required: dict[str, str]) -> list[str]:
+    """Check that every ``required_packages_version`` entry names an installed distribution (so ``pip install
+    <name>==<version>`` is the command it stands for) and that the ``lmseg`` entry is this package's version (a
+    bundle downloaded alone gets its Python from it, see the README); returns ``name version`` for the others
+    whose installed version differs (information: the metadata records the versions the bundle was checked
+    with)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    drift, missing = [], []
+    for name, pinned in required.items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            missing.append(name)
+            continue
+        if name == "lmseg" and installed != pinned:
+            raise CheckFailed(f"required_packages_version lmseg {pinned}, but this lmseg is {installed}")
+        if installed != pinned:
+            drift.append(f"{name} {installed}")
+    if missing:
+        raise CheckFailed(f"required_packages_version names no installed distribution: {missing}")
+    return drift
 
 
 def check_json_style(bundle: Path, ctx: dict) -> str:

@@ -39,6 +39,26 @@ def test_failures_are_reported_per_check(bundles, capsys):
     assert "'channel_def' is a required property" in out
 
 
+@pytest.mark.parametrize(
+    "package, version, message",
+    [
+        (
+            "lmseg-components",
+            "0.1.0",
+            "required_packages_version names no installed distribution: ['lmseg-components']",
+        ),
+        ("lmseg", "9.9.9", "required_packages_version lmseg 9.9.9, but this lmseg is"),
+    ],
+)
+def test_required_packages_must_be_installable_as_written(bundles, capsys, package, version, message):
+    meta_path = bundles / "tirnet_lmis" / "configs" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["required_packages_version"][package] = version
+    meta_path.write_text(json.dumps(meta, indent=4) + "\n")
+    assert verify_bundles(bundles, REPO / "ci" / "bundles.json", ["metadata"]) == 1
+    assert f"FAIL tirnet_lmis / metadata: {message}" in capsys.readouterr().out
+
+
 def test_config_consistency_names_each_value_inference_sets_differently(bundles, capsys):
     configs = bundles / "tirnet_lmis" / "configs"
     infer = json.loads((configs / "inference.json").read_text())
