@@ -1,16 +1,30 @@
-"""Network blocks and the method networks."""
+"""The method networks, one subpackage each (``tirnet``, ``tgcnet``, ``jras``), and the blocks they share
+(``blocks``). Every public name is re-exported here: configs say ``lmseg_components.networks.TIRNet``."""
 
-from lmseg_components.networks.attention import masked_attention, masked_mean, token_mask
-from lmseg_components.networks.cdcb import CDCB
-from lmseg_components.networks.cost_decoder import CostAggregationDecoder, cosine_cost
-from lmseg_components.networks.date import DATE, TEXT_MODES
-from lmseg_components.networks.deformable_attention import MSDeformAttn, ms_deform_attn_core, reference_points
-from lmseg_components.networks.guided import SEGMENTER_BACKBONES, GuidedSegmenter, SegFormer2D, blend_guides
-from lmseg_components.networks.rtmb import RTMB
-from lmseg_components.networks.sse import GUIDANCES, SSE, CLIPImageTower, CNNBranch
-from lmseg_components.networks.tgcnet import TGCNet, count_parameters
-from lmseg_components.networks.tirnet import TextTokenPooling, TIRNet
-from lmseg_components.networks.vlcm import CALIBRATIONS, VLCM
+from lmseg_components.networks.blocks import (
+    MSDeformAttn,
+    masked_attention,
+    masked_mean,
+    ms_deform_attn_core,
+    reference_points,
+    token_mask,
+)
+from lmseg_components.networks.jras import SEGMENTER_BACKBONES, GuidedSegmenter, SegFormer2D, blend_guides
+from lmseg_components.networks.tgcnet import (
+    CALIBRATIONS,
+    DATE,
+    GUIDANCES,
+    SSE,
+    TEXT_MODES,
+    VLCM,
+    CLIPImageTower,
+    CNNBranch,
+    CostAggregationDecoder,
+    TGCNet,
+    cosine_cost,
+    count_parameters,
+)
+from lmseg_components.networks.tirnet import CDCB, RTMB, TextTokenPooling, TIRNet
 
 __all__ = [
     "CALIBRATIONS",

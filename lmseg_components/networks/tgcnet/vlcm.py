@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lmseg_components.networks.attention import masked_attention
+from lmseg_components.networks.blocks.attention import masked_attention
 
 __all__ = ["VLCM", "CALIBRATIONS"]
 

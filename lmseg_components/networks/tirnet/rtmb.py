@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmseg_components.networks.pooling import avg_pool3x3
+from lmseg_components.networks.blocks.pooling import avg_pool3x3
 
 __all__ = ["RTMB"]
 

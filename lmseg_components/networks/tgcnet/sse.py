@@ -12,7 +12,7 @@ from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
 from lmseg_components.hub import create_open_clip
-from lmseg_components.networks.deformable_attention import MSDeformAttn, reference_points
+from lmseg_components.networks.blocks.deformable_attention import MSDeformAttn, reference_points
 
 __all__ = ["CLIPImageTower", "CNNBranch", "GUIDANCES", "SSE"]
 

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from monai.networks.nets.basic_unet import Down, TwoConv
 from torch import nn
 
-from lmseg_components.networks.cdcb import CDCB
-from lmseg_components.networks.rtmb import RTMB
+from lmseg_components.networks.tirnet.cdcb import CDCB
+from lmseg_components.networks.tirnet.rtmb import RTMB
 
 __all__ = ["TIRNet", "TextTokenPooling"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lmseg_components.networks.pooling import avg_pool3x3
+from lmseg_components.networks.blocks.pooling import avg_pool3x3
 
 __all__ = ["CDCB"]
 

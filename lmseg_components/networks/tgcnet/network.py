@@ -8,11 +8,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lmseg_components.networks.attention import masked_mean
-from lmseg_components.networks.cost_decoder import CostAggregationDecoder
-from lmseg_components.networks.date import DATE
-from lmseg_components.networks.sse import SSE, CLIPImageTower
-from lmseg_components.networks.vlcm import VLCM
+from lmseg_components.networks.blocks.attention import masked_mean
+from lmseg_components.networks.tgcnet.cost_decoder import CostAggregationDecoder
+from lmseg_components.networks.tgcnet.date import DATE
+from lmseg_components.networks.tgcnet.sse import SSE, CLIPImageTower
+from lmseg_components.networks.tgcnet.vlcm import VLCM
 
 __all__ = ["TGCNet", "count_parameters"]
 
@@ -39,7 +39,7 @@ class TGCNet(nn.Module):
         in_channels: image channels.
         text_dim: width of the frozen text encoder's token features.
         clip_model, clip_pretrained, clip_indices, clip_cache_dir, clip_image_size: the image tower (see
-            :class:`~lmseg_components.networks.sse.CLIPImageTower`); ignored with ``use_vit=False``.
+            :class:`~lmseg_components.networks.tgcnet.sse.CLIPImageTower`); ignored with ``use_vit=False``.
         clip_trainable_blocks: ViT fine-tuning ablation: 0 frozen (the method), N the last N blocks, -1 all
             (``CLIPImageTower(trainable_blocks=...)``); their learning rate is set by :meth:`parameter_groups`.
         dim: width of the hybrid pyramid, text tokens and calibration.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lmseg_components.networks.attention import masked_attention, masked_mean, token_mask
+from lmseg_components.networks.blocks.attention import masked_attention, masked_mean, token_mask
 
 __all__ = ["DATE", "TEXT_MODES"]
 
