@@ -1,6 +1,7 @@
 """Every bad input is reported with the file (and row) it concerns, all problems at once."""
 
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -42,7 +43,10 @@ def _problems(root):
 def test_clean_split_reads(lvit):
     records = read_lvit_split(lvit, "Train")
     assert [r["name"] for r in records] == [f"syn_train_{i:04d}.png" for i in range(4)]
-    assert set(records[0]) == {"image", "label", "text", "name", "case_id"}
+    assert set(records[0]) == {"image", "label", "label_all", "text", "name", "case_id"}
+    assert Path(records[0]["label_all"]).parent.name == "labelcol_all"  # the synthetic every-finding mask
+    shutil.rmtree(lvit / "Train_Folder" / "labelcol_all")  # the real layout has none
+    assert set(read_lvit_split(lvit, "Train")[0]) == {"image", "label", "text", "name", "case_id"}
 
 
 def test_missing_image_names_row(lvit):
