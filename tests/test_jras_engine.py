@@ -342,3 +342,19 @@ def test_a_segmenting_retriever_learns_its_masks_in_the_contrastive_step(splits)
     assert dice[1.0] > dice[0.0] + 0.1, dice
     with pytest.raises(ValueError, match="segmentation_weight"):
         ContrastiveStep(net, step.optimizer, segmentation_weight=-1.0)
+
+
+def test_tensorboard_transforms_name_what_the_config_lambdas_did():
+    from lmseg_components.data import UniteChannelsd
+    from lmseg_components.engines import label_map_panels, step_scalars
+
+    output = [{"loss": torch.tensor(0.5), "hit_rate": 0.25, "pred": torch.zeros(4, 2, 2)}]
+    assert step_scalars(["loss", "contrastive_loss", "hit_rate"])(output) == {"loss": 0.5, "hit_rate": 0.25}
+    label = torch.zeros(4, 2, 2)
+    label[3, 0, 0] = label[1, 1, 1] = 1  # one-hot: class 3 at (0, 0), class 1 at (1, 1), background elsewhere
+    label[0] = 1 - label[1:].sum(0)
+    image, grey = label_map_panels(["image", "label"], 4)([{"image": torch.ones(1, 2, 2), "label": label}])
+    assert torch.equal(image, torch.ones(1, 2, 2)) and torch.allclose(grey, torch.tensor([[[1.0, 0.0], [0.0, 1 / 3]]]))
+    masks = torch.zeros(2, 3, 3)
+    masks[0, 0, 0] = masks[1, 2, 2] = 1
+    assert torch.equal(UniteChannelsd("label")({"label": masks})["label"], masks.amax(0, keepdim=True))

@@ -70,6 +70,7 @@ __all__ = [
     "AuxiliaryPromptd",
     "BinaryMaskd",
     "SelectSliced",
+    "UniteChannelsd",
     "OneHotForegroundd",
     "MultiLabelToIndexd",
     "LVIT_SPLITS",
@@ -117,7 +118,7 @@ def __getattr__(name: str):
         from lmseg_components.data import text_transforms
 
         return getattr(text_transforms, name)
-    if name in ("AsGreyd", "BinaryMaskd", "SelectSliced", "OneHotForegroundd", "MultiLabelToIndexd"):
+    if name in ("AsGreyd", "BinaryMaskd", "SelectSliced", "OneHotForegroundd", "MultiLabelToIndexd", "UniteChannelsd"):
         from lmseg_components.data import image_transforms
 
         return getattr(image_transforms, name)

@@ -12,7 +12,7 @@ from monai.utils import convert_to_dst_type
 
 from lmseg_components.data.lvit import binary_mask_problem
 
-__all__ = ["AsGreyd", "BinaryMaskd", "MultiLabelToIndexd", "OneHotForegroundd", "SelectSliced"]
+__all__ = ["AsGreyd", "BinaryMaskd", "MultiLabelToIndexd", "OneHotForegroundd", "SelectSliced", "UniteChannelsd"]
 
 
 class AsGreyd(MapTransform):
@@ -31,6 +31,20 @@ class AsGreyd(MapTransform):
             if x.shape[0] == 4:
                 x = x[:3]
             d[key] = x.mean(0, keepdim=True) if x.shape[0] > 1 else x
+        return d
+
+
+class UniteChannelsd(MapTransform):
+    """The union (maximum) of the channels of channel-first masks, as one channel: (C, *spatial) -> (1, *spatial),
+    e.g. the several lesion masks of one BUSI image, loaded as channels."""
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = d[key].amax(0, keepdim=True)
         return d
 
 

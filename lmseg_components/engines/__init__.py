@@ -15,6 +15,7 @@ from lmseg_components.engines.jras import (
 )
 from lmseg_components.engines.outputs import OutputNameCollisionError, prepare_output_names, writer_layouts
 from lmseg_components.engines.overlay import SaveOverlayd, render_overlay
+from lmseg_components.engines.tensorboard import label_map_panels, step_scalars
 from lmseg_components.engines.tracking import end_tracking_runs
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "RunMismatchError",
     "epoch_seed",
     "end_tracking_runs",
+    "label_map_panels",
+    "step_scalars",
     "CheckedCheckpointLoader",
     "ContrastiveStep",
     "GalleryFromDataset",
