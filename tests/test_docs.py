@@ -178,12 +178,14 @@ def _doc_id(doc: Path) -> str:
     return str(doc.relative_to(REPO).parent) if doc.parent.name == "docs" else doc.name
 
 
+@pytest.mark.bundle  # runs the documented monai.bundle / lmseg commands
 @pytest.mark.parametrize("doc", DEFAULT_DOCS, ids=_doc_id)
 def test_documented_commands_run(doc, tmp_path, docs_data):
     _run_doc(doc, ("run",), tmp_path, docs_data)
 
 
 @pytest.mark.slow
+@pytest.mark.bundle
 @pytest.mark.parametrize("doc", SLOW_DOCS, ids=_doc_id)
 def test_documented_commands_run_slow(doc, tmp_path, docs_data):
     _run_doc(doc, ("run", "run slow"), tmp_path, docs_data)
