@@ -51,7 +51,7 @@ VARIANTS = {
 }
 
 
-def test_conditions(data: Path, seed: int) -> tuple[dict[str, list[dict]], list[dict]]:
+def evaluation_conditions(data: Path, seed: int) -> tuple[dict[str, list[dict]], list[dict]]:
     """The test split of a synthetic LViT set as evaluation conditions (``correct``, ``shuffled``, ``empty``: the
     every-finding mask as target, ``paraphrased``), and the items whose prompt names nothing."""
     layout = json.loads((data / "synthetic.json").read_text())
@@ -103,7 +103,7 @@ def run(
     data = root / "data"
     if not (data / "synthetic.json").is_file():
         make_synthetic_lvit(data, seed=seed, size=max(64, image_size), n_train=n_train, n_val=n_val, n_test=n_test)
-    conditions, nothing = test_conditions(data, seed)
+    conditions, nothing = evaluation_conditions(data, seed)
     name_of_bundle, bundle = bundle, bundle_dir(bundle)
     rows = []
     for name in names:
