@@ -266,9 +266,19 @@ def test_benchmark_help_prints_the_docstring_and_runs_nothing(name, flag, capsys
     assert capsys.readouterr().out.strip() == bench.__doc__.strip()
 
 
-def test_retrieval_index_default_skips_the_unfinished_1m_build(capsys):
+def test_retrieval_index_reports_recall_against_exact_search_and_sweeps_faiss(capsys):
     bench = _benchmark("retrieval_index")
-    assert 1_000_000 not in bench.main.__defaults__[0]
-    fire.Fire(bench.main, ["--sizes", "[500]", "--backends", "torch,faiss-flat", "--n_queries", "8"])
+    assert 1_000_000 not in bench.main.__defaults__[0]  # the 1M rows take minutes: asked for with --sizes
+    fire.Fire(bench.main, ["--sizes", "[2000]", "--backends", "torch,faiss-flat,faiss-ivf", "--n_queries", "16"])
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
-    assert [(r[0], r[1], r[-1]) for r in rows] == [("500", "torch", "1.000"), ("500", "faiss-flat", "1.000")]
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("2000", "clustered", "torch", "exact"),
+        ("2000", "clustered", "faiss-flat", "exact"),
+        ("2000", "clustered", "faiss-ivf", "nprobe=16"),
+    ]
+    assert rows[0][8] == rows[1][8] == "1.000" and len(rows[0]) == 11  # exact rows, torch with its two bounds
+    fire.Fire(bench.main, ["--sizes", "[2000]", "--backends", "faiss-ivf", "--n_queries", "16", "--sweep"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[3] for r in rows] == [f"nprobe={n}" for n in (8, 16, 32, 64, 128)]
+    recalls = [float(r[8]) for r in rows]
+    assert recalls == sorted(recalls) and recalls[-1] == 1.0  # more lists visited, never less found

@@ -124,6 +124,7 @@ def test_index_from_another_retriever_is_refused(trained, tmp_path):
     assert "StaleIndexError" in run.stderr and "rebuild the index from the current retriever" in run.stderr
 
 
+@pytest.mark.slow  # CI's verify-bundles step runs net_in_out and the exports of every bundle on each submission
 def test_verify_net_in_out_and_torchscript_export_of_both_networks(trained):
     root, _ = trained
     common = ["--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json"]

@@ -37,7 +37,11 @@ def _torchrun(bundle: str, root: Path, epochs: int, *overrides: str) -> str:
     ("bundle", "overrides"),
     [
         ("tirnet_lmis", ["--image_size", "32", "--width", "4"]),
-        ("tgcnet_lmis", ["--image_size", "64", "--dim", "32", "--cnn_width", "8", "--cost_dim", "16"]),
+        pytest.param(
+            "tgcnet_lmis",
+            ["--image_size", "64", "--dim", "32", "--cnn_width", "8", "--cost_dim", "16"],
+            marks=pytest.mark.slow,  # same multi_gpu_train.json as TIRNet's; nightly
+        ),
     ],
 )
 def test_text_bundles_torchrun_two_ranks_gloo(tmp_path, bundle, overrides):
@@ -59,6 +63,7 @@ def test_jras_torchrun_two_ranks_gloo(tmp_path):
     assert len(fingerprints) == 2 * 2 * 2 and len(set(fingerprints[-2:])) == 1
 
 
+@pytest.mark.slow  # nightly: the default run keeps TIRNet's and J-RAS's torchrun tests
 def test_ct_organs_torchrun_two_ranks_gloo(tmp_path):
     make_synthetic_msd(tmp_path / "data", seed=0, n_cases=8, shape=(32, 32, 8))
     small = ["--image_size", "32", "--dim", "32", "--cnn_width", "8", "--cost_dim", "16", "--samples_per_volume", "2"]

@@ -112,3 +112,26 @@ def test_float16_prefilter_gives_the_exact_float32_top_k():
         a = fast.search(queries[q : q + 1], 10, exclude_ids=[str(q)])
         b = exact.search(queries[q : q + 1], 10, exclude_ids=[str(q)])
         assert a.indices.tolist() == b.indices.tolist() and torch.allclose(a.scores, b.scores, atol=1e-6)
+
+
+def test_faiss_search_breadth_is_set_without_rebuilding_and_kept_on_reload(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    gallery = torch.randn(4000, 16, generator=g)
+    ids = [str(i) for i in range(4000)]
+    queries = gallery[:50] + 0.3 * torch.randn(50, 16, generator=g)
+    exact = create_index(16, "torch")
+    exact.add(gallery, ids)
+    truth = exact.search(queries, 10).indices
+    index = create_index(16, "faiss-ivf", nprobe=1)
+    index.add(gallery, ids)
+
+    def recall(found):
+        return sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(found, truth, strict=True)) / truth.numel()
+
+    narrow = recall(index.search(queries, 10).indices)
+    index.set_search(nprobe=index.nlist)  # every list: exact
+    assert narrow < 0.9 and recall(index.search(queries, 10).indices) == 1.0
+    index.save(tmp_path / "index.pt", "f")
+    assert load_index(tmp_path / "index.pt", "f").index.nprobe == index.nlist
+    with pytest.raises(ValueError, match="ef_search must be positive"):
+        index.set_search(ef_search=0)

@@ -61,6 +61,7 @@ def test_evaluate_and_infer(trained):
     assert len(list(out.glob("*_mask.png"))) == 3 and len(list(out.glob("*_overlay.png"))) == 3
 
 
+@pytest.mark.slow  # CI's verify-bundles step runs net_in_out and the exports of every bundle on each submission
 def test_verify_and_torch_export_program_runs_in_the_inference_config(trained, tmp_path):
     common = [
         "--meta_file",

@@ -88,6 +88,7 @@ def test_inference_writes_label_volumes_on_the_input_grid(trained):
         assert (labels > 0).any() and ((labels > 0) & (truth > 0)).sum() > 0.3 * (truth > 0).sum()
 
 
+@pytest.mark.slow  # CI's verify-bundles step runs net_in_out and the exports of every bundle on each submission
 def test_verify_and_exported_program_match_the_eager_network(trained):
     root, _ = trained
     configs = ["inference.json", SMALL_CONFIG]

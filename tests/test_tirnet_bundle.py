@@ -63,6 +63,7 @@ def test_inference_writes_masks_and_overlays(trained):
     assert Image.open(masks[0]).size == (48, 48)  # inverted back to the input image size
 
 
+@pytest.mark.slow  # CI's verify-bundles step runs net_in_out and the exports of every bundle on each submission
 def test_verify_net_in_out_and_torchscript_export(trained):
     common = [
         "--meta_file",

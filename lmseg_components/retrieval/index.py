@@ -292,13 +292,10 @@ class FaissIndex(RetrievalIndex):
         if self.kind == "flat":
             return faiss.IndexFlatIP(self.dim)
         if self.kind == "hnsw":
-            index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efSearch = self.ef_search
-            return index
+            return faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         nlist = self.nlist or max(1, min(int(4 * np.sqrt(len(first))), len(first) // 39))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(first)
-        index.nprobe = min(self.nprobe, nlist)
         self.nlist = nlist
         return index
 
@@ -306,7 +303,20 @@ class FaissIndex(RetrievalIndex):
         data = np.ascontiguousarray(embeddings.numpy(), dtype=np.float32)
         if self.index is None:
             self.index = self._build(data)
+            self.set_search()
         self.index.add(data)
+
+    def set_search(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Set the search breadth (IVF lists visited, HNSW candidate list), given values or the stored ones, on
+        the built index; no rebuild. Wider finds more of the exact top-k at more time per query."""
+        for name, value in (("nprobe", nprobe), ("ef_search", ef_search)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be positive, got {value}.")
+        self.nprobe, self.ef_search = nprobe or self.nprobe, ef_search or self.ef_search
+        if self.index is not None and self.kind == "ivf":
+            self.index.nprobe = min(self.nprobe, self.nlist or self.nprobe)
+        if self.index is not None and self.kind == "hnsw":
+            self.index.hnsw.efSearch = self.ef_search
 
     def _search(self, queries, k, excluded):
         if self.index is None:
@@ -342,10 +352,7 @@ class FaissIndex(RetrievalIndex):
         size, dim = (self.index.ntotal, self.index.d) if self.index is not None else (0, self.dim)
         if (size, dim) != (len(self.ids), self.dim):
             raise ValueError(f"faiss index holds {size} vectors of dim {dim}, expected {len(self.ids)} of {self.dim}")
-        if self.index is not None and self.kind == "ivf":
-            self.index.nprobe = min(self.nprobe, self.nlist or self.nprobe)
-        if self.index is not None and self.kind == "hnsw":
-            self.index.hnsw.efSearch = self.ef_search
+        self.set_search()
 
     def memory_bytes(self) -> int:
         import faiss
