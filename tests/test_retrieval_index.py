@@ -100,18 +100,27 @@ def test_bad_input():
         create_index(8, "annoy")
 
 
-def test_float16_prefilter_gives_the_exact_float32_top_k():
+@pytest.mark.parametrize("scan_dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_low_precision_scan_gives_the_exact_float32_top_k(scan_dtype):
     g = torch.Generator().manual_seed(0)
-    gallery = torch.randn(5000, 32, generator=g)
+    centres = torch.randn(20, 32, generator=g)  # clustered: many near-ties around the k-th score
+    gallery = centres[torch.randint(0, 20, (5000,), generator=g)] + 0.2 * torch.randn(5000, 32, generator=g)
     ids = [str(i) for i in range(5000)]
-    fast, exact = TorchIndex(32), TorchIndex(32, prefilter_below=0)
-    fast.add(gallery, ids)
-    exact.add(gallery, ids)
-    queries = gallery[:20] + 0.3 * torch.randn(20, 32, generator=g)
-    for q in range(20):  # one query at a time: the prefiltered path
-        a = fast.search(queries[q : q + 1], 10, exclude_ids=[str(q)])
-        b = exact.search(queries[q : q + 1], 10, exclude_ids=[str(q)])
-        assert a.indices.tolist() == b.indices.tolist() and torch.allclose(a.scores, b.scores, atol=1e-6)
+    index = TorchIndex(32, chunk=1500, scan_dtype=scan_dtype)  # 4 chunks, the last 500 rows (not whole blocks)
+    index.add(gallery, ids)
+    queries = gallery[:40] + 0.05 * torch.randn(40, 32, generator=g)
+    normed = torch.nn.functional.normalize
+    sims = normed(queries, dim=1) @ normed(gallery, dim=1).T
+    sims[torch.arange(40), torch.arange(40)] = float("-inf")  # each query excludes its own item
+    expected = sims.topk(10, dim=1)
+    batched = index.search(queries, 10, exclude_ids=ids[:40])
+    assert batched.indices.tolist() == expected.indices.tolist()
+    assert torch.allclose(batched.scores, expected.values, atol=1e-6)
+    for q in range(40):  # one query: the matrix-vector path
+        single = index.search(queries[q : q + 1], 10, exclude_ids=[str(q)])
+        assert single.indices.tolist() == expected.indices[q : q + 1].tolist()
+    low = (normed(queries, dim=1).to(scan_dtype) @ normed(gallery, dim=1).to(scan_dtype).T).float()
+    assert (low - normed(queries, dim=1) @ normed(gallery, dim=1).T).abs().max() <= index.error  # the bound holds
 
 
 def test_faiss_search_breadth_is_set_without_rebuilding_and_kept_on_reload(tmp_path):
