@@ -112,6 +112,7 @@ def main(
         raise SystemExit(f"--data must be 'clustered' or 'gaussian', got {data!r}")
     g = torch.Generator().manual_seed(seed)
     bandwidth = copy_bandwidth()
+    dim = torch.load(index, map_location="cpu", weights_only=True)["dim"] if index else dim
     print(f"dim={dim} k={k} queries={n_queries} threads={torch.get_num_threads()} copy={bandwidth / 1e9:.1f} GB/s")
     header = f"{'N':>9} {'data':<9} {'backend':<11} {'setting':<14} {'build s':>8} {'ms/q b=1':>9} {'ms/q b=64':>10}"
     print(f"{header} {'MiB':>8} {'recall@k':>9} {'bound b=1':>10} {'bound b=64':>11}")

@@ -119,7 +119,7 @@ def _empty_like(index: RetrievalIndex) -> RetrievalIndex:
     """An empty index of the same backend and settings as ``index``."""
     if isinstance(index, FaissIndex):
         return FaissIndex(index.dim, index.kind, index.nlist, index.nprobe, index.hnsw_m, index.ef_search)
-    return TorchIndex(index.dim)
+    return TorchIndex(index.dim, index.chunk, index.scan_dtype)
 
 
 def _stored_embeddings(index: RetrievalIndex) -> torch.Tensor:
