@@ -135,3 +135,16 @@ def test_bad_choices_are_refused():
         MSISLoss(stage_target="nearest")
     with pytest.raises(ValueError, match=r"non-negative, got \{'bs_weight': -1\}"):
         MSISLoss(bs_weight=-1)
+
+
+def test_bs_is_float32_and_unchanged_under_autocast():
+    """Mixed-precision training: F.binary_cross_entropy raises inside CUDA autocast; the written-out BCE runs in
+    float32 whatever the stage maps' dtype."""
+    g = torch.Generator().manual_seed(0)
+    l_neg = torch.rand(2, 1, 8, 8, generator=g)
+    gt = (torch.rand(2, 1, 32, 32, generator=g) > 0.7).float()
+    reference = BSLoss()([l_neg], gt)
+    assert torch.allclose(reference, F.binary_cross_entropy(l_neg, 1 - resize_mask(gt, (8, 8), "fraction")))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = BSLoss()([l_neg.bfloat16()], gt)
+    assert mixed.dtype == torch.float32 and torch.allclose(mixed, reference, rtol=1e-2)

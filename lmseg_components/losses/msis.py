@@ -136,16 +136,17 @@ class BSLoss(nn.Module):
         """
         if not l_negs:
             return target.new_zeros(())
-        eps = 1e-6
         per_stage = torch.stack(
-            [
-                F.binary_cross_entropy(
-                    m.clamp(eps, 1 - eps), 1.0 - resize_mask(target, m.shape[-2:], self.stage_target).to(m.dtype)
-                )
-                for m in l_negs
-            ]
+            [self._bce(m, 1.0 - resize_mask(target, m.shape[-2:], self.stage_target)) for m in l_negs]
         )
         return per_stage.sum() if self.reduction == "sum" else per_stage.mean()
+
+    @staticmethod
+    def _bce(prob: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+        """Mean binary cross-entropy of probabilities, written out in float32: ``F.binary_cross_entropy`` is refused
+        inside CUDA autocast (mixed-precision training), and half precision would round ``log(1 - p)`` near 1."""
+        prob, target = prob.float().clamp(eps, 1 - eps), target.float()
+        return -(target * prob.log() + (1 - target) * (1 - prob).log()).mean()
 
 
 class MSISLoss(nn.Module):
