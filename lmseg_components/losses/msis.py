@@ -143,10 +143,10 @@ class BSLoss(nn.Module):
 
     @staticmethod
     def _bce(prob: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-        """Mean binary cross-entropy of probabilities, written out in float32: ``F.binary_cross_entropy`` is refused
-        inside CUDA autocast (mixed-precision training), and half precision would round ``log(1 - p)`` near 1."""
-        prob, target = prob.float().clamp(eps, 1 - eps), target.float()
-        return -(target * prob.log() + (1 - target) * (1 - prob).log()).mean()
+        """Mean binary cross-entropy of probabilities in float32 with autocast off: ``F.binary_cross_entropy`` is
+        refused inside CUDA autocast (mixed-precision training), and half precision would round ``log(1 - p)``."""
+        with torch.autocast(prob.device.type, enabled=False):
+            return F.binary_cross_entropy(prob.float().clamp(eps, 1 - eps), target.float())
 
 
 class MSISLoss(nn.Module):
