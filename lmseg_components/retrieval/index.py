@@ -210,7 +210,7 @@ class TorchIndex(RetrievalIndex):
 
     def _add(self, embeddings: torch.Tensor) -> None:
         self.embeddings = torch.cat([self.embeddings, embeddings.contiguous()], 0)
-        self._scan = self.embeddings if self.scan_dtype == torch.float32 else self.embeddings.to(self.scan_dtype)
+        self._scan = self.embeddings.to(self.scan_dtype)  # the same tensor for float32
 
     def _chunk_top(self, queries: torch.Tensor, start: int, k: int, excluded: list[list[int]]):
         """Exact (scores, rows) of the k best items of one gallery chunk, each (Q, k), ``-inf`` / -1 padded."""
@@ -268,7 +268,7 @@ class TorchIndex(RetrievalIndex):
             shape = tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings).__name__
             raise ValueError(f"embeddings are {shape}, expected {expected} (one row per id)")
         self.embeddings = embeddings.float()
-        self._scan = self.embeddings if self.scan_dtype == torch.float32 else self.embeddings.to(self.scan_dtype)
+        self._scan = self.embeddings.to(self.scan_dtype)  # the same tensor for float32
 
     def memory_bytes(self) -> int:
         copies = (self.embeddings,) if self._scan is self.embeddings else (self.embeddings, self._scan)
