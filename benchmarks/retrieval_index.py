@@ -90,6 +90,14 @@ def _recall(found: torch.Tensor, exact: torch.Tensor) -> float:
     return sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(found, exact, strict=True)) / exact.numel()
 
 
+def _setting(index) -> str:
+    if isinstance(index, FaissIndex) and index.kind == "ivf":
+        return f"nprobe={index.nprobe}"
+    if isinstance(index, FaissIndex) and index.kind == "hnsw":
+        return f"ef_search={index.ef_search}"
+    return "exact"
+
+
 def main(
     sizes=(10_000, 100_000),
     data: str = "clustered",
@@ -148,14 +156,6 @@ def main(
                     bound = f"{b1:>10.3f} {b64:>11.3f}"
                 recall = _recall(built.search(queries, k).indices, truth)
                 print(f"{row} {built.memory_bytes() / 2**20:>8.1f} {recall:>9.3f} {bound}", flush=True)
-
-
-def _setting(index) -> str:
-    if isinstance(index, FaissIndex) and index.kind == "ivf":
-        return f"nprobe={index.nprobe}"
-    if isinstance(index, FaissIndex) and index.kind == "hnsw":
-        return f"ef_search={index.ef_search}"
-    return "exact"
 
 
 if __name__ == "__main__":
