@@ -186,9 +186,9 @@ def test_an_empty_prompt_needs_a_model_trained_with_text_dropout(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "bundle",  # the TGC-Net exports take 30-45 s each: nightly (-m slow); TIRNet's runs by default
+    "bundle",  # the exports take 30-45 s each: nightly (-m slow), to keep the default run under 20 minutes
     [
-        "tirnet_lmis",
+        pytest.param("tirnet_lmis", marks=pytest.mark.slow),
         pytest.param("tgcnet_lmis", marks=pytest.mark.slow),
         pytest.param("tgcnet_ct_organs", marks=pytest.mark.slow),
     ],
