@@ -9,8 +9,8 @@ against exact search (same run, same data), on three kinds of embeddings of dim 
   ``n_query_cases`` patients become the queries and leave the gallery).
 
 The exact torch index is compared with the memory-bandwidth bound of this machine: the bytes it scans per query
-(the float16 copy of the gallery at batch 1, the float32 one at batch 64, shared by the 64 queries) divided by
-the measured copy bandwidth (STREAM convention: bytes read + written per second). ``--sweep`` adds the FAISS
+(its bfloat16 copy of the gallery; at batch 64 one scan is shared by the 64 queries) divided by the measured
+copy bandwidth (STREAM convention: bytes read + written per second). ``--sweep`` adds the FAISS
 search-breadth settings (IVF ``nprobe``, HNSW ``ef_search``) without rebuilding, which is how the defaults of
 ``FaissIndex`` were chosen (J-RAS docs)::
 
@@ -120,13 +120,14 @@ def main(
         raise SystemExit(f"--data must be 'clustered' or 'gaussian', got {data!r}")
     g = torch.Generator().manual_seed(seed)
     bandwidth = copy_bandwidth()
-    dim = torch.load(index, map_location="cpu", weights_only=True)["dim"] if index else dim
+    loaded = trained(index, n_query_cases, g) if index else None
+    dim = loaded[0].shape[1] if loaded else dim
     print(f"dim={dim} k={k} queries={n_queries} threads={torch.get_num_threads()} copy={bandwidth / 1e9:.1f} GB/s")
     header = f"{'N':>9} {'data':<9} {'backend':<11} {'setting':<14} {'build s':>8} {'ms/q b=1':>9} {'ms/q b=64':>10}"
     print(f"{header} {'MiB':>8} {'recall@k':>9} {'bound b=1':>10} {'bound b=64':>11}")
-    for n in [0] if index else sizes:
-        if index:
-            gallery, queries = trained(index, n_query_cases, g)
+    for n in [0] if loaded else sizes:
+        if loaded:
+            gallery, queries = loaded
             n, kind = gallery.shape[0], "trained"
         elif data == "clustered":
             gallery, queries = clustered(n, n_queries, dim, g, n_clusters, spread)
@@ -151,9 +152,9 @@ def main(
                 batched = _ms_per_query(built, queries, k, 64)
                 row = f"{n:>9} {kind:<9} {backend:<11} {setting:<14} {build:>8.2f} {single:>9.3f} {batched:>10.3f}"
                 bound = ""
-                if backend == "torch":  # bytes scanned per query / copy bandwidth, in ms
-                    b1, b64 = (gallery.numel() * 2 / bandwidth * 1e3, gallery.numel() * 4 / 64 / bandwidth * 1e3)
-                    bound = f"{b1:>10.3f} {b64:>11.3f}"
+                if backend == "torch":  # bytes of the scan copy per query / copy bandwidth, in ms (b=64: shared)
+                    b1 = gallery.numel() * torch.finfo(built.scan_dtype).bits / 8 / bandwidth * 1e3
+                    bound = f"{b1:>10.3f} {b1 / 64:>11.3f}"
                 recall = _recall(built.search(queries, k).indices, truth)
                 print(f"{row} {built.memory_bytes() / 2**20:>8.1f} {recall:>9.3f} {bound}", flush=True)
 
