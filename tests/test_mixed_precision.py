@@ -28,8 +28,7 @@ def _guided():
 def _loss(net, out, target):
     if isinstance(net, TIRNet):
         return MSISLoss()(out, target)
-    logits = out
-    return F.binary_cross_entropy_with_logits(logits.float(), target.expand_as(logits))
+    return F.binary_cross_entropy_with_logits(out.float(), target.expand_as(out))
 
 
 @pytest.mark.parametrize("build", [_tirnet, _tgcnet, _guided], ids=["tirnet", "tgcnet", "jras_segmenter"])
