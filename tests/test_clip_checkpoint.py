@@ -48,6 +48,15 @@ def test_pretrained_tower_is_left_out_and_restored_after_its_fingerprint(tmp_pat
         assert torch.equal(served.eval()(image, text), trained.eval()(image, text))
 
 
+def test_half_precision_tower_takes_the_float32_checkpoint_and_keeps_its_fingerprint(tmp_path):
+    weights = _weights_file(tmp_path / "clip.bin", seed=1)
+    state = TGCNet(**SMALL, clip_pretrained=weights).state_dict()
+    half = TGCNet(**SMALL, clip_pretrained=weights, clip_dtype="float16")
+    assert torch.equal(half.state_dict()["sse.vit.fingerprint"], state["sse.vit.fingerprint"])  # the weights as loaded
+    half.load_state_dict(state)  # strict; the frozen weights (float16) come from the tower built here
+    assert half.sse.vit.visual.conv1.weight.dtype == torch.float16
+
+
 def test_another_tower_is_refused_naming_what_to_provide(tmp_path):
     state = TGCNet(**SMALL, clip_pretrained=_weights_file(tmp_path / "a.bin", seed=1)).state_dict()
     other = _weights_file(tmp_path / "b.bin", seed=2)

@@ -42,6 +42,8 @@ class TGCNet(nn.Module):
             :class:`~lmseg_components.networks.tgcnet.sse.CLIPImageTower`); ignored with ``use_vit=False``.
         clip_trainable_blocks: ViT fine-tuning ablation: 0 frozen (the method), N the last N blocks, -1 all
             (``CLIPImageTower(trainable_blocks=...)``); their learning rate is set by :meth:`parameter_groups`.
+        clip_dtype: the frozen tower's dtype, ``float16`` / ``bfloat16`` or None (float32); the bundles take
+            ``float16`` on a GPU (``CLIPImageTower(dtype=...)``).
         dim: width of the hybrid pyramid, text tokens and calibration.
         cnn_width: CNN branch stem width.
         n_heads, n_points, n_deform_layers: SSE deformable attention.
@@ -70,6 +72,7 @@ class TGCNet(nn.Module):
         clip_cache_dir: str | None = None,
         clip_image_size: int | None = None,
         clip_trainable_blocks: int = 0,
+        clip_dtype: str | None = None,
         dim: int = 256,
         cnn_width: int = 32,
         n_heads: int = 8,
@@ -92,6 +95,7 @@ class TGCNet(nn.Module):
                 clip_cache_dir,
                 clip_image_size,
                 trainable_blocks=clip_trainable_blocks,
+                dtype=clip_dtype,
             )
             if use_vit
             else None
