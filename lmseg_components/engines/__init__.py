@@ -16,6 +16,7 @@ from lmseg_components.engines.jras import (
 from lmseg_components.engines.outputs import OutputNameCollisionError, prepare_output_names, writer_layouts
 from lmseg_components.engines.overlay import SaveOverlayd, render_overlay
 from lmseg_components.engines.tensorboard import label_map_panels, step_scalars
+from lmseg_components.engines.throughput import ThroughputMeter
 from lmseg_components.engines.tracking import end_tracking_runs
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "OutputNameCollisionError",
     "SaveOverlayd",
     "TextSliceInferer",
+    "ThroughputMeter",
     "augment_views",
     "random_shift",
     "check_checkpoint_file",

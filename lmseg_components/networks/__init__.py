@@ -1,6 +1,7 @@
 """The method networks, one subpackage each (``tirnet``, ``tgcnet``, ``jras``), and the blocks they share
 (``blocks``). Every public name is re-exported here: configs say ``lmseg_components.networks.TIRNet``."""
 
+from lmseg_components.networks.accelerate import accelerate
 from lmseg_components.networks.blocks import (
     MSDeformAttn,
     masked_attention,
@@ -45,6 +46,7 @@ __all__ = [
     "SegFormer2D",
     "TIRNet",
     "TextTokenPooling",
+    "accelerate",
     "blend_guides",
     "cosine_cost",
     "count_parameters",
