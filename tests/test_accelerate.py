@@ -28,20 +28,26 @@ def _unet_3d():  # a 3-D network: its 5-D kernels take channels_last_3d
     return BasicUNet(3, 1, 2, features=(4, 4, 8, 8, 16, 4)), (torch.rand(1, 1, 32, 32, 32),)
 
 
-@pytest.mark.parametrize("build", [_tirnet, _tgcnet, _guided, _unet_3d], ids=["tirnet", "tgcnet", "jras", "unet3d"])
-def test_channels_last_keeps_outputs_and_state_dict_keys(build):
+def _accelerated(build, **options) -> torch.nn.Module:
+    """Build a network, run it plain and with ``options``; assert equal outputs and state-dict keys."""
     torch.manual_seed(0)
     net, inputs = build()
     net.eval()
     keys = list(net.state_dict())
     with torch.no_grad():
         reference = net(*inputs)
-        fast = accelerate(net, channels_last=True)(*inputs)
+        fast = accelerate(net, **options)(*inputs)
+    assert list(net.state_dict()) == keys
+    assert (fast - reference).abs().max() <= TOLERANCE
+    return net
+
+
+@pytest.mark.parametrize("build", [_tirnet, _tgcnet, _guided, _unet_3d], ids=["tirnet", "tgcnet", "jras", "unet3d"])
+def test_channels_last_keeps_outputs_and_state_dict_keys(build):
+    net = _accelerated(build, channels_last=True)
     kernels = [p for p in net.parameters() if p.dim() in (4, 5)]
     formats = {4: torch.channels_last, 5: torch.channels_last_3d}
     assert kernels and all(p.is_contiguous(memory_format=formats[p.dim()]) for p in kernels)
-    assert list(net.state_dict()) == keys
-    assert (fast - reference).abs().max() <= TOLERANCE
 
 
 def _channels_last_kernels(configs: list[str], overrides: dict) -> list[bool]:
@@ -57,12 +63,4 @@ def test_bundle_configs_switch_channels_last_on():
 @pytest.mark.slow
 def test_compile_keeps_outputs_and_state_dict_keys():
     """TorchInductor on the CPU (about 75 s of compilation on 2 cores: nightly)."""
-    torch.manual_seed(0)
-    net, inputs = _tirnet()
-    net.eval()
-    keys = list(net.state_dict())
-    with torch.no_grad():
-        reference = net(*inputs)
-        compiled = accelerate(net, compile=True)(*inputs)
-    assert list(net.state_dict()) == keys
-    assert (compiled - reference).abs().max() <= TOLERANCE
+    _accelerated(_tirnet, compile=True)
