@@ -53,7 +53,7 @@ class _Sampler:
     """Peak memory and (CUDA) GPU busy share between ``start()`` and ``stop()``, sampled every 50 ms."""
 
     def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
+        self.cuda = self.nvml = device.type == "cuda"
         self.peak_bytes, self.busy = 0, []
         self._stop = threading.Event()
 
@@ -64,14 +64,19 @@ class _Sampler:
 
     def _loop(self) -> None:
         while not self._stop.wait(0.05):
-            if self.cuda:
+            if self.nvml:
                 self.busy.append(torch.cuda.utilization())
-            else:
+            if not self.cuda:
                 self.peak_bytes = max(self.peak_bytes, self._rss() - self._base)
 
     def start(self) -> _Sampler:
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
+            try:
+                torch.cuda.utilization()
+            except (ModuleNotFoundError, RuntimeError) as e:  # NVML (nvidia-ml-py) missing or not usable
+                print(f"GPU busy share not sampled: {e}", flush=True)
+                self.nvml = False
         self._base = self._rss()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
@@ -117,6 +122,7 @@ def _row(
     data: Path,
     run_dir: Path,
     device: torch.device,
+    device_config: str,
     warmup: int,
     iterations: int,
     num_workers: int,
@@ -126,7 +132,7 @@ def _row(
     config = {
         "bundle_root": str(run_dir),
         "dataset_dir": str(data),
-        "device": device_expression(str(device)),
+        "device": device_config,
         "num_workers": num_workers,
         "epochs": 1,
         "train#trainer#epoch_length": steps,
@@ -203,6 +209,10 @@ def run(
         raise SystemExit(
             f"error: unknown bundle or setting {unknown}; bundles {list(BUNDLES)}, settings {list(SETTINGS)}"
         )
+    try:
+        device_config = device_expression(device)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     root, dev = Path(out).resolve(), torch.device(device)
     _print_header(dev, warmup, iterations, num_workers, overrides)
     rows = []
@@ -213,7 +223,20 @@ def run(
             make(data)
         for setting in chosen:
             with tempfile.TemporaryDirectory(dir=root, prefix=f"{bundle}_{setting}_") as run_dir:  # a fresh run
-                rows.append(_row(bundle, setting, data, Path(run_dir), dev, warmup, iterations, num_workers, overrides))
+                rows.append(
+                    _row(
+                        bundle,
+                        setting,
+                        data,
+                        Path(run_dir),
+                        dev,
+                        device_config,
+                        warmup,
+                        iterations,
+                        num_workers,
+                        overrides,
+                    )
+                )
             _print_row(rows[-1])
     return rows
 

@@ -261,7 +261,7 @@ def test_text_grounding_refuses_space_separated_variants(tmp_path):
     assert not any(tmp_path.iterdir())  # refused before making data or training
 
 
-@pytest.mark.parametrize("name", ["ct_organs", "inference_time", "jras_retrieval", "text_grounding"])
+@pytest.mark.parametrize("name", ["ct_organs", "inference_time", "jras_retrieval", "text_grounding", "throughput"])
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_benchmark_help_prints_the_docstring_and_runs_nothing(name, flag, capsys, monkeypatch):
     """fire passed ``--help`` on to ``run(**overrides)`` as ``help=True``: the J-RAS benchmark started training."""
@@ -269,6 +269,17 @@ def test_benchmark_help_prints_the_docstring_and_runs_nothing(name, flag, capsys
     monkeypatch.setattr(bench, "run", lambda **kwargs: pytest.fail(f"{name} ran with {kwargs}"))
     run_script(bench.run, bench.__doc__, [flag])
     assert capsys.readouterr().out.strip() == bench.__doc__.strip()
+
+
+def test_throughput_runs_the_bundle_training_and_prints_a_row(tmp_path, capsys):
+    bench = _benchmark("throughput")
+    command = ["--out", str(tmp_path), "--bundles", "tirnet_lmis", "--settings", "small", "--iterations", "2"]
+    run_script(bench.run, bench.__doc__, command)
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tirnet_lmis | small |")]
+    cells = [c.strip() for c in row[0].strip("|").split("|")]
+    assert cells[2] == "8x1x64x64" and float(cells[3]) > 0 and cells[5].endswith("img/s")  # the small.json batch
+    assert float(cells[8].split()[0]) > 0 and float(cells[9]) > 0  # ratios to BasicUNet
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # each run in a temporary folder, then removed
 
 
 def test_retrieval_index_reports_recall_against_exact_search_and_sweeps_faiss(capsys):

@@ -157,7 +157,7 @@ def test_demo_refuses_a_foreign_folder_and_a_hostile_device(tmp_path, occupied):
     assert "INJECTED" not in run.stdout and not (tmp_path / "demo").exists()
 
 
-@pytest.mark.parametrize("script", ["text_grounding.py", "ct_organs.py"])
+@pytest.mark.parametrize("script", ["text_grounding.py", "ct_organs.py", "throughput.py"])
 def test_benchmarks_refuse_a_hostile_device(tmp_path, script, capsys):
     spec = importlib.util.spec_from_file_location(script[:-3], REPO / "benchmarks" / script)
     benchmark = importlib.util.module_from_spec(spec)
