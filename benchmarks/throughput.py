@@ -13,7 +13,7 @@ step with DiceCE, and one forward per validation batch. Hub weights are replaced
 the same architecture (``clip_pretrained`` / ``text_pretrained`` None): the speed does not depend on the values.
 
     python benchmarks/throughput.py --out runs/throughput                       # every bundle, both settings
-    python benchmarks/throughput.py --bundles tirnet_lmis --settings small --iterations 20 --amp false
+    python benchmarks/throughput.py --bundles tirnet_lmis --settings small --iterations 20 --amp False
     python benchmarks/throughput.py --device cuda --iterations 50               # GPU: AMP on (the default)
 """
 

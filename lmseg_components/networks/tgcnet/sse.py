@@ -73,7 +73,8 @@ class CLIPImageTower(nn.Module):
         if dtype is not None and trainable_blocks != 0:
             raise ValueError(
                 f"dtype={dtype!r} is for a frozen tower; fine-tuning (trainable_blocks={trainable_blocks}) needs "
-                "float32 weights: set clip_dtype to null (the trainer's amp still runs them in half precision)."
+                "float32 weights: set clip_dtype to null (--clip_dtype None on the command line; amp still runs "
+                "them in half precision)."
             )
 
         extra = {"force_image_size": image_size} if image_size else {}
