@@ -64,3 +64,13 @@ def test_bundle_configs_switch_channels_last_on():
 def test_compile_keeps_outputs_and_state_dict_keys():
     """TorchInductor on the CPU (about 75 s of compilation on 2 cores: nightly)."""
     _accelerated(_tirnet, compile=True)
+
+
+def test_a_string_switch_is_refused():
+    """``--compile false`` on the command line arrives as the truthy string "false"."""
+    with pytest.raises(
+        TypeError, match=r"compile must be True or False \(command line: --compile False\), got 'false'"
+    ):
+        accelerate(torch.nn.Linear(2, 2), compile="false")
+    with pytest.raises(TypeError, match="channels_last must be True or False"):
+        accelerate(torch.nn.Linear(2, 2), channels_last="true")

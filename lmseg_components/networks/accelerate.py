@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lmseg_components.networks.arguments import require_bool
+
 __all__ = ["accelerate"]
 
 
@@ -31,7 +33,12 @@ def accelerate(network: nn.Module, channels_last: bool = False, compile: bool = 
         compile: ``network.compile()``: ``torch.compile`` of its ``forward`` (TorchInductor), in place, so the
             ``state_dict`` keys stay those of the plain module. The first batches pay the compilation (about
             75 s for a small TIRNet on 2 CPU cores), so it pays off on long runs.
+
+    Raises:
+        TypeError: a switch that is not a bool (``--compile false`` on the command line is the string "false").
     """
+    require_bool("channels_last", channels_last)
+    require_bool("compile", compile)
     if channels_last:
         with torch.no_grad():
             for parameter in network.parameters():

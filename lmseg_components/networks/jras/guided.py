@@ -8,7 +8,9 @@ import torch.nn.functional as F
 from monai.networks.nets import BasicUNet
 from torch import nn
 
-__all__ = ["blend_guides", "require_bool", "SegFormer2D", "GuidedSegmenter", "SEGMENTER_BACKBONES"]
+from lmseg_components.networks.arguments import require_bool
+
+__all__ = ["blend_guides", "SegFormer2D", "GuidedSegmenter", "SEGMENTER_BACKBONES"]
 
 SEGMENTER_BACKBONES = ("unet", "segformer")
 
@@ -75,13 +77,6 @@ class SegFormer2D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.model(pixel_values=x).logits
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
-
-
-def require_bool(name: str, value: object) -> None:
-    """Refuse a switch that is not a bool: ``--use_retrieval false`` on the command line arrives as the (truthy)
-    string ``"false"`` and would silently leave the feature on."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False (command line: --{name} False), got {value!r}.")
 
 
 class GuidedSegmenter(nn.Module):
