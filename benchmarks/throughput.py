@@ -28,20 +28,20 @@ from pathlib import Path
 import monai
 import torch
 from ignite.engine import Events
-from monai.bundle import ConfigWorkflow
 from monai.losses import DiceCELoss
 from monai.networks.nets import BasicUNet
 
 from lmseg_components.cli import run_script
 from lmseg_components.data import make_synthetic_acdc, make_synthetic_lvit, make_synthetic_msd
 from lmseg_components.engines import ThroughputMeter
-from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expression
+from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expression, run_workflow
 
 BUNDLES = ("tirnet_lmis", "tgcnet_lmis", "tgcnet_ct_organs", "jras_segmentation")
 SETTINGS = {"small": ["train.json", SMALL_CONFIG], "paper": ["train.json"]}
+LVIT = ("lvit", lambda out: make_synthetic_lvit(out, size=128, n_train=96, n_val=16, n_test=4))
 DATA = {  # bundle -> (data folder, generator)
-    "tirnet_lmis": ("lvit", lambda out: make_synthetic_lvit(out, size=128, n_train=96, n_val=16, n_test=4)),
-    "tgcnet_lmis": ("lvit", lambda out: make_synthetic_lvit(out, size=128, n_train=96, n_val=16, n_test=4)),
+    "tirnet_lmis": LVIT,
+    "tgcnet_lmis": LVIT,
     "tgcnet_ct_organs": ("msd", lambda out: make_synthetic_msd(out, n_cases=8)),
     "jras_segmentation": ("acdc", lambda out: make_synthetic_acdc(out, n_patients=6)),
 }
@@ -140,32 +140,24 @@ def _row(
         **{key: None for key in NO_HUB.get(bundle, [])},
         **overrides,
     }
-    root = bundle_dir(bundle)
-    runner = ConfigWorkflow(
-        config_file=[str(root / "configs" / c) for c in SETTINGS[setting]],
-        meta_file=str(root / "configs" / "metadata.json"),
-        logging_file=False,
-        run_id="training",
-        workflow_type=None,
-        **config,
-    )
-    sampler = _Sampler(device).start()
-    runner.initialize()
-    parser = runner.parser
-    trainer = parser.get_parsed_content("train#trainer")
-    evaluator = parser.get_parsed_content("validate#evaluator")
-    train_meter = ThroughputMeter(warmup).attach(trainer)
-    infer_meter = ThroughputMeter(1).attach(evaluator)
+    meters: dict[str, ThroughputMeter] = {}
     shapes: dict[str, tuple] = {}
-    for name, engine in (("train", trainer), ("infer", evaluator)):
-        engine.add_event_handler(
-            Events.GET_BATCH_COMPLETED,
-            lambda e, name=name: shapes.setdefault(name, tuple(e.state.batch["image"].shape)),
-        )
-    runner.run()
+
+    def attach(parser) -> None:
+        for name, engine_id, warm in (("train", "train#trainer", warmup), ("infer", "validate#evaluator", 1)):
+            engine = parser.get_parsed_content(engine_id)
+            meters[name] = ThroughputMeter(warm).attach(engine)
+            engine.add_event_handler(
+                Events.GET_BATCH_COMPLETED,
+                lambda e, name=name: shapes.setdefault(name, tuple(e.state.batch["image"].shape)),
+            )
+
+    sampler = _Sampler(device).start()
+    parser = run_workflow(
+        bundle_dir(bundle), "training", SETTINGS[setting], config, logging_conf=False, before_run=attach
+    )
     sampler.stop()
-    runner.finalize()
-    train, infer = train_meter.summary(), infer_meter.summary()
+    train, infer = meters["train"].summary(), meters["infer"].summary()
     width = _width(parser)
     features = (width, 2 * width, 4 * width, 8 * width, 8 * width, width)
     unet = BasicUNet(len(shapes["train"]) - 2, shapes["train"][1], 1, features=features).to(device)

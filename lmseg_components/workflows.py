@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from monai.bundle import ConfigParser, ConfigWorkflow
@@ -131,12 +131,18 @@ def load_bundle(bundle: str | Path, configs: Sequence[str], overrides: dict | No
 
 
 def run_workflow(
-    bundle: str | Path, workflow: str, configs: Sequence[str], overrides: dict | None = None, logging_conf: bool = True
+    bundle: str | Path,
+    workflow: str,
+    configs: Sequence[str],
+    overrides: dict | None = None,
+    logging_conf: bool = True,
+    before_run: Callable[[ConfigParser], object] | None = None,
 ) -> ConfigParser:
     """Run the ``workflow`` (e.g. ``training``) of ``configs`` (file names under ``<bundle>/configs``) in this
     process with MONAI's :class:`~monai.bundle.ConfigWorkflow`, as ``python -m monai.bundle run`` does:
     ``initialize``, the workflow, ``finalize``; ``bundle_root`` is the bundle folder unless ``overrides`` (CLI
-    ids) set it. Returns the parser, so that callers can read the engines' state
+    ids) set it. ``before_run(parser)`` is called after ``initialize``, e.g. to attach handlers to the engines.
+    Returns the parser, so that callers can read the engines' state
     (``parser.get_parsed_content("validate#evaluator").state.metrics``)."""
     bundle = Path(bundle)
     conf = bundle / "configs" / "logging.conf"
@@ -149,6 +155,8 @@ def run_workflow(
         **{"bundle_root": str(bundle), **(overrides or {})},
     )
     runner.initialize()
+    if before_run is not None:
+        before_run(runner.parser)
     runner.run()
     runner.finalize()
     return runner.parser
