@@ -57,7 +57,7 @@ class ThroughputMeter:
         self._wait = time.perf_counter() - self._wait_start
 
     def _iteration_completed(self, engine: Engine) -> None:
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
+        if torch.cuda.is_initialized():
             torch.cuda.synchronize()
         now = time.perf_counter()
         step, self._step_start = now - self._step_start, now

@@ -99,7 +99,7 @@ class CLIPImageTower(nn.Module):
         if dtype is not None:  # the fingerprint names the weights as loaded, so it is taken before the cast
             self.fingerprint()
             self.dtype = HALF_DTYPES[dtype]
-            self.visual.to(self.dtype)
+            self.to(self.dtype)  # the weights and the mean/std buffers
         if pretrained is not None:  # the weights have a home of their own: checkpoints hold their fingerprint
             self.register_state_dict_post_hook(_drop_frozen_weights)
         self.register_load_state_dict_pre_hook(_restore_frozen_weights)
@@ -165,7 +165,7 @@ class CLIPImageTower(nn.Module):
         if x.shape[1] != 3:
             raise ValueError(f"the CLIP tower takes 1 or 3 channels, got {x.shape[1]}.")
         x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
-        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        x = (x - self.mean) / self.std
         out = self.visual.forward_intermediates(x, indices=list(self.indices), intermediates_only=True)
         return list(out["image_intermediates"])
 
