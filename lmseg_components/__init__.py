@@ -8,7 +8,18 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("data", "engines", "fingerprint", "inference", "losses", "metrics", "networks", "retrieval", "text")
+_SUBPACKAGES = (
+    "data",
+    "devices",
+    "engines",
+    "fingerprint",
+    "inference",
+    "losses",
+    "metrics",
+    "networks",
+    "retrieval",
+    "text",
+)
 
 
 def __getattr__(name: str):

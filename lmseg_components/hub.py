@@ -3,46 +3,17 @@ clear error when the hub cannot be reached: the bundles' paper defaults need it,
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from torch import nn
 
+from lmseg_components.errors import UserInputError
+
 __all__ = ["WeightsUnavailableError", "create_open_clip"]
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(UserInputError, RuntimeError):
     """Pretrained weights named by a tag could not be downloaded (no network or no access to the model hub)."""
-
-
-def _cause(error: BaseException | None) -> WeightsUnavailableError | None:
-    """The :class:`WeightsUnavailableError` in ``error``'s chain (MONAI wraps it in "Failed to instantiate")."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, WeightsUnavailableError):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
-
-
-def _install_exit_hook() -> None:
-    """Make a :class:`WeightsUnavailableError` that nobody catches end the process with its one line (``error:
-    ...``, exit status 1) instead of the traceback through MONAI's config resolution; other errors are shown as
-    before."""
-    previous = sys.excepthook
-    if getattr(previous, "_lmseg_weights_hook", False):
-        return
-
-    def hook(kind, error, traceback):
-        found = _cause(error)
-        if found is None:
-            previous(kind, error, traceback)
-        else:
-            print(f"error: {found}", file=sys.stderr)
-
-    hook._lmseg_weights_hook = True
-    sys.excepthook = hook
 
 
 def create_open_clip(
@@ -69,7 +40,6 @@ def create_open_clip(
         if pretrained is None or Path(pretrained).is_file():
             raise
         reason = str(e).splitlines()[0][:300]
-        _install_exit_hook()
         raise WeightsUnavailableError(
             f"the pretrained weights {pretrained!r} of open_clip {model_name} could not be loaded ({reason}). "
             "Without access to the model hub, run the bundle's CPU setting: --config_file "

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.transforms import SaveImaged
 
+from lmseg_components.devices import is_device_name
 from lmseg_components.engines.overlay import SaveOverlayd
 from lmseg_components.files import prepare_output_dir
 
@@ -25,7 +25,6 @@ __all__ = [
     "bundle_dir",
     "copy_bundle",
     "device_expression",
-    "is_device_name",
     "load_bundle",
     "run_workflow",
     "evaluate_metrics",
@@ -36,13 +35,6 @@ BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 SMALL_CONFIG = "small.json"
 # the bundles' postprocessing transforms that write files; left out where the caller writes (MONAI Label, Deploy)
 FILE_WRITERS = (SaveImaged, SaveOverlayd)
-_DEVICE_NAME = re.compile(r"^(cpu|cuda(:\d+)?)$")
-
-
-def is_device_name(value: object) -> bool:
-    """Whether ``value`` is a device name a request or an app may pick: ``cpu``, ``cuda`` or ``cuda:N`` (never a
-    config expression, which the bundle config would evaluate)."""
-    return isinstance(value, str) and _DEVICE_NAME.match(value) is not None
 
 
 def device_expression(name: str) -> str:

@@ -13,6 +13,8 @@ BUNDLES = BUNDLES_DIR
 TIRNET_TINY = {"image_size": 32, "width": 4}
 INFERENCE = ["configs/inference.json"]
 EXPORTED_INFERENCE = ["configs/inference.json", "configs/inference_exported.json"]
+# the device as users type it (the configs resolve the word into torch_device); the bundle tests run with it
+CPU = ("--device", "cpu")
 MLFLOW = ("--tracking", "mlflow")  # MONAI's own MLflow settings: runs in <bundle_root>/eval/mlruns.db (SQLite)
 
 

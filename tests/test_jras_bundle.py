@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_cli import BUNDLES, MLFLOW, mlflow_runs, monai_bundle, run_bundle
+from bundle_cli import BUNDLES, CPU, MLFLOW, mlflow_runs, monai_bundle, run_bundle
 
 from lmseg_components.data import make_synthetic_acdc, read_acdc_split
 from lmseg_components.metrics import hd95_penalty
@@ -21,7 +21,7 @@ from lmseg_components.workflows import load_bundle
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 
-TINY = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "4"]
+TINY = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "4", *CPU]
 EPOCHS = 10
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from bundle_cli import (
     BUNDLES,
+    CPU,
     EXPORTED_INFERENCE,
     INFERENCE,
     MLFLOW,
@@ -29,7 +30,7 @@ from lmseg_components.export import export_bundle
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 
 SMALL = {"image_size": 64, "dim": 32, "cnn_width": 8, "cost_dim": 16}
-TINY = cli_overrides(SMALL) + ["--num_workers", "0", "--batch_size", "2"]
+TINY = cli_overrides(SMALL) + ["--num_workers", "0", "--batch_size", "2", *CPU]
 
 
 def _bundle(workflow: str, configs: list[str], root: Path, *extra: str):

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from bundle_cli import BUNDLES, INFERENCE, MLFLOW, config_file, mlflow_runs, run_bundle, with_small
+from bundle_cli import BUNDLES, CPU, INFERENCE, MLFLOW, config_file, mlflow_runs, run_bundle, with_small
 
 from lmseg_components.data import make_synthetic_lvit
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 
 BUNDLE = BUNDLES / "tirnet_lmis"
-TINY = ["--image_size", "32", "--width", "4", "--num_workers", "0", "--batch_size", "2"]
+TINY = ["--image_size", "32", "--width", "4", "--num_workers", "0", "--batch_size", "2", *CPU]
 
 
 def _bundle(workflow: str, configs: list[str], root: Path, *extra: str, **kwargs) -> subprocess.CompletedProcess:

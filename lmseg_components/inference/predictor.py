@@ -110,7 +110,7 @@ class TextBundlePredictor:
                 self.network.load_state_dict(torch.load(model, map_location=device_now, weights_only=True))
                 self.network.eval()
         self.meta = parser.get_parsed_content("_meta_")
-        self.device = parser.get_parsed_content("device")
+        self.device = parser.get_parsed_content("torch_device")
         self.preprocessing = parser.get_parsed_content("preprocessing")
         self.inferer = parser.get_parsed_content("inferer")
         self.prepare_batch = parser.get_parsed_content("prepare_batch")

@@ -12,7 +12,8 @@ from monai.transforms import SqueezeDimd
 from monailabel.tasks.infer.bundle import BundleInferTask
 from torch import nn
 
-from lmseg_components.workflows import FILE_WRITERS, is_device_name
+from lmseg_components.devices import is_device_name
+from lmseg_components.workflows import FILE_WRITERS
 
 __all__ = ["MAX_PROMPTS", "MAX_TEXT_LENGTH", "TextBundleInferTask", "TextConditionedNetwork", "validate_text_request"]
 

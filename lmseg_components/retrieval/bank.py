@@ -136,7 +136,7 @@ def _open(bundle_root: str | Path, config_file: str | Path | None, overrides: di
     gallery_path = Path(parser.get_parsed_content("gallery_path"))
     index_path = Path(parser.get_parsed_content("index_path"))
     gallery = _read_gallery(gallery_path)
-    device = torch.device(parser.get_parsed_content("device"))
+    device = parser.get_parsed_content("torch_device")
     retriever = _load_retriever(parser, device)
     index = load_index(index_path, weights_fingerprint(retriever))
     if index.ids != gallery["ids"]:
