@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmseg_components.cli import run_script
+from lmseg_components.cli import comma_names, comma_seeds, run_script, sample_std
 from lmseg_components.data import make_synthetic_acdc
 from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expression, evaluate_metrics, run_workflow
 
@@ -51,18 +51,6 @@ COLUMNS = {  # metric key in evaluate.json's output -> column title (ACDC protoc
     "retrieval_hit_rate": "hit rate",
     "retrieval_mask_dice": "guide Dice",
 }
-
-
-def _names(value: str | tuple | list | None, allowed, what: str) -> list[str]:
-    names = list(allowed) if value is None else value.split(",") if isinstance(value, str) else list(value)
-    unknown = sorted(set(names) - set(allowed))
-    if unknown:
-        raise SystemExit(f"unknown {what} {unknown}; choose from {list(allowed)}")
-    return names
-
-
-def _seeds(value: str | int | tuple) -> list[int]:
-    return [int(s) for s in str(value).split(",")] if isinstance(value, str | int) else [int(s) for s in value]
 
 
 def _dataset(root: Path, scanner: str, seed: int, n_patients: int, difficulty: str) -> Path:
@@ -93,9 +81,9 @@ def run(
         device_config = device_expression(device)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    variant_names = _names(variants, VARIANTS, "variants")
-    regime_names = _names(regimes, REGIMES, "regimes")
-    backbone_names = _names(backbones, ("unet", "segformer"), "backbones")
+    variant_names = comma_names(variants, VARIANTS, "variants")
+    regime_names = comma_names(regimes, REGIMES, "regimes")
+    backbone_names = comma_names(backbones, ("unet", "segformer"), "backbones")
     if not 0 < few_fraction < 0.8:
         raise SystemExit(f"--few_fraction must be in (0, 0.8), got {few_fraction}")
     root, bundle = Path(out).resolve(), bundle_dir("jras_segmentation")
@@ -108,7 +96,7 @@ def run(
         for backbone in backbone_names:
             for variant in variant_names:
                 overlays, variant_overrides = VARIANTS[variant]
-                for seed in _seeds(seeds):
+                for seed in comma_seeds(seeds):
                     run_dir = root / "runs" / trained_in / backbone / variant / f"seed{seed}"
                     common = {
                         "bundle_root": str(run_dir),
@@ -166,13 +154,8 @@ def _print_table(results, epochs, seeds, difficulty, n_patients, few_fraction, o
         cells = []
         for key in COLUMNS:
             values = np.array([r.get(key, np.nan) for r in rows], dtype=float)
-            cells.append("—".rjust(13) if np.isnan(values).all() else f"{values.mean():.3f} ± {_std(values):.3f}")
+            cells.append("—".rjust(13) if np.isnan(values).all() else f"{values.mean():.3f} ± {sample_std(values):.3f}")
         print(f"{regime:<8} {backbone:<10} {variant:<7} | " + " | ".join(f"{c:>13}" for c in cells))
-
-
-def _std(values: np.ndarray) -> float:
-    """Sample standard deviation over seeds (0 for a single seed)."""
-    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
 if __name__ == "__main__":

@@ -1,19 +1,24 @@
-"""Does the network read the text? Train a text-guided bundle (TIRNet or TGC-Net) on synthetic LViT data, then
-evaluate the test split with the correct text, with texts shuffled across images, with an empty text (target:
-every finding, named or not), and re-phrased with words and templates never seen in training; and report the
-false-positive rate on the prompts that name nothing (a zone without a lesion, an unrelated sentence: the
-fraction of them that get a non-empty mask). Repeat for the bundle's ablations and ``text_dropout``.
+"""Does the network read the text, in a user's own words? Train a text-guided bundle (TIRNet or TGC-Net) on
+synthetic LViT data, then evaluate the test split with the correct text, with texts shuffled across images, with
+an empty text (target: every finding, named or not), and re-phrased in the held-out grammar
+(:data:`~lmseg_components.text.phrasing.HELD_OUT`: words and templates that neither the generator nor the
+training augmentation uses); and report, for each kind of prompt that names nothing (a zone without a lesion, an
+unrelated sentence), the fraction that gets a non-empty mask. Variants: the bundle's ablations, ``text_dropout``,
+and ``no_text_aug`` (no report rewrites, no training prompts that name nothing: the bundles before them).
 
 Every variant is trained through the bundle's own ``train.json`` (in-process, same as
-``python -m monai.bundle run training``) with the same data, seed and number of epochs. Extra ``--key value``
-options are config overrides (e.g. ``--width 16`` for TIRNet, ``--dim 64`` for TGC-Net).
+``python -m monai.bundle run training``) on the same data (``--data_seed``) once per training seed (``--seeds``);
+each run's result is kept as ``<out>/<variant>/seed<k>/result.json``, so an interrupted benchmark resumes where it
+stopped. Cells are mean ± sample std over the seeds; with ``full`` and ``no_text_aug`` both run, the paired
+difference per seed follows, with a paired t-test. Extra ``--key value`` options are config overrides (e.g.
+``--width 16`` for TIRNet, ``--dim 64`` for TGC-Net).
 
-    python benchmarks/text_grounding.py --out runs/text_grounding --epochs 40 --image_size 64 --width 16
+    python benchmarks/text_grounding.py --out runs/text_grounding --epochs 30 --seeds 0,1,2 --variants full,no_text_aug
     python benchmarks/text_grounding.py --bundle tgcnet_lmis --image_size 128 --epochs 20 --variants full
     python benchmarks/text_grounding.py --bundle tgcnet_lmis --image_size 128 --epochs 20 --variants cnn_off,vit_off
 
-Several variants are one comma-separated value (``--variants cnn_off,vit_off``); a space-separated list is
-refused before anything is trained.
+Several variants or seeds are one comma-separated value (``--variants cnn_off,vit_off``); a space-separated list
+is refused before anything is trained.
 """
 
 from __future__ import annotations
@@ -25,14 +30,18 @@ from pathlib import Path
 
 import numpy as np
 
-from lmseg_components.cli import run_script
-from lmseg_components.data import make_synthetic_lvit, paraphrase_zones, read_lvit_split
+from lmseg_components.cli import comma_names, comma_seeds, run_script, sample_std
+from lmseg_components.data import RandNamesNothingd, make_synthetic_lvit, paraphrase_zones, read_lvit_split
 from lmseg_components.data.synthetic import LungZone
+from lmseg_components.inference import TextBundlePredictor
+from lmseg_components.metrics import choose_presence_threshold, presence_auroc
 from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expression, evaluate_metrics, run_workflow
 
+NO_TEXT_AUGMENTATION = {"rephrase_prob": 0.0, "names_nothing_prob": 0.0}
 VARIANTS = {
     "tirnet_lmis": {
         "full": {},
+        "no_text_aug": NO_TEXT_AUGMENTATION,
         "rtmb_off": {"use_rtmb": False},
         "cdcb_off": {"use_cdcb": False},
         "rgc_off": {"rgc_weight": 0.0},
@@ -41,6 +50,7 @@ VARIANTS = {
     },
     "tgcnet_lmis": {
         "full": {},
+        "no_text_aug": NO_TEXT_AUGMENTATION,
         "cnn_off": {"use_cnn": False},
         "vit_off": {"use_vit": False},
         "primary_only": {"text_mode": "primary"},
@@ -51,13 +61,14 @@ VARIANTS = {
 }
 
 
-def evaluation_conditions(data: Path, seed: int) -> tuple[dict[str, list[dict]], list[dict]]:
+def evaluation_conditions(data: Path, seed: int) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
     """The test split of a synthetic LViT set as evaluation conditions (``correct``, ``shuffled``, ``empty``: the
-    every-finding mask as target, ``paraphrased``), and the items whose prompt names nothing."""
+    every-finding mask as target, ``paraphrased``: the held-out grammar), and the items whose prompt names nothing
+    by kind (``zone``: a zone without a lesion, ``unrelated``: an unrelated sentence)."""
     layout = json.loads((data / "synthetic.json").read_text())
     records = read_lvit_split(data, "Test")
-    nothing = [r for r in records if r["name"] in layout.get("names_nothing", [])]
-    test = [r for r in records if r not in nothing]
+    names_nothing = set(layout.get("names_nothing", []))
+    test = [r for r in records if r["name"] not in names_nothing]
     if any("label_all" not in r for r in test):
         raise SystemExit(f"{data} has no labelcol_all masks (made by an older lmseg): delete it to regenerate it")
     shuffled = [r["text"] for r in test]
@@ -70,6 +81,10 @@ def evaluation_conditions(data: Path, seed: int) -> tuple[dict[str, list[dict]],
         "empty": [{**r, "text": "", "label": r["label_all"]} for r in test],
         "paraphrased": [{**r, "text": paraphrase_zones(z, rng)} for r, z in zip(test, zones, strict=True)],
     }
+    nothing = {"zone": [], "unrelated": []}
+    for r in records:
+        if r["name"] in names_nothing:
+            nothing["unrelated" if layout["images"][r["name"]]["names"] == "unrelated" else "zone"].append(r)
     return conditions, nothing
 
 
@@ -78,7 +93,8 @@ def run(
     bundle: str = "tirnet_lmis",
     epochs: int = 40,
     image_size: int = 64,
-    seed: int = 0,
+    data_seed: int = 0,
+    seeds: str | int | tuple = "0",
     n_train: int = 300,
     n_val: int = 50,
     n_test: int = 100,
@@ -87,7 +103,7 @@ def run(
     num_workers: int = 2,
     text_encoder_name: str = "minilm",
     **overrides,
-):
+) -> dict[str, list[dict]]:
     try:
         device_config = device_expression(device)
     except ValueError as e:
@@ -95,59 +111,123 @@ def run(
     if bundle not in VARIANTS:
         raise SystemExit(f"unknown bundle {bundle!r}; choose from {list(VARIANTS)}")
     table = VARIANTS[bundle]
-    names = list(table) if variants is None else [variants] if isinstance(variants, str) else list(variants)
-    unknown = sorted(set(names) - set(table))
-    if unknown:
-        raise SystemExit(f"unknown variants {unknown}; choose from {list(table)}")
+    names = comma_names(variants, table, "variants")
     root = Path(out).resolve()
     data = root / "data"
     if not (data / "synthetic.json").is_file():
-        make_synthetic_lvit(data, seed=seed, size=max(64, image_size), n_train=n_train, n_val=n_val, n_test=n_test)
-    conditions, nothing = evaluation_conditions(data, seed)
-    name_of_bundle, bundle = bundle, bundle_dir(bundle)
-    rows = []
+        size = max(64, image_size)
+        make_synthetic_lvit(data, seed=data_seed, size=size, n_train=n_train, n_val=n_val, n_test=n_test)
+    conditions, nothing = evaluation_conditions(data, data_seed)
+    validation = read_lvit_split(data, "Val")
+    bundle_name, bundle = bundle, bundle_dir(bundle)
+    results: dict[str, list[dict]] = {}
     for name in names:
-        common = {
-            "bundle_root": str(root / name),
-            "dataset_dir": str(data),
-            "text_cache_dir": str(root / "text_cache"),
-            "image_size": image_size,
-            "seed": seed,
-            "device": device_config,
-            "num_workers": num_workers,
-            "text_encoder_name": text_encoder_name,
-            **overrides,
-            **table[name],
-        }
-        start = time.perf_counter()
-        run_workflow(bundle, "training", ["train.json", SMALL_CONFIG], {**common, "epochs": epochs}, logging_conf=False)
-        minutes = (time.perf_counter() - start) / 60
-        result = {c: evaluate_metrics(bundle, common, records, (SMALL_CONFIG,)) for c, records in conditions.items()}
-        # a prompt naming nothing has an empty mask: its per-image Dice is 1 with an empty prediction, else 0
-        false_positive = 1.0 - evaluate_metrics(bundle, common, nothing, (SMALL_CONFIG,))["val_mean_dice"]
-        rows.append((name, minutes, result, false_positive))
-        print(
-            f"[{name}] trained in {minutes:.1f} min: "
-            + ", ".join(f"{c} m-Dice {m['val_mean_dice']:.3f}" for c, m in result.items())
-            + f", false positives on prompts naming nothing {false_positive:.2f}",
-            flush=True,
-        )
-
+        for seed in comma_seeds(seeds):
+            run_dir = root / name / f"seed{seed}"
+            result_file = run_dir / "result.json"
+            if not result_file.is_file():
+                common = {
+                    "bundle_root": str(run_dir),
+                    "dataset_dir": str(data),
+                    "text_cache_dir": str(root / "text_cache"),
+                    "image_size": image_size,
+                    "seed": seed,
+                    "device": device_config,
+                    "num_workers": num_workers,
+                    "text_encoder_name": text_encoder_name,
+                    **overrides,
+                    **table[name],
+                }
+                start = time.perf_counter()
+                configs = ["train.json", SMALL_CONFIG]
+                run_workflow(bundle, "training", configs, {**common, "epochs": epochs}, logging_conf=False)
+                result = {"train_minutes": (time.perf_counter() - start) / 60}
+                for condition, records in conditions.items():
+                    metrics = evaluate_metrics(bundle, common, records, (SMALL_CONFIG,))
+                    result[f"{condition}_mdice"] = float(metrics["val_mean_dice"])
+                    result[f"{condition}_gdice"] = float(metrics["val_global_dice"])
+                # a prompt naming nothing has an empty mask: its per-image Dice is 1 with an empty prediction, else 0
+                for kind, records in nothing.items():
+                    if records:
+                        metrics = evaluate_metrics(bundle, common, records, (SMALL_CONFIG,))
+                        result[f"masks_{kind}"] = 1.0 - float(metrics["val_mean_dice"])
+                result_file.write_text(json.dumps(result, indent=1) + "\n")
+            result = json.loads(result_file.read_text())
+            if "presence_auroc" not in result:  # also for runs measured before the presence decision
+                overrides_now = {"bundle_root": str(run_dir), "text_cache_dir": str(root / "text_cache")}
+                predictor = TextBundlePredictor(bundle, device, overrides_now, model=run_dir / "models" / "model.pt")
+                result.update(presence(predictor, validation, conditions["correct"], nothing, data_seed))
+                result_file.write_text(json.dumps(result, indent=1) + "\n")
+            results.setdefault(name, []).append(result)
+            print(f"[{name} seed {seed}] " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()), flush=True)
+    counts = {kind: len(records) for kind, records in nothing.items()}
     print(
-        f"\n{name_of_bundle} text grounding, synthetic LViT test split ({len(conditions['correct'])} images, "
-        f"{len(nothing)} more whose prompt names nothing), {epochs} epochs, "
-        f"{image_size}px, overrides {overrides}, device {device}"
+        f"\n{bundle_name} text grounding, synthetic LViT test split ({len(conditions['correct'])} images; prompts "
+        f"naming nothing: {counts}), {epochs} epochs, {image_size}px, seeds {seeds}, overrides {overrides}, "
+        f"device {device}; mean ± sample std over seeds"
     )
-    header = f"{'variant':<13} {'train min':>9} | " + " | ".join(f"{c + ' m/g-Dice':>20}" for c in conditions)
-    header += " | FP rate (names nothing)"
+    _print_table(results, list(conditions), list(nothing))
+    if {"full", "no_text_aug"} <= results.keys():
+        _print_paired(results["full"], results["no_text_aug"], list(conditions), list(nothing))
+    return results
+
+
+def presence(
+    predictor: TextBundlePredictor, validation: list[dict], test: list[dict], nothing: dict[str, list[dict]], seed: int
+) -> dict[str, float]:
+    """The presence decision of a trained model: the threshold chosen on the validation split (its reports
+    against prompts that name nothing in its images, drawn as in training), then on the test split the AUROC of
+    correct reports against the prompts that name nothing, and the fraction of each kind found (score >= the
+    threshold; a prompt not found gets an empty mask)."""
+    negatives = RandNamesNothingd(prob=1.0)
+    negatives.set_random_state(seed)
+    val_present = [predictor(r)["score"] for r in validation]
+    val_absent = [predictor({**r, "text": negatives.prompt(r)})["score"] for r in validation]
+    threshold = choose_presence_threshold(val_present, val_absent)
+    present = [predictor(r)["score"] for r in test]
+    absent = {kind: [predictor(r)["score"] for r in records] for kind, records in nothing.items()}
+    out = {
+        "presence_threshold": threshold,
+        "presence_auroc": presence_auroc(present, [s for scores in absent.values() for s in scores]),
+        "found_correct": float(np.mean([s >= threshold for s in present])),
+    }
+    for kind, scores in absent.items():
+        if scores:
+            out[f"found_{kind}"] = float(np.mean([s >= threshold for s in scores]))
+    return out
+
+
+def _cell(rows: list[dict], key: str) -> str:
+    values = np.array([r.get(key, np.nan) for r in rows], dtype=float)
+    return "—" if np.isnan(values).all() else f"{values.mean():.3f} ± {sample_std(values):.3f}"
+
+
+def _print_table(results: dict[str, list[dict]], conditions: list[str], kinds: list[str]) -> None:
+    presence_keys = ["presence_auroc", "found_correct", *(f"found_{k}" for k in kinds)]
+    columns = [f"{c} m-Dice" for c in conditions] + [f"masks: {k}" for k in kinds] + presence_keys
+    header = f"{'variant':<13} | " + " | ".join(f"{c:>17}" for c in columns) + " | train min"
     print(header)
     print("-" * len(header))
-    for name, minutes, result, false_positive in rows:
-        cells = " | ".join(
-            f"{result[c]['val_mean_dice']:>9.3f} / {result[c]['val_global_dice']:<8.3f}" for c in conditions
-        )
-        print(f"{name:<13} {minutes:>9.1f} | {cells} | {false_positive:.2f}")
-    return rows
+    for name, rows in results.items():
+        cells = [_cell(rows, f"{c}_mdice") for c in conditions] + [_cell(rows, f"masks_{k}") for k in kinds]
+        cells += [_cell(rows, key) for key in presence_keys]
+        print(f"{name:<13} | " + " | ".join(f"{c:>17}" for c in cells) + f" | {_cell(rows, 'train_minutes')}")
+
+
+def _print_paired(after: list[dict], before: list[dict], conditions: list[str], kinds: list[str]) -> None:
+    """full - no_text_aug, paired by seed: mean ± sample std of the differences and the paired t-test p-value."""
+    from scipy.stats import ttest_rel
+
+    print("\nfull - no_text_aug, paired by seed (mean ± sample std, paired t-test p)")
+    keys = [f"{c}_mdice" for c in conditions] + [f"masks_{k}" for k in kinds]
+    for key in keys + ["presence_auroc", "found_correct", *(f"found_{k}" for k in kinds)]:
+        a = np.array([r.get(key, np.nan) for r in after])
+        b = np.array([r.get(key, np.nan) for r in before])
+        if len(a) != len(b) or np.isnan(a).any() or np.isnan(b).any():
+            continue
+        diff = a - b
+        p = ttest_rel(a, b).pvalue if len(a) > 1 and diff.std() > 0 else float("nan")
+        print(f"  {key:<20} {diff.mean():+.3f} ± {sample_std(diff):.3f}  p = {p:.3f}")
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ from __future__ import annotations
 import inspect
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import fire
+import numpy as np
 
 from lmseg_components.data.check import LAYOUTS, check_dataset
 from lmseg_components.data.synthetic import SYNTHETIC_MAKERS, make_synthetic_lvit
@@ -429,6 +430,27 @@ def run_script(run: Callable[..., object], doc: str | None, command: list[str] |
         run(**kwargs)
 
     fire.Fire(script, command=command)
+
+
+def comma_names(value: str | tuple | list | None, allowed: Iterable[str], what: str) -> list[str]:
+    """The names of a benchmark's comma-separated option (all of ``allowed`` when None); unknown ones end the
+    script with one line naming them and the choices."""
+    allowed = list(allowed)
+    chosen = allowed if value is None else value.split(",") if isinstance(value, str) else list(value)
+    unknown = sorted(set(chosen) - set(allowed))
+    if unknown:
+        raise SystemExit(f"unknown {what} {unknown}; choose from {allowed}")
+    return chosen
+
+
+def comma_seeds(value: str | int | tuple) -> list[int]:
+    """``--seeds 0,1,2`` (fire gives a string, an int or a tuple) as a list of ints."""
+    return [int(s) for s in str(value).split(",")] if isinstance(value, str | int) else [int(s) for s in value]
+
+
+def sample_std(values: np.ndarray) -> float:
+    """Sample standard deviation over seeds (0 for a single seed)."""
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
 def main() -> None:

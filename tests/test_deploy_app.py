@@ -59,6 +59,7 @@ def test_app_segments_png_images_with_their_prompts(tirnet_app):
     assert [Path(r["image"]).name for r in results] == sorted(prompts)
     for result in results:
         assert result["text"] == prompts[Path(result["image"]).name]
+        assert 0.0 <= result["score"] <= 1.0
         mask = np.asarray(Image.open(root / "out" / result["mask"]))
         expected = np.asarray(Image.open(root / "eval" / "inference" / result["mask"]))
         assert mask.shape == (48, 48) and (mask == expected).all()

@@ -1,5 +1,6 @@
 """Every bad input is reported with the file (and row) it concerns, all problems at once."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -43,10 +44,24 @@ def _problems(root):
 def test_clean_split_reads(lvit):
     records = read_lvit_split(lvit, "Train")
     assert [r["name"] for r in records] == [f"syn_train_{i:04d}.png" for i in range(4)]
-    assert set(records[0]) == {"image", "label", "label_all", "text", "name", "case_id"}
+    assert set(records[0]) == {"image", "label", "label_all", "findings", "text", "name", "case_id"}
     assert Path(records[0]["label_all"]).parent.name == "labelcol_all"  # the synthetic every-finding mask
-    shutil.rmtree(lvit / "Train_Folder" / "labelcol_all")  # the real layout has none
+    layout = json.loads((lvit / "synthetic.json").read_text())["images"]["syn_train_0000.png"]
+    every_finding = {tuple(z.split()) for z in layout["mentioned"] + layout["distractors"]}
+    assert {tuple(z.split()) for z in records[0]["findings"].split("; ")} == every_finding
+    shutil.rmtree(lvit / "Train_Folder" / "labelcol_all")  # the real layout has neither
+    wb = load_workbook(_table(lvit))
+    wb.active.delete_cols(3)
+    wb.save(_table(lvit))
     assert set(read_lvit_split(lvit, "Train")[0]) == {"image", "label", "text", "name", "case_id"}
+
+
+def test_bad_findings_cell_names_row(lvit):
+    assert load_workbook(_table(lvit)).active.cell(row=1, column=3).value == "Findings"
+    _set_cell(lvit, 3, 3, "upper left; apex right")
+    _set_cell(lvit, 5, 3, "")  # an image without a finding
+    error = _problems(lvit)
+    assert len(error.problems) == 1 and "(row 3)" in str(error) and "'apex right' is not '<level> <side>'" in str(error)
 
 
 def test_missing_image_names_row(lvit):

@@ -89,11 +89,14 @@ def test_png_jpeg_dicom_keep_the_input_geometry_and_match_the_bundle_inference(t
     masks = {Path(r["image"]).name: _mask(tmp_path / "masks" / r["mask"]) for r in results}
     assert all(m.shape == pixels.shape for m in masks.values())  # (H, W) of the input, not the network's size
     assert np.array_equal(masks["a.png"], masks["c.dcm"])  # same pixels as PNG and DICOM: same mask, same way up
+    scores = {Path(r["image"]).name: r["score"] for r in results}
+    assert scores["a.png"] == scores["c.dcm"]  # and the same presence score
     assert 0 < (masks["a.png"] > 0).mean() < 1  # a non-trivial mask, so the comparisons mean something
     assert json.loads((tmp_path / "masks" / RESULTS_FILE).read_text()) == results
     for r in results:
         assert r["text"] == PROMPT and r["inference_ms"] > 0 and r["empty"] is False
         assert r["foreground_fraction"] == pytest.approx((masks[Path(r["image"]).name] > 0).mean())
+        assert 0.0 < r["score"] <= 1.0
         overlay = Image.open(tmp_path / "masks" / r["overlay"])
         assert overlay.height > overlay.width * pixels.shape[0] / pixels.shape[1]  # the caption below the image
 
@@ -129,6 +132,7 @@ def test_oblique_anisotropic_nifti_is_segmented_on_its_own_grid(tmp_path):
     assert set(np.unique(labels)) <= set(range(len(result["text"]) + 1)) and len(result["text"]) > 1
     assert result["voxels"] == {str(v): int((labels == v).sum()) for v in np.unique(labels) if v > 0}
     assert 0 < result["foreground_fraction"] < 1  # a non-trivial label map, so the comparisons mean something
+    assert len(result["score"]) == len(result["text"]) and all(0 <= s <= 1 for s in result["score"])
 
     extra = ["--images", str(image.parent), "--output_dir", str(tmp_path / "b"), *cli_overrides(SMALL_TGC)]
     run = run_bundle("tgcnet_ct_organs", "inference", ["configs/inference.json"], tmp_path / "run", *extra)

@@ -82,8 +82,11 @@ __all__ = [
     "DatasetValidationError",
     "EncodeTextd",
     "RandLeftRightFlipd",
+    "RandNamesNothingd",
+    "RandRephrased",
     "TextDropoutd",
     "TokenizeTextd",
+    "text_augmentation",
     "check_dataset",
     "check_lvit",
     "check_msd",
@@ -112,8 +115,11 @@ def __getattr__(name: str):
         "EncodeTextd",
         "TokenizeTextd",
         "RandLeftRightFlipd",
+        "RandNamesNothingd",
+        "RandRephrased",
         "TextDropoutd",
         "swap_left_right",
+        "text_augmentation",
     ):
         from lmseg_components.data import text_transforms
 

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from lmseg_components.data.problems import DataProblem, DatasetValidationError
+from lmseg_components.text.phrasing import absent_zones
 
 __all__ = [
     "LVIT_SPLITS",
@@ -42,6 +43,9 @@ TRAINING_SPLITS = ("Train", "Val")
 IMAGE_COLUMN = "Image"
 TEXT_COLUMN = "Description"
 AUX_COLUMN = "Auxiliary"
+# every finding's lung zones ("upper left; lower right"), also those the description leaves unnamed: where a dataset
+# says it, training can ask for a zone without a finding (RandNamesNothingd)
+FINDINGS_COLUMN = "Findings"
 QATA_MASK_PREFIX = "mask_"
 ALL_FINDINGS_FOLDER = "labelcol_all"  # synthetic sets: every finding, named by the text or not
 
@@ -60,13 +64,13 @@ def find_text_table(root: str | Path, split: str) -> Path | None:
     return None
 
 
-def read_text_table(path: str | Path) -> list[tuple[int, str, str, str]]:
-    """Read an ``Image`` / ``Description`` table (plus an optional ``Auxiliary`` column: domain-knowledge
-    prompts for TGC-Net) from xlsx or CSV.
+def read_text_table(path: str | Path) -> list[tuple[int, str, str, str, str | None]]:
+    """Read an ``Image`` / ``Description`` table (plus optional columns: ``Auxiliary``, domain-knowledge prompts
+    for TGC-Net; ``Findings``, the lung zones of every finding) from xlsx or CSV.
 
     Returns:
-        ``(row, image, description, auxiliary)``; ``row`` is the 1-based spreadsheet row (header is row 1) and
-        ``auxiliary`` is empty without the column.
+        ``(row, image, description, auxiliary, findings)``; ``row`` is the 1-based spreadsheet row (header is row
+        1), ``auxiliary`` is empty without the column and ``findings`` is None without it.
 
     Raises:
         DatasetValidationError: the file cannot be read or lacks one of the two columns.
@@ -95,13 +99,20 @@ def read_text_table(path: str | Path) -> list[tuple[int, str, str, str]]:
             [DataProblem(str(path), f"missing column(s) {missing}; header is {header}", row=1)]
         )
     columns = [header.index(c) if c in header else None for c in (IMAGE_COLUMN, TEXT_COLUMN, AUX_COLUMN)]
+    findings = header.index(FINDINGS_COLUMN) if FINDINGS_COLUMN in header else None
     table = []
     for number, row in enumerate(rows[1:], start=2):
         if all(c is None or str(c).strip() == "" for c in row):
             continue
-        cells = [row[i] if i is not None and i < len(row) else None for i in columns]
-        table.append((number, *("" if c is None else str(c).strip() for c in cells)))
+        cells = ["" if c is None else str(c).strip() for c in _cells(row, columns)]
+        (zones,) = _cells(row, [findings])
+        table.append((number, *cells, None if findings is None else "" if zones is None else str(zones).strip()))
     return table
+
+
+def _cells(row: Sequence, columns: Sequence[int | None]) -> list:
+    """The cells of ``row`` in ``columns`` (None for a missing column or a short row)."""
+    return [row[i] if i is not None and i < len(row) else None for i in columns]
 
 
 def _resolve_pair(value: str, img_dir: Path, mask_dir: Path) -> tuple[Path | None, Path | None]:
@@ -212,9 +223,12 @@ def read_lvit_split(
 
     Returns:
         one dict per text row: ``image`` and ``label`` (absolute paths), ``text``, ``name`` (image file name),
-        ``case_id`` (image stem), ``aux_text`` where the table has a non-empty ``Auxiliary`` cell, and
+        ``case_id`` (image stem), ``aux_text`` where the table has a non-empty ``Auxiliary`` cell,
         ``label_all`` where ``<split>_Folder/labelcol_all`` holds a mask of every finding under the mask's name
-        (the synthetic sets; the target of an empty prompt, see :class:`~lmseg_components.data.TextDropoutd`).
+        (the synthetic sets; the target of an empty prompt, see :class:`~lmseg_components.data.TextDropoutd`),
+        and ``findings`` where the table has a ``Findings`` column: the lung zones of every finding, named by the
+        text or not (``"upper left; lower right"``; empty: no finding), which
+        :class:`~lmseg_components.data.RandNamesNothingd` reads.
 
     Raises:
         DatasetValidationError: listing every problem found, each naming its file and row.
@@ -260,7 +274,7 @@ def _read_split(
 
     records: list[dict] = []
     seen: dict[str, int] = {}
-    for row, value, text, auxiliary in table:
+    for row, value, text, auxiliary, findings in table:
         if not value:
             problems.append(DataProblem(str(table_path), "empty Image cell", row=row))
             continue
@@ -290,6 +304,12 @@ def _read_split(
         }
         if auxiliary:
             record["aux_text"] = auxiliary
+        if findings is not None:
+            try:
+                absent_zones(findings)
+            except ValueError as e:
+                problems.append(DataProblem(str(table_path), f"{FINDINGS_COLUMN} of {value!r}: {e}", row=row))
+            record["findings"] = findings
         every_finding = folder / ALL_FINDINGS_FOLDER / mask.name
         if every_finding.is_file():
             record["label_all"] = str(every_finding.resolve())

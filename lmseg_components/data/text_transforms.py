@@ -1,24 +1,37 @@
 """MONAI dictionary transforms for the ``text`` key: tokenize it, encode it with a frozen encoder, flip
-images left/right together with the words "left"/"right", and drop it (text-optional training)."""
+images left/right together with the words "left"/"right", drop it (text-optional training), rewrite it in other
+words, and replace it by a prompt that names nothing in the image."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 
 from monai.config import KeysCollection
 from monai.transforms import Flip, MapTransform, RandomizableTransform
 
+from lmseg_components.arguments import require_bool
 from lmseg_components.text.auxiliary import create_aux_generator
 from lmseg_components.text.base import TextEncoder
 from lmseg_components.text.cache import DEFAULT_MAX_DISK_BYTES, DEFAULT_MAX_MEMORY_BYTES, TextFeatureCache
+from lmseg_components.text.phrasing import (
+    AUGMENTATION,
+    Area,
+    absent_zones,
+    parse_areas,
+    parse_zones,
+    rephrase_organ_prompt,
+)
 
 __all__ = [
     "AuxiliaryPromptd",
     "TokenizeTextd",
     "EncodeTextd",
     "RandLeftRightFlipd",
+    "RandNamesNothingd",
+    "RandRephrased",
+    "text_augmentation",
     "TextDropoutd",
     "swap_left_right",
 ]
@@ -242,3 +255,150 @@ class AuxiliaryPromptd(MapTransform):
             generated = [self._aux(t) for t in texts]
             d[self.output_key] = generated[0] if single else generated
         return d
+
+
+class RandRephrased(RandomizableTransform, MapTransform):
+    """With probability ``prob``, rewrite a chest report into an equivalent one: the same findings in the same
+    places (:func:`~lmseg_components.text.phrasing.parse_areas`), in other words drawn from the augmentation
+    grammar (:data:`~lmseg_components.text.phrasing.AUGMENTATION`: zone words, side before or after the level,
+    bilateral contractions, counts, finding words, sentence forms); and an organ prompt into another request for
+    the same organ (:func:`~lmseg_components.text.phrasing.rephrase_organ_prompt`: synonyms, request forms). A
+    text naming neither a lung zone nor an organ that the reader knows is kept as it is. The rewrites go through
+    the text cache like any text (each encoded once).
+
+    Args:
+        keys: the report key(s), usually ``text``; a list of prompts is rewritten prompt by prompt.
+        prob: probability of rewriting an item.
+        derived_keys: keys computed from the report (TGC-Net's ``aux_text``): removed when it is rewritten, so
+            that a later transform (:class:`AuxiliaryPromptd`) derives them from the rewrite.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "text",
+        prob: float = 0.5,
+        derived_keys: Sequence[str] = (),
+        allow_missing_keys: bool = False,
+    ):
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"prob must be in [0, 1], got {prob}.")
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.derived_keys = list(derived_keys)
+
+    def _rewrite(self, text: str) -> str:
+        areas = parse_areas(text)
+        return rephrase_organ_prompt(text, self.R) if areas is None else AUGMENTATION.describe(areas, self.R)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            if not d[key]:
+                continue
+            texts, single = _texts(d[key], key)
+            rewritten = [self._rewrite(t) for t in texts]
+            if rewritten != texts:
+                d[key] = rewritten[0] if single else rewritten
+                for derived in self.derived_keys:
+                    d.pop(derived, None)
+        return d
+
+
+class RandNamesNothingd(RandomizableTransform, MapTransform):
+    """With probability ``prob``, replace an item's prompt by one that names nothing in its image and its mask by
+    an empty one, so that the model learns to answer "nothing there" instead of segmenting whatever it sees.
+
+    Two kinds of prompt, half each where both can be made:
+    - an unrelated sentence (devices, heart, bones: the augmentation grammar's, never the benchmark's);
+    - a prompt naming only lung zones without a finding, where the record says where every finding is: its
+      ``findings_key`` (the text table's ``Findings`` column; the synthetic sets write one) or, with
+      ``report_complete``, the report itself read by :func:`~lmseg_components.text.phrasing.parse_zones` (for
+      datasets whose reports name every finding, e.g. QaTa-COV19; leave it off where reports leave findings
+      unnamed: a zone they do not name may hold one).
+
+    It runs on loaded arrays (the mask is emptied in place of its values) and before
+    :class:`RandLeftRightFlipd` (zones are the patient's, and the flip swaps the new prompt's sides with the
+    image).
+
+    Args:
+        keys: the prompt key, usually ``text``.
+        label_key: the mask key.
+        prob: probability of replacing an item.
+        findings_key: the record key listing every finding's zones (``"upper left; lower right"``).
+        report_complete: read the zones of every finding from the report where the record has no
+            ``findings_key``.
+        derived_keys: keys computed from the prompt (TGC-Net's ``aux_text``), removed with it.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "text",
+        label_key: str = "label",
+        prob: float = 0.15,
+        findings_key: str = "findings",
+        report_complete: bool = False,
+        derived_keys: Sequence[str] = (),
+    ):
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"prob must be in [0, 1], got {prob}.")
+        require_bool("report_complete", report_complete)
+        MapTransform.__init__(self, keys, allow_missing_keys=True)
+        RandomizableTransform.__init__(self, prob)
+        self.label_key, self.findings_key = label_key, findings_key
+        self.report_complete = report_complete
+        self.derived_keys = list(derived_keys)
+
+    def prompt(self, d: Mapping[Hashable, object], key: str = "text") -> str:
+        """A prompt that names nothing in the image of record ``d`` (drawn from this transform's random state):
+        a zone without a finding or an unrelated sentence."""
+        free = self._free_zones(d, d[key] if isinstance(d.get(key), str) else "")
+        if free and self.R.rand() < 0.5:
+            chosen = self.R.permutation(len(free))[: 1 + int(self.R.rand() < 0.3)]
+            return AUGMENTATION.describe([Area(free[i][1], (free[i][0],)) for i in chosen], self.R)
+        return AUGMENTATION.unrelated_sentence(self.R)
+
+    def _free_zones(self, d: Mapping[Hashable, object], text: str) -> list[tuple[str, str]]:
+        findings = d.get(self.findings_key)
+        if isinstance(findings, str):
+            return absent_zones(findings)
+        if self.report_complete and text:
+            present = parse_zones(text)
+            if present is not None:
+                return absent_zones("; ".join(f"{level} {side}" for level, side in present))
+        return []
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            d[key] = self.prompt(d, key)
+            d[self.label_key] = d[self.label_key] * 0
+            for derived in self.derived_keys:
+                d.pop(derived, None)
+        return d
+
+
+def text_augmentation(
+    rephrase_prob: float,
+    names_nothing_prob: float = 0.0,
+    report_complete: bool = False,
+    derived_keys: Sequence[str] = (),
+) -> list[MapTransform]:
+    """The bundles' text augmentation of the ``text`` key, after loading and before the flips: report rewrites
+    (:class:`RandRephrased`) and prompts that name nothing (:class:`RandNamesNothingd`); a transform whose
+    probability is 0 is left out, so that the other random transforms draw as they would without it."""
+    transforms: list[MapTransform] = []
+    if rephrase_prob > 0:
+        transforms.append(RandRephrased("text", prob=rephrase_prob, derived_keys=derived_keys))
+    if names_nothing_prob > 0:
+        transforms.append(
+            RandNamesNothingd(
+                "text", prob=names_nothing_prob, report_complete=report_complete, derived_keys=derived_keys
+            )
+        )
+    return transforms

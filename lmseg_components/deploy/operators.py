@@ -82,14 +82,16 @@ class TextBundleInferenceOperator(Operator):
         predictions = []
         for record in op_input.receive("records"):
             out = self.predictor(record)
-            predictions.append({"image": record["image"], "text": out["text"], "pred": out["pred"]})
+            predictions.append(
+                {"image": record["image"], "text": out["text"], "pred": out["pred"], "score": out["score"]}
+            )
         op_output.emit(predictions, "predictions")
 
 
 class MaskWriterOperator(Operator):
     """Writes each prediction's mask (:func:`~lmseg_components.inference.write_mask`) to the output folder and
     lists them in ``results.json`` (image, prompt(s), mask file,
-    :func:`~lmseg_components.inference.describe_mask`). The mask names are checked first
+    :func:`~lmseg_components.inference.describe_mask`, the presence ``score``). The mask names are checked first
     (:func:`~lmseg_components.inference.check_mask_paths`): nothing is written when two images would share a mask.
 
     Named input:
@@ -112,7 +114,13 @@ class MaskWriterOperator(Operator):
         for item in predictions:
             mask = write_mask(item["pred"], self.output_folder)
             results.append(
-                {"image": item["image"], "text": item["text"], "mask": mask.name, **describe_mask(item["pred"])}
+                {
+                    "image": item["image"],
+                    "text": item["text"],
+                    "mask": mask.name,
+                    **describe_mask(item["pred"]),
+                    "score": item["score"],
+                }
             )
         self.output_folder.mkdir(parents=True, exist_ok=True)
         (self.output_folder / RESULTS_FILE).write_text(json.dumps(results, indent=4))

@@ -14,6 +14,7 @@ from monai.transforms import Compose
 from lmseg_components.data.msd import organ_prompt
 from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
 from lmseg_components.export import OnnxNetwork, load_trained_bundle, trained_values
+from lmseg_components.metrics.presence import presence_score
 from lmseg_components.workflows import FILE_WRITERS, bundle_dir, device_expression, load_bundle
 
 __all__ = ["EXPORTED_CONFIG", "TextBundlePredictor", "class_names", "class_prompts", "find_bundle"]
@@ -149,8 +150,14 @@ class TextBundlePredictor:
 
     @torch.no_grad()
     def __call__(self, record: dict) -> dict:
+        """The postprocessed item of ``record`` (``pred``: the mask), with ``score``: the presence score of each
+        prompt (:func:`~lmseg_components.metrics.presence_score` of the sigmoid map; a float for a bundle with
+        one prompt per image, a list with one per class)."""
         data = self.preprocessing(self.check_text(record))
         batch = list_data_collate([data])
         inputs, _, args, kwargs = self.prepare_batch(batch, self.device, non_blocking=False)
         batch["pred"] = self.inferer(inputs, self.network, *args, **kwargs)
-        return self.postprocessing(decollate_batch(batch)[0])
+        scores = presence_score(torch.sigmoid(batch["pred"].float()))[0].tolist()
+        item = self.postprocessing(decollate_batch(batch)[0])
+        item["score"] = scores if self.num_prompts else scores[0]
+        return item

@@ -84,8 +84,9 @@ def segment(
             refused.
 
     Each entry: ``image``, ``text`` (the prompt(s) used), ``mask`` and ``overlay`` (file names in ``out``),
-    ``voxels`` (count per label), ``foreground_fraction``, ``empty`` (no foreground) and ``inference_ms``
-    (preprocessing + network + postprocessing of that image, wall time).
+    ``voxels`` (count per label), ``foreground_fraction``, ``empty`` (no foreground), ``score`` (the presence
+    score of the prompt, or one per prompt: the mean probability of the most probable 0.25 % of the pixels) and
+    ``inference_ms`` (preprocessing + network + postprocessing of that image, wall time).
 
     Raises:
         FileNotFoundError / ValueError / FileExistsError: a missing image, model or prompts file; a bad prompt;
@@ -120,6 +121,7 @@ def segment(
                 "mask": mask.name,
                 "overlay": overlay.name,
                 **describe_mask(pred),
+                "score": item["score"],
                 "inference_ms": round(milliseconds, 1),
             }
         )

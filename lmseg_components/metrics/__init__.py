@@ -1,5 +1,6 @@
-"""Segmentation metrics: per-image and global Dice/IoU for 2D masks, per-class Dice/HD95 for 3D volumes, and the
-ACDC per-frame protocol (Dice and HD95 in mm per structure of 3D frames segmented slice by slice)."""
+"""Segmentation metrics: per-image and global Dice/IoU for 2D masks, per-class Dice/HD95 for 3D volumes, the
+ACDC per-frame protocol (Dice and HD95 in mm per structure of 3D frames segmented slice by slice), and whether the
+finding a prompt names is there at all (presence score, threshold, AUROC)."""
 
 from lmseg_components.metrics.acdc import (
     ACDC_STRUCTURES,
@@ -21,9 +22,19 @@ from lmseg_components.metrics.overlap import (
     overlap_counts,
     pairwise_mask_dice,
 )
+from lmseg_components.metrics.presence import (
+    TOP_FRACTION,
+    choose_presence_threshold,
+    presence_auroc,
+    presence_score,
+)
 from lmseg_components.metrics.volume import HausdorffDistance95, SpacedHausdorffDistanceMetric, per_class_dice_hd95
 
 __all__ = [
+    "TOP_FRACTION",
+    "choose_presence_threshold",
+    "presence_auroc",
+    "presence_score",
     "ACDC_STRUCTURES",
     "FrameDiceHD95",
     "GlobalDice",

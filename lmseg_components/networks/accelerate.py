@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lmseg_components.networks.arguments import require_bool
+from lmseg_components.arguments import require_bool
 
 __all__ = ["accelerate"]
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lmseg_components.arguments import require_bool
 from lmseg_components.files import atomic_save
 from lmseg_components.fingerprint import weights_fingerprint
 from lmseg_components.metrics.overlap import integer_labels, pairwise_mask_dice
-from lmseg_components.networks.arguments import require_bool
 from lmseg_components.networks.jras.guided import GuidedSegmenter, blend_guides
 from lmseg_components.retrieval.index import RetrievalIndex, create_index, load_index
 

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lmseg_components.data.lvit import ALL_FINDINGS_FOLDER
+from lmseg_components.data.lvit import ALL_FINDINGS_FOLDER, FINDINGS_COLUMN, IMAGE_COLUMN, TEXT_COLUMN
 from lmseg_components.data.synthetic.shapes import blur, ellipse, smooth_noise
+from lmseg_components.text.phrasing import HELD_OUT, LEVELS, SIDES, Area, format_zones
 
-LUNG_LEVELS = ("upper", "middle", "lower")
-
-LUNG_SIDES = ("left", "right")
+LUNG_LEVELS = LEVELS
+LUNG_SIDES = SIDES
 
 _COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
 
@@ -81,39 +81,17 @@ def describe_zones(zones: Sequence[LungZone], rng: np.random.Generator) -> str:
     return templates[rng.integers(len(templates))]
 
 
-# Never used by describe_zones: other level words, other templates, side before level, "-sided".
-_PARAPHRASE_LEVELS = {"upper": ("superior", "apical"), "middle": ("central",), "lower": ("inferior", "basal")}
-
-UNRELATED_PROMPTS = (
-    "Healed fracture of the right clavicle.",
-    "Cardiac silhouette within normal limits.",
-    "Nasogastric tube tip below the diaphragm.",
-    "Degenerative changes of the thoracic spine.",
-    "The patient was imaged supine.",
-)
+# the benchmark's names-nothing sentences: the held-out grammar's, never a training negative
+UNRELATED_PROMPTS = HELD_OUT.unrelated
 
 
 def paraphrase_zones(zones: Sequence[LungZone], rng: np.random.Generator) -> str:
-    """A description of ``zones`` (1 to 3) in phrasings :func:`describe_zones` never produces: other words for
-    the level (superior, basal, ...), the side first or hyphenated (``left-sided``), other sentence templates."""
+    """A description of ``zones`` (1 to 3) in the held-out phrasing (:data:`~lmseg_components.text.phrasing.HELD_OUT`),
+    which neither :func:`describe_zones` nor the training augmentation uses: other words for the level (superior,
+    caudal, ...), other places (``left-sided field``), other sentences."""
     if not 1 <= len(zones) <= 3:
         raise ValueError(f"paraphrase_zones takes 1 to 3 zones, got {len(zones)}.")
-    places = []
-    for zone in zones:
-        level = _PARAPHRASE_LEVELS[zone.level][rng.integers(len(_PARAPHRASE_LEVELS[zone.level]))]
-        forms = (
-            f"{zone.side} lung, {level} region",
-            f"{level} {zone.side}-sided field",
-            f"{level} part of the {zone.side} lung",
-        )
-        places.append(forms[rng.integers(len(forms))])
-    joined = ", as well as the ".join(places)
-    templates = (
-        f"Patchy consolidation seen in the {joined}.",
-        f"Opacification involving the {joined}.",
-        f"Infiltrates are present: the {joined}.",
-    )
-    return templates[rng.integers(len(templates))]
+    return HELD_OUT.describe([Area(z.side, (z.level,)) for z in zones], rng)
 
 
 def _count_distractors(n_targets: int, rng: np.random.Generator) -> int:
@@ -164,33 +142,35 @@ def _mdice(pred: np.ndarray, gt: np.ndarray) -> float:
     return 1.0 if denom == 0 else float(2.0 * np.logical_and(pred, gt).sum() / denom)
 
 
-def _write_table(path: Path, rows: list[tuple[str, str]]) -> None:
+def _write_table(path: Path, rows: list[tuple[str, str, str]]) -> None:
+    header = [IMAGE_COLUMN, TEXT_COLUMN, FINDINGS_COLUMN]
     if path.suffix == ".csv":
         with open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(["Image", "Description"])
+            writer.writerow(header)
             writer.writerows(rows)
         return
     from openpyxl import Workbook
 
     workbook = Workbook()
     sheet = workbook.active
-    sheet.append(["Image", "Description"])
+    sheet.append(header)
     for row in rows:
         sheet.append(list(row))
     workbook.save(path)
 
 
 def _write_lvit_item(
-    folder: Path, name: str, naming: str, image: np.ndarray, mask: np.ndarray, blobs: list, text: str
-) -> tuple[str, str]:
-    """Write image, mask and every-blob mask of one item into a split folder; return its text-table row."""
+    folder: Path, name: str, naming: str, image: np.ndarray, mask: np.ndarray, blobs: list, text: str, zones: list
+) -> tuple[str, str, str]:
+    """Write image, mask and every-blob mask of one item into a split folder; return its text-table row (the
+    ``Findings`` cell lists the zones of every blob, ``zones``)."""
     mask_name = f"mask_{name}" if naming == "qata" else name
     Image.fromarray((image * 255).round().astype(np.uint8)).save(folder / "img" / name)
     Image.fromarray(mask.astype(np.uint8) * 255).save(folder / "labelcol" / mask_name)
     every_blob = np.any(blobs, axis=0) if blobs else np.zeros_like(mask)
     Image.fromarray(every_blob.astype(np.uint8) * 255).save(folder / ALL_FINDINGS_FOLDER / mask_name)
-    return mask_name, text
+    return mask_name, text, format_zones([(z.level, z.side) for z in sorted(zones, key=ALL_ZONES.index)])
 
 
 def make_synthetic_lvit(
@@ -253,7 +233,7 @@ def make_synthetic_lvit(
             image = _render_lesions(_chest(size, rng), blobs, rng)
             oracle.append(_mdice(np.any(blobs, axis=0), mask))
             name = f"syn_{split.lower()}_{index:04d}.png"
-            rows.append(_write_lvit_item(folder, name, naming, image, mask, blobs, describe_zones(targets, rng)))
+            rows.append(_write_lvit_item(folder, name, naming, image, mask, blobs, describe_zones(targets, rng), zones))
             layout[name] = {
                 "mentioned": [f"{z.level} {z.side}" for z in targets],
                 "distractors": sorted(f"{z.level} {z.side}" for z in zones[n_targets:]),
@@ -271,7 +251,7 @@ def make_synthetic_lvit(
                     text, named = UNRELATED_PROMPTS[nothing_rng.integers(len(UNRELATED_PROMPTS))], "unrelated"
                 name = f"syn_test_none_{index:04d}.png"
                 empty = np.zeros((size, size), dtype=bool)
-                rows.append(_write_lvit_item(folder, name, naming, image, empty, blobs, text))
+                rows.append(_write_lvit_item(folder, name, naming, image, empty, blobs, text, zones[1:]))
                 layout[name] = {
                     "mentioned": [],
                     "names": named,

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from monai.networks.nets import BasicUNet
 from torch import nn
 
-from lmseg_components.networks.arguments import require_bool
+from lmseg_components.arguments import require_bool
 
 __all__ = ["blend_guides", "SegFormer2D", "GuidedSegmenter", "SEGMENTER_BACKBONES"]
 

@@ -1,4 +1,4 @@
-"""Argument checks shared by the networks' constructors and options."""
+"""Argument checks shared by the networks', transforms' and retrieval constructors."""
 
 from __future__ import annotations
 
