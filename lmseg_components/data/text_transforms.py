@@ -46,6 +46,18 @@ def _texts(value, key: Hashable) -> tuple[list[str], bool]:
     raise TypeError(f"key {key!r} must hold a string or a non-empty list of strings, got {type(value).__name__}.")
 
 
+def _map_texts(value, key: Hashable, rewrite: Callable[[str], str]):
+    """``rewrite`` applied to a string, or to each string of a list (see :func:`_texts`)."""
+    texts, single = _texts(value, key)
+    rewritten = [rewrite(t) for t in texts]
+    return rewritten[0] if single else rewritten
+
+
+def _check_prob(prob: float) -> None:
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"prob must be in [0, 1], got {prob}.")
+
+
 class TokenizeTextd(MapTransform):
     """Tokenize a text key with an encoder's tokenizer.
 
@@ -165,9 +177,7 @@ class RandLeftRightFlipd(RandomizableTransform, MapTransform):
             d[key] = self.flip(d[key])
         for text_key in self.text_keys:
             if d.get(text_key):
-                texts, single = _texts(d[text_key], text_key)
-                swapped = [swap_left_right(t) for t in texts]
-                d[text_key] = swapped[0] if single else swapped
+                d[text_key] = _map_texts(d[text_key], text_key, swap_left_right)
         return d
 
 
@@ -195,8 +205,7 @@ class TextDropoutd(RandomizableTransform, MapTransform):
         label_key: str = "label",
         all_findings_key: str = "label_all",
     ):
-        if not 0.0 <= prob <= 1.0:
-            raise ValueError(f"prob must be in [0, 1], got {prob}.")
+        _check_prob(prob)
         MapTransform.__init__(self, keys, allow_missing_keys=True)
         RandomizableTransform.__init__(self, prob)
         self.label_key, self.all_findings_key = label_key, all_findings_key
@@ -280,8 +289,7 @@ class RandRephrased(RandomizableTransform, MapTransform):
         derived_keys: Sequence[str] = (),
         allow_missing_keys: bool = False,
     ):
-        if not 0.0 <= prob <= 1.0:
-            raise ValueError(f"prob must be in [0, 1], got {prob}.")
+        _check_prob(prob)
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
         self.derived_keys = list(derived_keys)
@@ -298,10 +306,9 @@ class RandRephrased(RandomizableTransform, MapTransform):
         for key in self.key_iterator(d):
             if not d[key]:
                 continue
-            texts, single = _texts(d[key], key)
-            rewritten = [self._rewrite(t) for t in texts]
-            if rewritten != texts:
-                d[key] = rewritten[0] if single else rewritten
+            rewritten = _map_texts(d[key], key, self._rewrite)
+            if rewritten != d[key]:
+                d[key] = rewritten
                 for derived in self.derived_keys:
                     d.pop(derived, None)
         return d
@@ -342,8 +349,7 @@ class RandNamesNothingd(RandomizableTransform, MapTransform):
         report_complete: bool = False,
         derived_keys: Sequence[str] = (),
     ):
-        if not 0.0 <= prob <= 1.0:
-            raise ValueError(f"prob must be in [0, 1], got {prob}.")
+        _check_prob(prob)
         require_bool("report_complete", report_complete)
         MapTransform.__init__(self, keys, allow_missing_keys=True)
         RandomizableTransform.__init__(self, prob)
