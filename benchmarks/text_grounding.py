@@ -167,6 +167,7 @@ def run(
         f"device {device}; mean ± sample std over seeds"
     )
     _print_table(results, list(conditions), list(nothing))
+    _print_markdown(results, list(conditions), list(nothing))
     if {"full", "no_text_aug"} <= results.keys():
         _print_paired(results["full"], results["no_text_aug"], list(conditions), list(nothing))
     return results
@@ -212,6 +213,19 @@ def _print_table(results: dict[str, list[dict]], conditions: list[str], kinds: l
         cells = [_cell(rows, f"{c}_mdice") for c in conditions] + [_cell(rows, f"masks_{k}") for k in kinds]
         cells += [_cell(rows, key) for key in presence_keys]
         print(f"{name:<13} | " + " | ".join(f"{c:>17}" for c in cells) + f" | {_cell(rows, 'train_minutes')}")
+
+
+def _print_markdown(results: dict[str, list[dict]], conditions: list[str], kinds: list[str]) -> None:
+    """The table as the bundle docs carry it: m-Dice per condition, the fraction of prompts that name nothing
+    that get a mask, the presence AUROC and what the presence decision finds."""
+    header = [f"{c} m-Dice" for c in conditions] + [f"masks ({k})" for k in kinds]
+    header += ["presence AUROC", "found: correct", *(f"found: {k}" for k in kinds)]
+    keys = [f"{c}_mdice" for c in conditions] + [f"masks_{k}" for k in kinds]
+    keys += ["presence_auroc", "found_correct", *(f"found_{k}" for k in kinds)]
+    print("\n| variant | " + " | ".join(header) + " |")
+    print("|---|" + "---|" * len(header))
+    for name, rows in results.items():
+        print(f"| `{name}` | " + " | ".join(_cell(rows, k) for k in keys) + " |")
 
 
 def _print_paired(after: list[dict], before: list[dict], conditions: list[str], kinds: list[str]) -> None:
