@@ -19,6 +19,7 @@ from lmseg_components.text.phrasing import (
     AUGMENTATION,
     Area,
     absent_zones,
+    format_zones,
     parse_areas,
     parse_zones,
     rephrase_organ_prompt,
@@ -373,7 +374,7 @@ class RandNamesNothingd(RandomizableTransform, MapTransform):
         if self.report_complete and text:
             present = parse_zones(text)
             if present is not None:
-                return absent_zones("; ".join(f"{level} {side}" for level, side in present))
+                return absent_zones(format_zones(sorted(present)))
         return []
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
