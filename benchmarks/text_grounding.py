@@ -166,10 +166,11 @@ def run(
         f"naming nothing: {counts}), {epochs} epochs, {image_size}px, seeds {seeds}, overrides {overrides}, "
         f"device {device}; mean ± sample std over seeds"
     )
-    _print_table(results, list(conditions), list(nothing))
-    _print_markdown(results, list(conditions), list(nothing))
+    columns = _columns(list(conditions), list(nothing))
+    _print_table(results, columns)
+    _print_markdown(results, columns)
     if {"full", "no_text_aug"} <= results.keys():
-        _print_paired(results["full"], results["no_text_aug"], list(conditions), list(nothing))
+        _print_paired(results["full"], results["no_text_aug"], columns)
     return results
 
 
@@ -203,38 +204,37 @@ def _cell(rows: list[dict], key: str) -> str:
     return "—" if np.isnan(values).all() else f"{values.mean():.3f} ± {sample_std(values):.3f}"
 
 
-def _print_table(results: dict[str, list[dict]], conditions: list[str], kinds: list[str]) -> None:
-    presence_keys = ["presence_auroc", "found_correct", *(f"found_{k}" for k in kinds)]
-    columns = [f"{c} m-Dice" for c in conditions] + [f"masks: {k}" for k in kinds] + presence_keys
-    header = f"{'variant':<13} | " + " | ".join(f"{c:>17}" for c in columns) + " | train min"
+def _columns(conditions: list[str], kinds: list[str]) -> list[tuple[str, str]]:
+    """(result key, column title) of the summary: m-Dice per condition, the fraction of prompts that name nothing
+    that get a mask, the presence AUROC and what the presence decision finds."""
+    columns = [(f"{c}_mdice", f"{c} m-Dice") for c in conditions] + [(f"masks_{k}", f"masks ({k})") for k in kinds]
+    columns += [("presence_auroc", "presence AUROC"), ("found_correct", "found: correct")]
+    return columns + [(f"found_{k}", f"found: {k}") for k in kinds]
+
+
+def _print_table(results: dict[str, list[dict]], columns: list[tuple[str, str]]) -> None:
+    header = f"{'variant':<13} | " + " | ".join(f"{title:>17}" for _, title in columns) + " | train min"
     print(header)
     print("-" * len(header))
     for name, rows in results.items():
-        cells = [_cell(rows, f"{c}_mdice") for c in conditions] + [_cell(rows, f"masks_{k}") for k in kinds]
-        cells += [_cell(rows, key) for key in presence_keys]
-        print(f"{name:<13} | " + " | ".join(f"{c:>17}" for c in cells) + f" | {_cell(rows, 'train_minutes')}")
+        cells = " | ".join(f"{_cell(rows, key):>17}" for key, _ in columns)
+        print(f"{name:<13} | {cells} | {_cell(rows, 'train_minutes')}")
 
 
-def _print_markdown(results: dict[str, list[dict]], conditions: list[str], kinds: list[str]) -> None:
-    """The table as the bundle docs carry it: m-Dice per condition, the fraction of prompts that name nothing
-    that get a mask, the presence AUROC and what the presence decision finds."""
-    header = [f"{c} m-Dice" for c in conditions] + [f"masks ({k})" for k in kinds]
-    header += ["presence AUROC", "found: correct", *(f"found: {k}" for k in kinds)]
-    keys = [f"{c}_mdice" for c in conditions] + [f"masks_{k}" for k in kinds]
-    keys += ["presence_auroc", "found_correct", *(f"found_{k}" for k in kinds)]
-    print("\n| variant | " + " | ".join(header) + " |")
-    print("|---|" + "---|" * len(header))
+def _print_markdown(results: dict[str, list[dict]], columns: list[tuple[str, str]]) -> None:
+    """The table as the bundle docs carry it."""
+    print("\n| variant | " + " | ".join(title for _, title in columns) + " |")
+    print("|---|" + "---|" * len(columns))
     for name, rows in results.items():
-        print(f"| `{name}` | " + " | ".join(_cell(rows, k) for k in keys) + " |")
+        print(f"| `{name}` | " + " | ".join(_cell(rows, key) for key, _ in columns) + " |")
 
 
-def _print_paired(after: list[dict], before: list[dict], conditions: list[str], kinds: list[str]) -> None:
+def _print_paired(after: list[dict], before: list[dict], columns: list[tuple[str, str]]) -> None:
     """full - no_text_aug, paired by seed: mean ± sample std of the differences and the paired t-test p-value."""
     from scipy.stats import ttest_rel
 
     print("\nfull - no_text_aug, paired by seed (mean ± sample std, paired t-test p)")
-    keys = [f"{c}_mdice" for c in conditions] + [f"masks_{k}" for k in kinds]
-    for key in keys + ["presence_auroc", "found_correct", *(f"found_{k}" for k in kinds)]:
+    for key, _ in columns:
         a = np.array([r.get(key, np.nan) for r in after])
         b = np.array([r.get(key, np.nan) for r in before])
         if len(a) != len(b) or np.isnan(a).any() or np.isnan(b).any():

@@ -20,6 +20,7 @@ from lmseg_components.text.phrasing import (
     SIDES,
     Area,
     absent_zones,
+    findings_zones,
     format_zones,
     parse_areas,
     parse_zones,
@@ -123,15 +124,15 @@ def test_no_grammar_sentence_names_a_zone():
 
 def test_findings_cells():
     assert format_zones([("upper", "left"), ("lower", "right")]) == "upper left; lower right"
-    assert absent_zones("upper left; lower right") == [
+    assert absent_zones(findings_zones("upper left; lower right")) == [
         ("middle", "left"),
         ("lower", "left"),
         ("upper", "right"),
         ("middle", "right"),
     ]
-    assert absent_zones("") == ZONES
+    assert absent_zones(findings_zones("")) == ZONES
     with pytest.raises(ValueError, match="'upper centre' is not '<level> <side>'"):
-        absent_zones("upper centre")
+        findings_zones("upper centre")
     with pytest.raises(ValueError, match="side must be one of"):
         Area("centre", ("upper",))
 
@@ -173,7 +174,7 @@ def test_names_nothing_empties_the_mask_and_names_only_free_zones():
             assert out["text"] in AUGMENTATION.unrelated
             kinds["unrelated"] += 1
         else:
-            assert zones <= set(absent_zones(item["findings"])), out["text"]
+            assert zones <= set(absent_zones(findings_zones(item["findings"]))), out["text"]
             kinds["free zones"] += 1
     assert min(kinds.values()) > 15, kinds
     assert item["label"].sum() == 64  # the record itself is untouched

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from lmseg_components.data.problems import DataProblem, DatasetValidationError
-from lmseg_components.text.phrasing import absent_zones
+from lmseg_components.text.phrasing import findings_zones
 
 __all__ = [
     "LVIT_SPLITS",
@@ -306,7 +306,7 @@ def _read_split(
             record["aux_text"] = auxiliary
         if findings is not None:
             try:
-                absent_zones(findings)
+                findings_zones(findings)
             except ValueError as e:
                 problems.append(DataProblem(str(table_path), f"{FINDINGS_COLUMN} of {value!r}: {e}", row=row))
             record["findings"] = findings

@@ -19,7 +19,7 @@ from lmseg_components.text.phrasing import (
     AUGMENTATION,
     Area,
     absent_zones,
-    format_zones,
+    findings_zones,
     parse_areas,
     parse_zones,
     rephrase_organ_prompt,
@@ -370,11 +370,11 @@ class RandNamesNothingd(RandomizableTransform, MapTransform):
     def _free_zones(self, d: Mapping[Hashable, object], text: str) -> list[tuple[str, str]]:
         findings = d.get(self.findings_key)
         if isinstance(findings, str):
-            return absent_zones(findings)
+            return absent_zones(findings_zones(findings))
         if self.report_complete and text:
             present = parse_zones(text)
             if present is not None:
-                return absent_zones(format_zones(sorted(present)))
+                return absent_zones(present)
         return []
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:

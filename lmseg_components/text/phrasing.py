@@ -20,7 +20,7 @@ right lung.") and from the augmentation grammar's output.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +33,7 @@ __all__ = [
     "Area",
     "ReportGrammar",
     "absent_zones",
+    "findings_zones",
     "format_zones",
     "parse_areas",
     "parse_zones",
@@ -338,8 +339,8 @@ def format_zones(zones: Sequence[tuple[str, str]]) -> str:
     return "; ".join(f"{level} {side}" for level, side in zones)
 
 
-def absent_zones(findings: str) -> list[tuple[str, str]]:
-    """The zones without a finding, given every finding's zones as :func:`format_zones` writes them.
+def findings_zones(findings: str) -> set[tuple[str, str]]:
+    """The (level, side) zones of a findings cell as :func:`format_zones` writes it (empty: no finding).
 
     Raises:
         ValueError: an entry is not ``<level> <side>``.
@@ -352,6 +353,12 @@ def absent_zones(findings: str) -> list[tuple[str, str]]:
                 f"findings entry {entry!r} is not '<level> <side>' with a level in {LEVELS} and a side in {SIDES}."
             )
         present.add((parts[0], parts[1]))
+    return present
+
+
+def absent_zones(present: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The zones without a finding, given the (level, side) zones of every finding, in side-then-level order."""
+    present = set(present)
     return [(level, side) for side in SIDES for level in LEVELS if (level, side) not in present]
 
 
