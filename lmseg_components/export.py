@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,7 +15,8 @@ import torch
 from monai.bundle import ConfigParser
 from torch import nn
 
-from lmseg_components.engines.checkpoint import RUN_RECORD_FILE
+from lmseg_components.engines.checkpoint import RUN_RECORD_FILE, trained_values
+from lmseg_components.engines.presence import PRESENCE_THRESHOLD
 from lmseg_components.files import atomic_write, prepare_output_file
 
 __all__ = [
@@ -36,30 +36,13 @@ __all__ = [
 ]
 
 
-def trained_values(ckpt_dir: str | Path) -> dict:
-    """The config values the network in ``ckpt_dir`` was trained with: the run record (image size, text context
-    length, network settings, ...; CLI overrides included) that the training workflow's ``ResumableCheckpoint``
-    writes beside the model as ``run_record.json`` and keeps in ``checkpoint.pt`` (read from there for runs made
-    before the JSON snapshot). Empty when there is neither."""
-    ckpt_dir = Path(ckpt_dir)
-    snapshot = ckpt_dir / RUN_RECORD_FILE
-    if snapshot.is_file():
-        try:
-            return json.loads(snapshot.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{snapshot}: not valid JSON ({e}); delete it to fall back on checkpoint.pt") from None
-    path = ckpt_dir / "checkpoint.pt"
-    if not path.is_file():
-        return {}
-    return torch.load(path, map_location="cpu", weights_only=True).get("run_record") or {}
-
-
 def trained_overrides(
     bundle: str | Path, configs: Sequence[str], ckpt_dir: str | Path, overrides: Mapping | None = None
 ) -> dict:
     """The CLI-style ``overrides`` completed with the values the network in ``ckpt_dir`` was trained with
     (:func:`trained_values`: those that the bundle's ``configs`` set as plain values, not components such as
-    ``dataset``).
+    ``dataset``). An override of ``presence_threshold`` (chosen on validation data when training ended) replaces
+    the recorded one.
 
     Raises:
         ValueError: an override contradicts a trained value (the message names both and the record).
@@ -69,7 +52,8 @@ def trained_overrides(
     overrides = dict(overrides or {})
     parser = load_bundle(bundle, configs, overrides)
     trained = {k: v for k, v in trained_values(ckpt_dir).items() if k in parser and not isinstance(parser.get(k), dict)}
-    conflicts = {k: v for k, v in overrides.items() if k in trained and v != trained[k]}
+    # the presence threshold is a decision on the network's output, not part of the network: a user may move it
+    conflicts = {k: v for k, v in overrides.items() if k in trained and v != trained[k] and k != PRESENCE_THRESHOLD}
     if conflicts:
         raise ValueError(
             f"the model in {ckpt_dir} was trained with {', '.join(f'{k}={trained[k]!r}' for k in conflicts)} (its "

@@ -15,6 +15,7 @@ from monai.transforms import SaveImaged
 
 from lmseg_components.devices import is_device_name
 from lmseg_components.engines.overlay import SaveOverlayd
+from lmseg_components.engines.presence import SaveResultsd
 from lmseg_components.files import prepare_output_dir
 
 __all__ = [
@@ -34,7 +35,7 @@ BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 # every bundle's CPU setting, an overlay on its paper defaults: what the demo, tests, CI and benchmarks load
 SMALL_CONFIG = "small.json"
 # the bundles' postprocessing transforms that write files; left out where the caller writes (MONAI Label, Deploy)
-FILE_WRITERS = (SaveImaged, SaveOverlayd)
+FILE_WRITERS = (SaveImaged, SaveOverlayd, SaveResultsd)
 
 
 def device_expression(name: str) -> str:

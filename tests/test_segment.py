@@ -96,7 +96,7 @@ def test_png_jpeg_dicom_keep_the_input_geometry_and_match_the_bundle_inference(t
     for r in results:
         assert r["text"] == PROMPT and r["inference_ms"] > 0 and r["empty"] is False
         assert r["foreground_fraction"] == pytest.approx((masks[Path(r["image"]).name] > 0).mean())
-        assert 0.0 < r["score"] <= 1.0
+        assert 0.0 < r["score"] <= 1.0 and r["found"] is None  # no presence_threshold in this run record
         overlay = Image.open(tmp_path / "masks" / r["overlay"])
         assert overlay.height > overlay.width * pixels.shape[0] / pixels.shape[1]  # the caption below the image
 
@@ -237,3 +237,20 @@ def test_onnx_export_runs_in_onnxruntime_as_the_checkpoint(tmp_path, bundle):
     run = run_bundle(bundle, "inference", configs, tmp_path / "run", *extra)
     assert run.returncode == 0, run.stderr[-3000:]
     assert np.array_equal(read(tmp_path / "b" / checkpoint["mask"]), expected)
+
+
+def test_a_prompt_not_found_gets_an_empty_mask_at_the_recorded_threshold_or_a_given_one(tmp_path):
+    model = _model(tmp_path / "run", "tirnet_lmis")
+    image = tmp_path / "a.png"
+    Image.fromarray(_chest()).save(image)
+    (undecided,) = segment(image, "tirnet_lmis", model, tmp_path / "m0", text=PROMPT)
+    assert undecided["found"] is None and not undecided["empty"]  # no threshold in the run record: every mask
+    record = model.parent / "run_record.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "presence_threshold": undecided["score"] + 1e-9}))
+    (absent,) = segment(image, "tirnet_lmis", model, tmp_path / "m1", text=PROMPT)
+    assert absent["found"] is False and absent["empty"] and absent["score"] == undecided["score"]
+    assert not _mask(tmp_path / "m1" / absent["mask"]).any()
+    lower = {"presence_threshold": undecided["score"] - 1e-9}  # a user's own threshold replaces the recorded one
+    (found,) = segment(image, "tirnet_lmis", model, tmp_path / "m2", text=PROMPT, overrides=lower)
+    assert found["found"] is True
+    assert np.array_equal(_mask(tmp_path / "m2" / found["mask"]), _mask(tmp_path / "m0" / undecided["mask"]))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from bundle_cli import BUNDLES, CPU, INFERENCE, MLFLOW, config_file, mlflow_runs, run_bundle, with_small
@@ -37,6 +39,8 @@ def test_training_writes_checkpoints_and_tensorboard(trained):
     assert set(resume) == {"trainer", "network", "optimizer", "lr_scheduler", "best_model", "rng", "run_record"}
     assert resume["trainer"]["iteration"] == 3 and resume["trainer"]["epoch_length"] == 3
     assert list((trained / "eval" / "tensorboard").glob("events.out.tfevents.*"))
+    record = json.loads((trained / "models" / "run_record.json").read_text())
+    assert 0.0 < record["presence_threshold"] < 1.0  # chosen on the validation prompts when training ended
 
 
 def test_evaluating_writes_metrics_and_per_image_csv(trained):
@@ -61,6 +65,13 @@ def test_inference_writes_masks_and_overlays(trained):
     masks = sorted(out.glob("*_mask.png"))
     assert len(masks) == 3 and len(list(out.glob("*_overlay.png"))) == 3
     assert Image.open(masks[0]).size == (48, 48)  # inverted back to the input image size
+    # the presence decision with the threshold of the run record: a prompt not found has an empty mask
+    threshold = json.loads((trained / "models" / "run_record.json").read_text())["presence_threshold"]
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(Path(line["image"]).stem + "_mask.png" for line in lines) == [m.name for m in masks]
+    for line in lines:
+        assert line["found"] == (line["score"] >= threshold) and line["text"]
+        assert line["found"] or not np.asarray(Image.open(out / f"{Path(line['image']).stem}_mask.png")).any()
 
 
 @pytest.mark.slow  # CI's verify-bundles step runs net_in_out and the exports of every bundle on each submission

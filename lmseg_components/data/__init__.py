@@ -84,6 +84,7 @@ __all__ = [
     "RandLeftRightFlipd",
     "RandNamesNothingd",
     "RandRephrased",
+    "presence_records",
     "TextDropoutd",
     "TokenizeTextd",
     "text_augmentation",
@@ -118,6 +119,7 @@ def __getattr__(name: str):
         "RandNamesNothingd",
         "RandRephrased",
         "TextDropoutd",
+        "presence_records",
         "swap_left_right",
         "text_augmentation",
     ):

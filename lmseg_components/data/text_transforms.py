@@ -32,6 +32,7 @@ __all__ = [
     "RandLeftRightFlipd",
     "RandNamesNothingd",
     "RandRephrased",
+    "presence_records",
     "text_augmentation",
     "TextDropoutd",
     "swap_left_right",
@@ -409,3 +410,17 @@ def text_augmentation(
             )
         )
     return transforms
+
+
+def presence_records(records: Sequence[Mapping], seed: int = 0, report_complete: bool = False) -> list[dict]:
+    """The validation prompts of the presence decision (:class:`~lmseg_components.engines.PresenceCalibration`):
+    every record as it is (``present`` True: its finding is there where its mask is not empty), then every record
+    again with a prompt that names nothing in its image (``present`` False), drawn as :class:`RandNamesNothingd`
+    draws training negatives under ``seed``. Records hold no prompt-derived keys yet (TGC-Net derives
+    ``aux_text`` in preprocessing)."""
+    negatives = RandNamesNothingd(prob=1.0, report_complete=report_complete)
+    negatives.set_random_state(seed)
+    absent = []
+    for record in records:
+        absent.append({**record, "text": negatives.prompt(record), "present": False})
+    return [{**r, "present": True} for r in records] + absent

@@ -82,16 +82,15 @@ class TextBundleInferenceOperator(Operator):
         predictions = []
         for record in op_input.receive("records"):
             out = self.predictor(record)
-            predictions.append(
-                {"image": record["image"], "text": out["text"], "pred": out["pred"], "score": out["score"]}
-            )
+            predictions.append({"image": record["image"], **{k: out[k] for k in ("text", "pred", "score", "found")}})
         op_output.emit(predictions, "predictions")
 
 
 class MaskWriterOperator(Operator):
     """Writes each prediction's mask (:func:`~lmseg_components.inference.write_mask`) to the output folder and
     lists them in ``results.json`` (image, prompt(s), mask file,
-    :func:`~lmseg_components.inference.describe_mask`, the presence ``score``). The mask names are checked first
+    :func:`~lmseg_components.inference.describe_mask`, the presence ``score`` and ``found``: a prompt not found
+    has an empty mask). The mask names are checked first
     (:func:`~lmseg_components.inference.check_mask_paths`): nothing is written when two images would share a mask.
 
     Named input:
@@ -120,6 +119,7 @@ class MaskWriterOperator(Operator):
                     "mask": mask.name,
                     **describe_mask(item["pred"]),
                     "score": item["score"],
+                    "found": item["found"],
                 }
             )
         self.output_folder.mkdir(parents=True, exist_ok=True)

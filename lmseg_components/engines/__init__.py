@@ -15,6 +15,14 @@ from lmseg_components.engines.jras import (
 )
 from lmseg_components.engines.outputs import OutputNameCollisionError, prepare_output_names, writer_layouts
 from lmseg_components.engines.overlay import SaveOverlayd, render_overlay
+from lmseg_components.engines.presence import (
+    PRESENCE_THRESHOLD,
+    RESULTS_LINES,
+    PresenceCalibration,
+    PresenceDecisiond,
+    SaveResultsd,
+    recorded_presence_threshold,
+)
 from lmseg_components.engines.tensorboard import label_map_panels, step_scalars
 from lmseg_components.engines.throughput import ThroughputMeter
 from lmseg_components.engines.tracking import end_tracking_runs
@@ -35,6 +43,12 @@ __all__ = [
     "ResumableCheckpoint",
     "RetrievalHitRate",
     "OutputNameCollisionError",
+    "PRESENCE_THRESHOLD",
+    "PresenceCalibration",
+    "PresenceDecisiond",
+    "RESULTS_LINES",
+    "SaveResultsd",
+    "recorded_presence_threshold",
     "SaveOverlayd",
     "TextSliceInferer",
     "ThroughputMeter",

@@ -20,13 +20,38 @@ from monai.utils import set_determinism
 from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
 from lmseg_components.files import atomic_save, atomic_write, remove_stale_temps
 
-__all__ = ["RUN_RECORD_FILE", "ResumableCheckpoint", "BestModelSaver", "RunMismatchError", "epoch_seed"]
+__all__ = [
+    "RUN_RECORD_FILE",
+    "ResumableCheckpoint",
+    "BestModelSaver",
+    "RunMismatchError",
+    "epoch_seed",
+    "trained_values",
+]
 
 RUN_RECORD_FILE = "run_record.json"  # the run record as JSON beside the checkpoint: what inference and export read
 
 
 class RunMismatchError(ValueError):
     """The checkpoint in ``bundle_root`` was written by a run with other data or other config values."""
+
+
+def trained_values(ckpt_dir: str | Path) -> dict:
+    """The config values the network in ``ckpt_dir`` was trained with: the run record (image size, text context
+    length, network settings, ...; CLI overrides included) that the training workflow's ``ResumableCheckpoint``
+    writes beside the model as ``run_record.json`` and keeps in ``checkpoint.pt`` (read from there for runs made
+    before the JSON snapshot). Empty when there is neither."""
+    ckpt_dir = Path(ckpt_dir)
+    snapshot = ckpt_dir / RUN_RECORD_FILE
+    if snapshot.is_file():
+        try:
+            return json.loads(snapshot.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{snapshot}: not valid JSON ({e}); delete it to fall back on checkpoint.pt") from None
+    path = ckpt_dir / "checkpoint.pt"
+    if not path.is_file():
+        return {}
+    return torch.load(path, map_location="cpu", weights_only=True).get("run_record") or {}
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

@@ -14,7 +14,6 @@ from monai.transforms import Compose
 from lmseg_components.data.msd import organ_prompt
 from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
 from lmseg_components.export import OnnxNetwork, load_trained_bundle, trained_values
-from lmseg_components.metrics.presence import presence_score
 from lmseg_components.workflows import FILE_WRITERS, bundle_dir, device_expression, load_bundle
 
 __all__ = ["EXPORTED_CONFIG", "TextBundlePredictor", "class_names", "class_prompts", "find_bundle"]
@@ -150,14 +149,12 @@ class TextBundlePredictor:
 
     @torch.no_grad()
     def __call__(self, record: dict) -> dict:
-        """The postprocessed item of ``record`` (``pred``: the mask), with ``score``: the presence score of each
-        prompt (:func:`~lmseg_components.metrics.presence_score` of the sigmoid map; a float for a bundle with
-        one prompt per image, a list with one per class)."""
+        """The postprocessed item of ``record``: ``pred`` (the mask), and the presence decision of the bundle's
+        :class:`~lmseg_components.engines.PresenceDecisiond`: ``score`` and ``found`` of each prompt (a float and a
+        bool for a bundle with one prompt per image, lists with one per class; ``found`` is None for a model
+        without a ``presence_threshold`` in its run record, and a prompt not found gets an empty mask)."""
         data = self.preprocessing(self.check_text(record))
         batch = list_data_collate([data])
         inputs, _, args, kwargs = self.prepare_batch(batch, self.device, non_blocking=False)
         batch["pred"] = self.inferer(inputs, self.network, *args, **kwargs)
-        scores = presence_score(torch.sigmoid(batch["pred"].float()))[0].tolist()
-        item = self.postprocessing(decollate_batch(batch)[0])
-        item["score"] = scores if self.num_prompts else scores[0]
-        return item
+        return self.postprocessing(decollate_batch(batch)[0])

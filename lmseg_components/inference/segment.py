@@ -85,8 +85,10 @@ def segment(
 
     Each entry: ``image``, ``text`` (the prompt(s) used), ``mask`` and ``overlay`` (file names in ``out``),
     ``voxels`` (count per label), ``foreground_fraction``, ``empty`` (no foreground), ``score`` (the presence
-    score of the prompt, or one per prompt: the mean probability of the most probable 0.25 % of the pixels) and
-    ``inference_ms`` (preprocessing + network + postprocessing of that image, wall time).
+    score of the prompt, or one per prompt: the sigmoid of the mean of the highest 0.25 % of the logits), ``found``
+    (score at or above the ``presence_threshold`` chosen on validation data when the model was trained; a prompt
+    not found gets an empty mask; None for a model without one) and ``inference_ms`` (preprocessing + network +
+    postprocessing of that image, wall time).
 
     Raises:
         FileNotFoundError / ValueError / FileExistsError: a missing image, model or prompts file; a bad prompt;
@@ -122,6 +124,7 @@ def segment(
                 "overlay": overlay.name,
                 **describe_mask(pred),
                 "score": item["score"],
+                "found": item["found"],
                 "inference_ms": round(milliseconds, 1),
             }
         )

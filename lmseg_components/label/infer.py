@@ -89,9 +89,11 @@ class TextBundleInferTask(BundleInferTask):
     """MONAI Label's :class:`BundleInferTask` for text-guided bundles.
 
     The request's ``text`` (and optional ``aux_text``) params go through the bundle's own ``preprocessing`` (its
-    ``EncodeTextd`` writes the token features), then reach the network as keyword inputs. Params are validated
-    and never evaluated as config expressions (the base task would put a ``device`` param into the config).
-    Requests run one at a time per task (the base task edits ``sys.path`` and the parsed config per request).
+    ``EncodeTextd`` writes the token features), then reach the network as keyword inputs. The response JSON
+    carries the bundle's presence decision, ``score`` and ``found`` (a prompt not found gets an empty label).
+    Params are validated and never evaluated as config expressions (the base task would put a ``device`` param
+    into the config). Requests run one at a time per task (the base task edits ``sys.path`` and the parsed config
+    per request).
 
     Args:
         path: the bundle folder (``configs/inference.json``, ``configs/metadata.json``, ``models/model.pt``).
@@ -128,6 +130,12 @@ class TextBundleInferTask(BundleInferTask):
         if self.dimension == 2:  # MONAI Label's writer takes a 2D label map (H, W), not (1, H, W)
             post.append(SqueezeDimd(keys=self.key_pred, dim=0))
         return post
+
+    def writer(self, data, extension=None, dtype=None):
+        # the presence decision of the bundle's postprocessing (PresenceDecisiond) joins the response JSON
+        result = data.setdefault(self.output_json_key, {})
+        result.update({key: data[key] for key in ("score", "found") if key in data})
+        return super().writer(data, extension, dtype)
 
     def _update_device(self, data):
         device = data.get("device") if data else None

@@ -15,23 +15,26 @@ __all__ = ["TOP_FRACTION", "choose_presence_threshold", "presence_auroc", "prese
 TOP_FRACTION = 0.0025
 
 
-def presence_score(probabilities: torch.Tensor, top_fraction: float = TOP_FRACTION) -> torch.Tensor:
-    """The presence score of each prompt: the mean of its ``top_fraction`` most probable pixels (at least one).
+def presence_score(logits: torch.Tensor, top_fraction: float = TOP_FRACTION) -> torch.Tensor:
+    """The presence score of each prompt: the sigmoid of the mean of its ``top_fraction`` highest logits (at least
+    one), in float64. Averaging logits rather than probabilities keeps confident prompts apart: the probabilities
+    of a well-trained network are 1.0 in float32 on most of a lesion, so their mean ties present and absent
+    prompts at 1.
 
     Args:
-        probabilities: (B, C, *spatial) sigmoid probabilities, one channel per prompt.
+        logits: (B, C, *spatial) network outputs before the sigmoid, one channel per prompt.
         top_fraction: the fraction of the pixels averaged.
 
     Returns:
-        (B, C) scores in [0, 1].
+        (B, C) float64 scores in [0, 1].
     """
-    if probabilities.ndim < 3:
-        raise ValueError(f"probabilities must be (B, C, *spatial), got shape {tuple(probabilities.shape)}.")
+    if logits.ndim < 3:
+        raise ValueError(f"logits must be (B, C, *spatial), got shape {tuple(logits.shape)}.")
     if not 0.0 < top_fraction <= 1.0:
         raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}.")
-    flat = probabilities.flatten(2).float()
+    flat = logits.flatten(2).double()
     k = max(1, round(top_fraction * flat.shape[-1]))
-    return flat.topk(k, dim=-1).values.mean(-1)
+    return torch.sigmoid(flat.topk(k, dim=-1).values.mean(-1))
 
 
 def choose_presence_threshold(present: Sequence[float], absent: Sequence[float]) -> float:

@@ -1,0 +1,219 @@
+"""The presence decision of a text-guided bundle: whether the finding a prompt names is in the image at all.
+
+:class:`PresenceCalibration` chooses the score threshold on the validation split when training ends and writes it
+into the run record beside the checkpoint (``presence_threshold`` in ``run_record.json``); inference reads it from
+there like every other trained value, and :class:`PresenceDecisiond` scores each prompt, decides ``found`` and
+empties the mask of a prompt whose finding is not there.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from collections.abc import Callable, Hashable, Mapping
+from pathlib import Path
+
+import ignite.distributed as idist
+import torch
+from ignite.engine import Engine, Events
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+
+from lmseg_components.engines.checkpoint import RUN_RECORD_FILE, trained_values
+from lmseg_components.files import atomic_write
+from lmseg_components.metrics.presence import choose_presence_threshold, presence_auroc, presence_score
+
+__all__ = [
+    "NOT_FOUND_LOGIT",
+    "PRESENCE_THRESHOLD",
+    "RESULTS_LINES",
+    "PresenceCalibration",
+    "PresenceDecisiond",
+    "SaveResultsd",
+    "recorded_presence_threshold",
+]
+
+PRESENCE_THRESHOLD = "presence_threshold"  # the run-record key (and inference config id) of the threshold
+# the logit a prompt that is not found gets everywhere: sigmoid 0 in float16 and float32 alike
+NOT_FOUND_LOGIT = -1e4
+RESULTS_LINES = "results.jsonl"
+
+logger = logging.getLogger(__name__)
+
+
+def recorded_presence_threshold(ckpt_dir: str | Path) -> float | None:
+    """The presence threshold in the run record of the checkpoints in ``ckpt_dir`` (:func:`trained_values`), or
+    None where training chose none (a run from before the presence decision, or no validation prompts of both
+    kinds): the default of the bundles' ``presence_threshold``."""
+    return trained_values(ckpt_dir).get(PRESENCE_THRESHOLD)
+
+
+class PresenceDecisiond(MapTransform):
+    """Score each prompt's channel of the logits and decide whether its finding is there.
+
+    Adds ``score`` (:func:`~lmseg_components.metrics.presence_score`: a float for one prompt, a list with one per
+    channel) and ``found`` (``score >= threshold``: a bool or a list; None without a threshold). A channel whose
+    prompt is not found is set to :data:`NOT_FOUND_LOGIT`, so the postprocessing after it writes an empty mask.
+    Place it first in the postprocessing, on the logits (before ``Activationsd``).
+
+    Args:
+        keys: the logits key, ``pred``: (C, *spatial), one channel per prompt.
+        threshold: the score threshold chosen on validation data (:class:`PresenceCalibration`); None scores
+            without deciding and keeps every mask.
+        score_key, found_key: where the score and the decision go.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "pred",
+        threshold: float | None = None,
+        score_key: str = "score",
+        found_key: str = "found",
+    ):
+        super().__init__(keys)
+        if threshold is not None and (isinstance(threshold, bool) or not 0.0 <= float(threshold) <= 1.0):
+            raise ValueError(f"presence threshold must be a number in [0, 1] or None, got {threshold!r}.")
+        self.threshold = None if threshold is None else float(threshold)
+        self.score_key, self.found_key = score_key, found_key
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            logits = d[key]
+            scores = presence_score(logits[None])[0]
+            found = None if self.threshold is None else scores >= self.threshold
+            if found is not None and not bool(found.all()):
+                logits = logits.clone()
+                logits[~found.to(logits.device)] = NOT_FOUND_LOGIT
+                d[key] = logits
+            one = scores.numel() == 1
+            d[self.score_key] = scores.item() if one else scores.tolist()
+            if found is None:
+                d[self.found_key] = None
+            else:
+                d[self.found_key] = bool(found.item()) if one else [bool(f) for f in found]
+        return d
+
+
+class SaveResultsd(MapTransform):
+    """Append each item's prompt and presence decision to ``<output_dir>/results.jsonl``, one JSON object per
+    line, written as the item completes (a crash keeps the lines before it): ``image`` (the input file), then
+    ``keys`` (``text``, ``score``, ``found``). The first item of a run starts the file afresh.
+
+    MONAI's ``ClassificationSaver`` writes numbers per file name only when the run completes; this keeps the
+    prompt and writes as it goes.
+
+    Args:
+        keys: the item keys written after ``image``.
+        output_dir: the folder of ``results.jsonl`` (the bundle's ``output_dir``, beside the masks).
+        image_key: the input image, whose ``filename_or_obj`` names the line.
+    """
+
+    def __init__(self, keys: KeysCollection, output_dir: str | Path, image_key: str = "image"):
+        super().__init__(keys, allow_missing_keys=True)
+        self.path = Path(output_dir) / RESULTS_LINES
+        self.image_key = image_key
+        self._started = False
+
+    def __call__(self, data: Mapping[Hashable, object]) -> Mapping[Hashable, object]:
+        image = data.get(self.image_key)
+        meta = getattr(image, "meta", None) or {}
+        line = {"image": str(meta.get("filename_or_obj", image if isinstance(image, str) else ""))}
+        line.update({key: data[key] for key in self.key_iterator(data)})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a" if self._started else "w") as f:
+            f.write(json.dumps(line) + "\n")
+        self._started = True
+        return data
+
+
+class PresenceCalibration:
+    """When training completes, choose the presence threshold on validation prompts with the best model and
+    write it into ``run_record.json`` beside it (:data:`PRESENCE_THRESHOLD`), where inference reads the values
+    the model was trained with.
+
+    The prompts are the validation reports (present where the mask is not empty) and prompts that name nothing in
+    the same images (absent), one per image and channel 0 (the 2D bundles' one prompt);
+    :func:`~lmseg_components.data.presence_records` marks each with ``present``. The threshold maximises
+    Youden's J (:func:`~lmseg_components.metrics.choose_presence_threshold`). Only rank 0 calibrates under
+    DDP. MONAI's evaluators compute metrics per iteration from ``pred`` and ``label``; this pass needs the raw
+    logits of the best checkpoint against a per-prompt ``present`` flag, so it is one plain loop.
+
+    Args:
+        network: the trained network (a DDP wrapper is unwrapped); copied, never modified.
+        data_loader: the validation prompts, preprocessed as for validation, each with ``present``.
+        prepare_batch: the bundle's ``prepare_batch`` (``PrepareBatchExtraInput``).
+        inferer: the validation inferer.
+        model_path: the best model's weights (``models/model.pt``); the network as trained when there is none.
+        device: where to run.
+        amp: autocast on CUDA.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        data_loader,
+        prepare_batch: Callable,
+        inferer: Callable,
+        model_path: str | Path,
+        device: torch.device | str,
+        amp: bool = False,
+    ):
+        self.network, self.data_loader = network, data_loader
+        self.prepare_batch, self.inferer = prepare_batch, inferer
+        self.model_path, self.device, self.amp = Path(model_path), torch.device(device), amp
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def _network(self) -> torch.nn.Module:
+        network = self.network.module if hasattr(self.network, "module") else self.network
+        network = copy.deepcopy(network)
+        if self.model_path.is_file():
+            state = torch.load(self.model_path, map_location=self.device, weights_only=True)
+            consume_prefix_in_state_dict_if_present(state, "module.")
+            network.load_state_dict(state)
+        return network.eval()
+
+    @torch.no_grad()
+    def scores(self) -> tuple[list[float], list[float]]:
+        """The scores of the validation prompts whose finding is present and absent."""
+        network = self._network()
+        present, absent = [], []
+        for batch in self.data_loader:
+            inputs, _, args, kwargs = self.prepare_batch(batch, self.device, non_blocking=False)
+            with torch.autocast(self.device.type, enabled=self.amp and self.device.type == "cuda"):
+                logits = self.inferer(inputs, network, *args, **kwargs)
+            # a report names a finding that is there where its mask is not empty
+            found = batch["label"].flatten(1).amax(1) > 0
+            named = torch.as_tensor(batch["present"]).bool() & found.cpu()
+            for score, is_present in zip(presence_score(logits.float())[:, 0].tolist(), named.tolist(), strict=True):
+                (present if is_present else absent).append(score)
+        return present, absent
+
+    def __call__(self, engine: Engine) -> None:
+        if idist.get_rank() != 0:
+            return
+        present, absent = self.scores()
+        if not present or not absent:
+            logger.warning(
+                "presence threshold not chosen: the validation prompts are %d present and %d absent (need both); "
+                "inference will keep every mask",
+                len(present),
+                len(absent),
+            )
+            return
+        threshold = choose_presence_threshold(present, absent)
+        path = self.model_path.parent / RUN_RECORD_FILE
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        record[PRESENCE_THRESHOLD] = threshold
+        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+        logger.info(
+            "presence threshold %.4f chosen on %d validation prompts (AUROC %.3f), written to %s",
+            threshold,
+            len(present) + len(absent),
+            presence_auroc(present, absent),
+            path,
+        )
