@@ -3,15 +3,19 @@ synthetic LViT data, then evaluate the test split with the correct text, with te
 an empty text (target: every finding, named or not), and re-phrased in the held-out grammar
 (:data:`~lmseg_components.text.phrasing.HELD_OUT`: words and templates that neither the generator nor the
 training augmentation uses); and report, for each kind of prompt that names nothing (a zone without a lesion, an
-unrelated sentence), the fraction that gets a non-empty mask. Variants: the bundle's ablations, ``text_dropout``,
-and ``no_text_aug`` (no report rewrites, no training prompts that name nothing: the bundles before them).
+unrelated sentence; one extra test image per test image, half of each kind), the fraction that gets a non-empty
+mask from the network, the presence AUROC, and the fraction the presence decision finds (with the threshold
+training chose on the validation split: a prompt not found gets an empty mask). Variants: the bundle's
+ablations, ``text_dropout``, and ``no_text_aug`` (no report rewrites, no training prompts that name nothing: the
+bundles before them).
 
 Every variant is trained through the bundle's own ``train.json`` (in-process, same as
 ``python -m monai.bundle run training``) on the same data (``--data_seed``) once per training seed (``--seeds``);
-each run's result is kept as ``<out>/<variant>/seed<k>/result.json``, so an interrupted benchmark resumes where it
-stopped. Cells are mean ± sample std over the seeds; with ``full`` and ``no_text_aug`` both run, the paired
-difference per seed follows, with a paired t-test. Extra ``--key value`` options are config overrides (e.g.
-``--width 16`` for TIRNet, ``--dim 64`` for TGC-Net).
+each run's result is kept as ``<out>/<variant>/seed<k>/result.json``, written step by step, so an interrupted
+benchmark resumes where it stopped (a run trained before the presence decision is calibrated by the bundle's own
+``presence#calibration`` first). Cells are mean ± sample std over the seeds; with ``full`` and ``no_text_aug``
+both run, the paired difference per seed follows, with a paired t-test. Extra ``--key value`` options are config
+overrides (e.g. ``--width 16`` for TIRNet, ``--dim 64`` for TGC-Net).
 
     python benchmarks/text_grounding.py --out runs/text_grounding --epochs 30 --seeds 0,1,2 --variants full,no_text_aug
     python benchmarks/text_grounding.py --bundle tgcnet_lmis --image_size 128 --epochs 20 --variants full
@@ -31,11 +35,20 @@ from pathlib import Path
 import numpy as np
 
 from lmseg_components.cli import comma_names, comma_seeds, run_script, sample_std
-from lmseg_components.data import RandNamesNothingd, make_synthetic_lvit, paraphrase_zones, read_lvit_split
+from lmseg_components.data import make_synthetic_lvit, paraphrase_zones, read_lvit_split
 from lmseg_components.data.synthetic import LungZone
+from lmseg_components.engines.checkpoint import trained_values
+from lmseg_components.files import atomic_write
 from lmseg_components.inference import TextBundlePredictor
-from lmseg_components.metrics import choose_presence_threshold, presence_auroc
-from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expression, evaluate_metrics, run_workflow
+from lmseg_components.metrics import presence_auroc
+from lmseg_components.workflows import (
+    SMALL_CONFIG,
+    bundle_dir,
+    device_expression,
+    evaluate_metrics,
+    load_bundle,
+    run_workflow,
+)
 
 NO_TEXT_AUGMENTATION = {"rephrase_prob": 0.0, "names_nothing_prob": 0.0}
 VARIANTS = {
@@ -116,48 +129,55 @@ def run(
     data = root / "data"
     if not (data / "synthetic.json").is_file():
         size = max(64, image_size)
-        make_synthetic_lvit(data, seed=data_seed, size=size, n_train=n_train, n_val=n_val, n_test=n_test)
+        make_synthetic_lvit(
+            data, seed=data_seed, size=size, n_train=n_train, n_val=n_val, n_test=n_test, nothing_fraction=1.0
+        )
     conditions, nothing = evaluation_conditions(data, data_seed)
-    validation = read_lvit_split(data, "Val")
     bundle_name, bundle = bundle, bundle_dir(bundle)
     results: dict[str, list[dict]] = {}
     for name in names:
         for seed in comma_seeds(seeds):
             run_dir = root / name / f"seed{seed}"
             result_file = run_dir / "result.json"
+            common = {
+                "bundle_root": str(run_dir),
+                "dataset_dir": str(data),
+                "text_cache_dir": str(root / "text_cache"),
+                "image_size": image_size,
+                "seed": seed,
+                "device": device_config,
+                "num_workers": num_workers,
+                "text_encoder_name": text_encoder_name,
+                **overrides,
+                **table[name],
+            }
+            # each step writes its keys: an interrupted benchmark resumes at the first step whose keys are missing
             if not result_file.is_file():
-                common = {
-                    "bundle_root": str(run_dir),
-                    "dataset_dir": str(data),
-                    "text_cache_dir": str(root / "text_cache"),
-                    "image_size": image_size,
-                    "seed": seed,
-                    "device": device_config,
-                    "num_workers": num_workers,
-                    "text_encoder_name": text_encoder_name,
-                    **overrides,
-                    **table[name],
-                }
                 start = time.perf_counter()
                 configs = ["train.json", SMALL_CONFIG]
                 run_workflow(bundle, "training", configs, {**common, "epochs": epochs}, logging_conf=False)
-                result = {"train_minutes": (time.perf_counter() - start) / 60}
+                _save(result_file, {"train_minutes": (time.perf_counter() - start) / 60})
+            result = json.loads(result_file.read_text())
+            if "correct_mdice" not in result:
                 for condition, records in conditions.items():
                     metrics = evaluate_metrics(bundle, common, records, (SMALL_CONFIG,))
                     result[f"{condition}_mdice"] = float(metrics["val_mean_dice"])
                     result[f"{condition}_gdice"] = float(metrics["val_global_dice"])
-                # a prompt naming nothing has an empty mask: its per-image Dice is 1 with an empty prediction, else 0
-                for kind, records in nothing.items():
-                    if records:
-                        metrics = evaluate_metrics(bundle, common, records, (SMALL_CONFIG,))
-                        result[f"masks_{kind}"] = 1.0 - float(metrics["val_mean_dice"])
-                result_file.write_text(json.dumps(result, indent=1) + "\n")
-            result = json.loads(result_file.read_text())
-            if "presence_auroc" not in result:  # also for runs measured before the presence decision
-                overrides_now = {"bundle_root": str(run_dir), "text_cache_dir": str(root / "text_cache")}
-                predictor = TextBundlePredictor(bundle, device, overrides_now, model=run_dir / "models" / "model.pt")
-                result.update(presence(predictor, validation, conditions["correct"], nothing, data_seed))
-                result_file.write_text(json.dumps(result, indent=1) + "\n")
+                _save(result_file, result)
+            # a prompt naming nothing has an empty mask: its per-image Dice is 1 with an empty prediction, else 0
+            for kind, records in nothing.items():
+                if records and f"masks_{kind}" not in result:
+                    metrics = evaluate_metrics(bundle, common, records, (SMALL_CONFIG,))
+                    result[f"masks_{kind}"] = 1.0 - float(metrics["val_mean_dice"])
+                    _save(result_file, result)
+            if "presence_threshold" not in trained_values(run_dir / "models"):  # trained before the decision
+                load_bundle(bundle, ["train.json", SMALL_CONFIG], common).get_parsed_content("presence#calibration")()
+                result.pop("presence_auroc", None)
+            if "presence_auroc" not in result:
+                run_overrides = {"bundle_root": str(run_dir), "text_cache_dir": str(root / "text_cache")}
+                predictor = TextBundlePredictor(bundle, device, run_overrides, model=run_dir / "models" / "model.pt")
+                _save(result_file, {**result, **presence(predictor, conditions["correct"], nothing)})
+                result = json.loads(result_file.read_text())
             results.setdefault(name, []).append(result)
             print(f"[{name} seed {seed}] " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()), flush=True)
     counts = {kind: len(records) for kind, records in nothing.items()}
@@ -174,29 +194,27 @@ def run(
     return results
 
 
-def presence(
-    predictor: TextBundlePredictor, validation: list[dict], test: list[dict], nothing: dict[str, list[dict]], seed: int
-) -> dict[str, float]:
-    """The presence decision of a trained model: the threshold chosen on the validation split (its reports
-    against prompts that name nothing in its images, drawn as in training), then on the test split the AUROC of
-    correct reports against the prompts that name nothing, and the fraction of each kind found (score >= the
-    threshold; a prompt not found gets an empty mask)."""
-    negatives = RandNamesNothingd(prob=1.0)
-    negatives.set_random_state(seed)
-    val_present = [predictor(r)["score"] for r in validation]
-    val_absent = [predictor({**r, "text": negatives.prompt(r)})["score"] for r in validation]
-    threshold = choose_presence_threshold(val_present, val_absent)
-    present = [predictor(r)["score"] for r in test]
-    absent = {kind: [predictor(r)["score"] for r in records] for kind, records in nothing.items()}
+def presence(predictor: TextBundlePredictor, test: list[dict], nothing: dict[str, list[dict]]) -> dict[str, float]:
+    """The presence decision of a trained model on the test split, with the threshold training chose on the
+    validation split (its run record): the AUROC of the correct reports' scores against those of the prompts
+    that name nothing, and the fraction of each kind found (a prompt not found gets an empty mask)."""
+    present = [predictor(r) for r in test]
+    absent = {kind: [predictor(r) for r in records] for kind, records in nothing.items()}
     out = {
-        "presence_threshold": threshold,
-        "presence_auroc": presence_auroc(present, [s for scores in absent.values() for s in scores]),
-        "found_correct": float(np.mean([s >= threshold for s in present])),
+        "presence_threshold": predictor.presence_threshold,
+        "presence_auroc": presence_auroc(
+            [p["score"] for p in present], [a["score"] for v in absent.values() for a in v]
+        ),
+        "found_correct": float(np.mean([p["found"] for p in present])),
     }
-    for kind, scores in absent.items():
-        if scores:
-            out[f"found_{kind}"] = float(np.mean([s >= threshold for s in scores]))
+    for kind, items in absent.items():
+        if items:
+            out[f"found_{kind}"] = float(np.mean([a["found"] for a in items]))
     return out
+
+
+def _save(path: Path, result: dict) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1) + "\n"))
 
 
 def _cell(rows: list[dict], key: str) -> str:

@@ -233,8 +233,10 @@ def segment(
     ``lmseg segment --bundle tirnet_lmis --model runs/x/models/model.pt chest.png --text "Bilateral pulmonary
     infection, two infected areas, lower left lung and lower right lung." --out masks/``. Writes, per image, the
     mask on the input's own grid (PNG at its size, or NIfTI on its grid and affine), an overlay PNG with the
-    prompt as caption, and ``results.json`` (prompt, mask, foreground fraction, empty, inference ms). The config
-    values the model was trained with come from ``run_record.json`` beside it.
+    prompt as caption, and ``results.json`` (prompt, mask, foreground fraction, empty, the presence ``score`` and
+    ``found``, inference ms). The config values the model was trained with, and the presence threshold chosen when
+    it was trained, come from ``run_record.json`` beside it (``--presence_threshold 0.5`` replaces the threshold;
+    a prompt not found gets an empty mask).
 
     Args:
         images: image files or folders (PNG, JPEG, DICOM ``.dcm``; NIfTI for ``tgcnet_ct_organs``).
@@ -265,9 +267,19 @@ def segment(
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         sys.exit(f"error: {e}")
     for r in results:
-        found = "nothing found" if r["empty"] else f"foreground {r['foreground_fraction']:.1%}"
-        print(f"{Path(r['image']).name}: {r['mask']} ({found}, {r['inference_ms']:.0f} ms)")
+        mask = "empty mask" if r["empty"] else f"foreground {r['foreground_fraction']:.1%}"
+        print(f"{Path(r['image']).name}: {r['mask']} ({_decision(r)}, {mask}, {r['inference_ms']:.0f} ms)")
     print(f"masks, overlays and {RESULTS_FILE} in {Path(out).resolve()}")
+
+
+def _decision(result: dict) -> str:
+    """The presence decision of a ``results.json`` entry in a few words."""
+    found, score = result["found"], result["score"]
+    if isinstance(found, list):
+        return f"{sum(found)} of {len(found)} prompts found"
+    if isinstance(score, list):
+        return f"scores {', '.join(f'{s:.2f}' for s in score)}"
+    return f"score {score:.2f}" if found is None else f"{'found' if found else 'not found'}, score {score:.2f}"
 
 
 def export(

@@ -64,6 +64,7 @@ def test_app_segments_png_images_with_their_prompts(tirnet_app):
         expected = np.asarray(Image.open(root / "eval" / "inference" / result["mask"]))
         assert mask.shape == (48, 48) and (mask == expected).all()
         assert result["voxels"].get("1", 0) == int((mask > 0).sum())
+        assert isinstance(result["found"], bool) and (result["found"] or not mask.any())  # the run record's threshold
 
 
 def test_app_bad_input_exits_with_the_file_named(tirnet_app):

@@ -261,7 +261,9 @@ def test_text_grounding_refuses_space_separated_variants(tmp_path):
     assert not any(tmp_path.iterdir())  # refused before making data or training
 
 
-@pytest.mark.parametrize("name", ["ct_organs", "inference_time", "jras_retrieval", "text_grounding", "throughput"])
+@pytest.mark.parametrize(
+    "name", ["ct_organs", "encoder_probe", "inference_time", "jras_retrieval", "text_grounding", "throughput"]
+)
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_benchmark_help_prints_the_docstring_and_runs_nothing(name, flag, capsys, monkeypatch):
     """fire passed ``--help`` on to ``run(**overrides)`` as ``help=True``: the J-RAS benchmark started training."""

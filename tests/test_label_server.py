@@ -73,10 +73,10 @@ def server(tmp_path_factory):
         log.close()
 
 
-def _infer(url: str, image_id: str, params: dict) -> requests.Response:
+def _infer(url: str, image_id: str, params: dict, output: str = "image") -> requests.Response:
     return requests.post(
         f"{url}/infer/tirnet_lmis",
-        params={"image": image_id, "output": "image"},
+        params={"image": image_id, "output": output},
         data={"params": json.dumps(params)},
         timeout=300,
     )
@@ -102,6 +102,17 @@ def test_infer_with_text_prompt_returns_the_described_mask(server):
         assert mask.shape == truth.shape
         scores.append(_dice(mask, truth))
     assert np.mean(scores) > 0.3, scores  # a tiny model: 225 updates
+
+
+def test_the_response_carries_the_presence_decision(server):
+    url, _, test = server
+    image_id = Path(test[0]["image"]).stem
+    for text in (test[0]["text"], "Sternotomy wires are intact."):  # a report, a sentence that names nothing
+        response = _infer(url, image_id, {"text": text}, output="json")
+        assert response.status_code == 200, response.text[:500]
+        result = response.json()
+        assert isinstance(result["found"], bool) and 0.0 <= result["score"] <= 1.0, result
+        assert result["found"] or not _mask(_infer(url, image_id, {"text": text})).any()
 
 
 def test_params_are_data_not_config_expressions(server):

@@ -72,8 +72,8 @@ def test_decision_scores_decides_and_empties_what_is_not_found():
     undecided = PresenceDecisiond("pred")({"pred": logits[:1]})
     assert undecided["found"] is None and torch.equal(undecided["pred"], logits[:1])
     assert isinstance(undecided["score"], float)
-    for bad in (1.5, -0.1, True):
-        with pytest.raises(ValueError, match="presence threshold"):
+    for bad in (1.5, -0.1, True, "0.5"):
+        with pytest.raises(ValueError, match=r"presence_threshold must be a number in \[0, 1\]"):
             PresenceDecisiond("pred", threshold=bad)
 
 

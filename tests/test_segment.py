@@ -254,3 +254,9 @@ def test_a_prompt_not_found_gets_an_empty_mask_at_the_recorded_threshold_or_a_gi
     (found,) = segment(image, "tirnet_lmis", model, tmp_path / "m2", text=PROMPT, overrides=lower)
     assert found["found"] is True
     assert np.array_equal(_mask(tmp_path / "m2" / found["mask"]), _mask(tmp_path / "m0" / undecided["mask"]))
+    bad = [sys.executable, "-m", "lmseg_components.cli", "segment", "--bundle", "tirnet_lmis", "--model", str(model)]
+    bad += [str(image), "--text", PROMPT, "--out", str(tmp_path / "m3"), "--presence_threshold", "2"]
+    run = subprocess.run(bad, capture_output=True, text=True)
+    assert run.returncode == 1 and run.stderr.strip().splitlines()[-1] == (
+        "error: presence_threshold must be a number in [0, 1], or null to keep every mask; got 2"
+    )

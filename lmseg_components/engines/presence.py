@@ -22,6 +22,7 @@ from monai.transforms import MapTransform
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from lmseg_components.engines.checkpoint import RUN_RECORD_FILE, trained_values
+from lmseg_components.errors import UserInputError
 from lmseg_components.files import atomic_write
 from lmseg_components.metrics.presence import choose_presence_threshold, presence_auroc, presence_score
 
@@ -31,6 +32,7 @@ __all__ = [
     "RESULTS_LINES",
     "PresenceCalibration",
     "PresenceDecisiond",
+    "PresenceThresholdError",
     "SaveResultsd",
     "recorded_presence_threshold",
 ]
@@ -48,6 +50,10 @@ def recorded_presence_threshold(ckpt_dir: str | Path) -> float | None:
     None where training chose none (a run from before the presence decision, or no validation prompts of both
     kinds): the default of the bundles' ``presence_threshold``."""
     return trained_values(ckpt_dir).get(PRESENCE_THRESHOLD)
+
+
+class PresenceThresholdError(UserInputError, ValueError):
+    """A ``presence_threshold`` that is not a number in [0, 1] (or null)."""
 
 
 class PresenceDecisiond(MapTransform):
@@ -73,8 +79,11 @@ class PresenceDecisiond(MapTransform):
         found_key: str = "found",
     ):
         super().__init__(keys)
-        if threshold is not None and (isinstance(threshold, bool) or not 0.0 <= float(threshold) <= 1.0):
-            raise ValueError(f"presence threshold must be a number in [0, 1] or None, got {threshold!r}.")
+        numeric = isinstance(threshold, int | float) and not isinstance(threshold, bool)
+        if threshold is not None and (not numeric or not 0.0 <= threshold <= 1.0):
+            raise PresenceThresholdError(
+                f"presence_threshold must be a number in [0, 1], or null to keep every mask; got {threshold!r}"
+            )
         self.threshold = None if threshold is None else float(threshold)
         self.score_key, self.found_key = score_key, found_key
 
@@ -193,7 +202,9 @@ class PresenceCalibration:
                 (present if is_present else absent).append(score)
         return present, absent
 
-    def __call__(self, engine: Engine) -> None:
+    def __call__(self, engine: Engine | None = None) -> None:
+        """Choose the threshold and write it into the run record (rank 0 only); ``engine`` is the trainer
+        (unused), or None to calibrate a model trained before the presence decision."""
         if idist.get_rank() != 0:
             return
         present, absent = self.scores()

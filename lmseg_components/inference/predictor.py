@@ -121,6 +121,8 @@ class TextBundlePredictor:
         self.num_prompts = len(self.default_text) if self.default_text else None
         # an empty prompt means "every finding" only to a model trained with text dropout (TextDropoutd)
         self.text_dropout = float(trained_values(ckpt_dir).get("text_dropout") or 0.0)
+        # the score at or above which a prompt's finding is found (run record or override); None: no decision
+        self.presence_threshold = parser.get_parsed_content("presence_threshold")
 
     def check_text(self, record: dict) -> dict:
         """``record`` with its ``text`` checked against the bundle (a string, or one prompt per class);
