@@ -38,6 +38,7 @@ from lmseg_components.cli import comma_names, comma_seeds, run_script, sample_st
 from lmseg_components.data import make_synthetic_lvit, paraphrase_zones, read_lvit_split
 from lmseg_components.data.synthetic import LungZone
 from lmseg_components.engines.checkpoint import trained_values
+from lmseg_components.engines.presence import VALIDATION_AUROC
 from lmseg_components.files import atomic_write
 from lmseg_components.inference import TextBundlePredictor
 from lmseg_components.metrics import presence_auroc
@@ -170,13 +171,14 @@ def run(
                     metrics = evaluate_metrics(bundle, common, records, (SMALL_CONFIG,))
                     result[f"masks_{kind}"] = 1.0 - float(metrics["val_mean_dice"])
                     _save(result_file, result)
-            if "presence_threshold" not in trained_values(run_dir / "models"):  # trained before the decision
+            if VALIDATION_AUROC not in trained_values(run_dir / "models"):  # trained before the decision
                 load_bundle(bundle, ["train.json", SMALL_CONFIG], common).get_parsed_content("presence#calibration")()
                 result.pop("presence_auroc", None)
             if "presence_auroc" not in result:
                 run_overrides = {"bundle_root": str(run_dir), "text_cache_dir": str(root / "text_cache")}
                 predictor = TextBundlePredictor(bundle, device, run_overrides, model=run_dir / "models" / "model.pt")
-                _save(result_file, {**result, **presence(predictor, conditions["correct"], nothing)})
+                validation = {"presence_validation_auroc": trained_values(run_dir / "models").get(VALIDATION_AUROC)}
+                _save(result_file, {**result, **validation, **presence(predictor, conditions["correct"], nothing)})
                 result = json.loads(result_file.read_text())
             results.setdefault(name, []).append(result)
             print(f"[{name} seed {seed}] " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()), flush=True)
@@ -226,7 +228,8 @@ def _columns(conditions: list[str], kinds: list[str]) -> list[tuple[str, str]]:
     """(result key, column title) of the summary: m-Dice per condition, the fraction of prompts that name nothing
     that get a mask, the presence AUROC and what the presence decision finds."""
     columns = [(f"{c}_mdice", f"{c} m-Dice") for c in conditions] + [(f"masks_{k}", f"masks ({k})") for k in kinds]
-    columns += [("presence_auroc", "presence AUROC"), ("found_correct", "found: correct")]
+    columns += [("presence_validation_auroc", "presence AUROC (val)"), ("presence_auroc", "presence AUROC")]
+    columns += [("found_correct", "found: correct")]
     return columns + [(f"found_{k}", f"found: {k}") for k in kinds]
 
 

@@ -150,7 +150,8 @@ def test_calibration_writes_the_best_models_threshold_into_the_run_record(tmp_pa
     calibration(Engine(lambda e, b: None))
     record = json.loads((tmp_path / RUN_RECORD_FILE).read_text())
     threshold = (sigmoid(2.0) + sigmoid(-1.0)) / 2
-    assert record == {"dataset": "abcd", "width": 4, PRESENCE_THRESHOLD: pytest.approx(threshold)}
+    expected = {PRESENCE_THRESHOLD: pytest.approx(threshold), "presence_validation_auroc": 1.0}
+    assert record == {"dataset": "abcd", "width": 4, **expected}
     assert recorded_presence_threshold(tmp_path) == pytest.approx(threshold)
     assert recorded_presence_threshold(tmp_path / "elsewhere") is None
 

@@ -187,11 +187,12 @@ class TextDropoutd(RandomizableTransform, MapTransform):
     """With probability ``prob``, replace the text by the empty prompt and the mask by the mask of *every*
     finding: one model then segments what the text names, and everything when there is no text.
 
-    It works on the record's file paths, before loading: the dropped item reads ``all_findings_key`` (e.g. the
-    synthetic sets' ``labelcol_all`` masks, see :func:`~lmseg_components.data.read_lvit_split`) as its label.
-    A record without that key keeps its label: a dataset whose masks already hold every finding (QaTa-COV19,
-    MosMedData+). Being random and first, it stops ``CacheDataset`` from caching the training items; leave it
-    out of the pipeline when ``prob`` is 0.
+    The dropped item takes ``all_findings_key`` (e.g. the synthetic sets' ``labelcol_all`` masks, see
+    :func:`~lmseg_components.data.read_lvit_split`) as its label; the key is removed from every item, so that
+    the batch carries one mask. A record without that key keeps its label: a dataset whose masks already hold
+    every finding (QaTa-COV19, MosMedData+). The bundles load both masks first and place it after loading, so
+    that ``CacheDataset`` keeps caching the loaded items (before, it ran first on the file paths and nothing was
+    cached); leave it out of the pipeline when ``prob`` is 0.
 
     Args:
         keys: the text keys to empty (e.g. ``["text", "aux_text"]``; missing ones are skipped).

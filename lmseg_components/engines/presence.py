@@ -41,6 +41,7 @@ PRESENCE_THRESHOLD = "presence_threshold"  # the run-record key (and inference c
 # the logit a prompt that is not found gets everywhere: sigmoid 0 in float16 and float32 alike
 NOT_FOUND_LOGIT = -1e4
 RESULTS_LINES = "results.jsonl"
+VALIDATION_AUROC = "presence_validation_auroc"  # beside the threshold: how well the score separates on validation
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,8 @@ class SaveResultsd(MapTransform):
 class PresenceCalibration:
     """When training completes, choose the presence threshold on validation prompts with the best model and
     write it into ``run_record.json`` beside it (:data:`PRESENCE_THRESHOLD`), where inference reads the values
-    the model was trained with.
+    the model was trained with, with the validation AUROC (:data:`VALIDATION_AUROC`: what settings are chosen
+    by).
 
     The prompts are the validation reports (present where the mask is not empty) and prompts that name nothing in
     the same images (absent), one per image and channel 0 (the 2D bundles' one prompt);
@@ -217,14 +219,15 @@ class PresenceCalibration:
             )
             return
         threshold = choose_presence_threshold(present, absent)
+        auroc = presence_auroc(present, absent)
         path = self.model_path.parent / RUN_RECORD_FILE
         record = json.loads(path.read_text()) if path.is_file() else {}
-        record[PRESENCE_THRESHOLD] = threshold
+        record.update({PRESENCE_THRESHOLD: threshold, VALIDATION_AUROC: auroc})
         atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
         logger.info(
             "presence threshold %.4f chosen on %d validation prompts (AUROC %.3f), written to %s",
             threshold,
             len(present) + len(absent),
-            presence_auroc(present, absent),
+            auroc,
             path,
         )
