@@ -6,8 +6,8 @@ training augmentation uses); and report, for each kind of prompt that names noth
 unrelated sentence; one extra test image per test image, half of each kind), the fraction that gets a non-empty
 mask from the network, the presence AUROC, and the fraction the presence decision finds (with the threshold
 training chose on the validation split: a prompt not found gets an empty mask). Variants: the bundle's
-ablations, ``text_dropout``, and ``no_text_aug`` (no report rewrites, no training prompts that name nothing: the
-bundles before them).
+ablations, ``text_dropout``, ``no_text_aug`` (no report rewrites, no training prompts that name nothing: the
+bundles before them) and ``more_negatives`` (twice the training prompts that name nothing).
 
 Every variant is trained through the bundle's own ``train.json`` (in-process, same as
 ``python -m monai.bundle run training``) on the same data (``--data_seed``) once per training seed (``--seeds``);
@@ -52,10 +52,12 @@ from lmseg_components.workflows import (
 )
 
 NO_TEXT_AUGMENTATION = {"rephrase_prob": 0.0, "names_nothing_prob": 0.0}
+MORE_NEGATIVES = {"names_nothing_prob": 0.3}  # twice the default's prompts naming nothing
 VARIANTS = {
     "tirnet_lmis": {
         "full": {},
         "no_text_aug": NO_TEXT_AUGMENTATION,
+        "more_negatives": MORE_NEGATIVES,
         "rtmb_off": {"use_rtmb": False},
         "cdcb_off": {"use_cdcb": False},
         "rgc_off": {"rgc_weight": 0.0},
@@ -65,6 +67,7 @@ VARIANTS = {
     "tgcnet_lmis": {
         "full": {},
         "no_text_aug": NO_TEXT_AUGMENTATION,
+        "more_negatives": MORE_NEGATIVES,
         "cnn_off": {"use_cnn": False},
         "vit_off": {"use_vit": False},
         "primary_only": {"text_mode": "primary"},
