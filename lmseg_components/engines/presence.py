@@ -34,6 +34,7 @@ __all__ = [
     "PresenceDecisiond",
     "PresenceThresholdError",
     "SaveResultsd",
+    "VALIDATION_AUROC",
     "recorded_presence_threshold",
 ]
 
