@@ -118,3 +118,15 @@ def test_ambiguous_or_contradictory_prompts_are_refused(tmp_path):
         read_prompted_images(tmp_path)
     with pytest.raises(ValueError, match="expected a .json or .csv"):
         read_prompted_images(tmp_path, prompts=tmp_path / "x.png")
+
+
+@pytest.mark.parametrize(
+    "name, content", [("prompts.csv", "image,text\nx.png,opacité\n"), ("prompts.json", '{"x.png": "opacité"}')]
+)
+def test_a_prompts_file_that_is_not_utf8_is_named(tmp_path, name, content):
+    _png(tmp_path / "x.png")
+    (tmp_path / name).write_bytes(content.encode("latin-1"))  # what a spreadsheet saves as "CSV" on many systems
+    with pytest.raises(ValueError, match=rf"{name}: not UTF-8 text \(byte 0xe9 at offset \d+\); save it as UTF-8"):
+        read_prompted_images(tmp_path)
+    (tmp_path / name).write_bytes(content.encode("utf-8"))
+    assert read_prompted_images(tmp_path)[0]["text"] == "opacité"

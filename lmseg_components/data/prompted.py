@@ -30,7 +30,7 @@ def _check_prompt(value, where: str) -> str | list[str]:
 
 def _read_json_prompts(path: Path) -> dict:
     try:
-        prompts = json.loads(path.read_text())
+        prompts = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(prompts, dict):
@@ -59,11 +59,14 @@ def read_prompts_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prompts file {path} does not exist")
-    if path.suffix.lower() == ".json":
-        return _read_json_prompts(path)
-    if path.suffix.lower() == ".csv":
-        return _read_csv_prompts(path)
-    raise ValueError(f"prompts file {path}: expected a .json or .csv file")
+    readers = {".json": _read_json_prompts, ".csv": _read_csv_prompts}
+    if path.suffix.lower() not in readers:
+        raise ValueError(f"prompts file {path}: expected a .json or .csv file")
+    try:
+        return readers[path.suffix.lower()](path)
+    except UnicodeDecodeError as e:
+        byte = e.object[e.start : e.start + 1].hex()
+        raise ValueError(f"{path}: not UTF-8 text (byte 0x{byte} at offset {e.start}); save it as UTF-8") from None
 
 
 def read_prompted_images(
