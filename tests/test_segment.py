@@ -260,3 +260,17 @@ def test_a_prompt_not_found_gets_an_empty_mask_at_the_recorded_threshold_or_a_gi
     assert run.returncode == 1 and run.stderr.strip().splitlines()[-1] == (
         "error: presence_threshold must be a number in [0, 1], or null to keep every mask; got 2"
     )
+
+
+def test_a_prompt_longer_than_the_encoder_reads_is_reported_with_the_part_read(tmp_path, caplog):
+    model = _model(tmp_path / "run", "tirnet_lmis")
+    image = tmp_path / "a.png"
+    Image.fromarray(_chest()).save(image)
+    long = " ".join([PROMPT] * 100)  # about 7,000 characters
+    with caplog.at_level("WARNING"):
+        (result,) = segment(image, "tirnet_lmis", model, tmp_path / "m", text=long)
+    read = result["text_read"]
+    assert result["text"] == long and long.startswith(read) and 0 < len(read) < 200
+    assert f"a.png: the prompt is longer than the text encoder's 32 tokens; it reads only {read!r}" in caplog.text
+    (short,) = segment(image, "tirnet_lmis", model, tmp_path / "s", text=PROMPT)
+    assert short["text_read"] == PROMPT  # a prompt that fits is read whole

@@ -105,3 +105,18 @@ def test_transforms(minilm, tmp_path):
     assert tokens["text_ids"].shape == (32,) and tokens["text_attention_mask"].sum() == 5
     with pytest.raises(TypeError, match="'text' must hold a string"):
         encode({"text": 3})
+
+
+@pytest.mark.parametrize("name", ["minilm", "open_clip:ViT-B-32"])
+def test_text_read_is_the_longest_start_that_fits_and_encodes_the_same(name):
+    encoder = create_text_encoder(name, context_length=18)
+    short = "Opacity in the left lower zone."
+    long = "Bilateral pulmonary infection, two infected areas, upper left lung and lower right lung, " * 3
+    assert encoder.text_read(short) == short
+    read = encoder.text_read(long)
+    words = read.split()
+    assert long.startswith(read) and encoder.count_tokens(read) <= 18 < encoder.count_tokens(long)
+    assert encoder.count_tokens(" ".join(long.split()[: len(words) + 1])) > 18  # one word more would not fit
+    # the truncated prompt and the part read give the encoder the same tokens, up to where the part ends
+    n = encoder.count_tokens(read) - 1
+    assert torch.equal(encoder.tokenize([long])["input_ids"][0, :n], encoder.tokenize([read])["input_ids"][0, :n])

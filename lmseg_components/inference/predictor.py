@@ -112,6 +112,7 @@ class TextBundlePredictor:
         self.meta = parser.get_parsed_content("_meta_")
         self.device = parser.get_parsed_content("torch_device")
         self.preprocessing = parser.get_parsed_content("preprocessing")
+        self.text_encoder = parser.get_parsed_content("text_encoder")  # the one the preprocessing encodes with
         self.inferer = parser.get_parsed_content("inferer")
         self.prepare_batch = parser.get_parsed_content("prepare_batch")
         post = parser.get_parsed_content("postprocessing")

@@ -28,6 +28,7 @@ from lmseg_components.engines.overlay import render_overlay
 from lmseg_components.files import atomic_write, prepare_output_dir
 from lmseg_components.inference.predictor import TextBundlePredictor
 from lmseg_components.inference.writer import check_mask_paths, describe_mask, write_mask
+from lmseg_components.text.base import TextEncoder
 
 __all__ = ["RESULTS_FILE", "READERS", "segment", "write_overlay"]
 
@@ -52,6 +53,22 @@ def write_overlay(image: str | Path, pred: torch.Tensor, caption: str, output_di
     path = Path(layout.filename(subject=str(image)))
     overlay = render_overlay(picture.T, mask.T, caption)
     return atomic_write(path, lambda tmp: overlay.save(tmp, format="PNG"))
+
+
+def _text_read(encoder: TextEncoder, image: str, prompt: str | list[str]) -> str | list[str]:
+    """What the text encoder reads of ``prompt`` (each prompt of a list); a warning names the image when it
+    reads less than the whole prompt."""
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    read = [encoder.text_read(p) for p in prompts]
+    for whole, part in zip(prompts, read, strict=True):
+        if part != whole:
+            logging.getLogger(__name__).warning(
+                "%s: the prompt is longer than the text encoder's %d tokens; it reads only %r",
+                image,
+                encoder.context_length,
+                part,
+            )
+    return read[0] if isinstance(prompt, str) else read
 
 
 def segment(
@@ -83,12 +100,13 @@ def segment(
         overrides: other bundle config values (e.g. ``text_cache_dir``); one that contradicts a trained value is
             refused.
 
-    Each entry: ``image``, ``text`` (the prompt(s) used), ``mask`` and ``overlay`` (file names in ``out``),
-    ``voxels`` (count per label), ``foreground_fraction``, ``empty`` (no foreground), ``score`` (the presence
-    score of the prompt, or one per prompt: the sigmoid of the mean of the highest 0.25 % of the logits), ``found``
-    (score at or above the ``presence_threshold`` chosen on validation data when the model was trained; a prompt
-    not found gets an empty mask; None for a model without one) and ``inference_ms`` (preprocessing + network +
-    postprocessing of that image, wall time).
+    Each entry: ``image``; ``text`` (the prompt(s) given); ``text_read`` (what the text encoder reads of each:
+    the prompt, or its longest start that fits the encoder's context length, with a warning); ``mask`` and
+    ``overlay`` (file names in ``out``); ``voxels`` (count per label); ``foreground_fraction``; ``empty`` (no
+    foreground); ``score`` (the presence score of the prompt, or one per prompt: the sigmoid of the mean of the
+    highest 0.25 % of the logits); ``found`` (score at or above the ``presence_threshold`` chosen on validation
+    data when the model was trained; a prompt not found gets an empty mask; None for a model without one); and
+    ``inference_ms`` (preprocessing + network + postprocessing of that image, wall time).
 
     Raises:
         FileNotFoundError / ValueError / FileExistsError: a missing image, model or prompts file; a bad prompt;
@@ -113,6 +131,7 @@ def segment(
         milliseconds = (time.perf_counter() - start) * 1000
         pred = item["pred"]
         prompt = item["text"]
+        read = _text_read(predictor.text_encoder, record["image"], prompt)
         caption = prompt if isinstance(prompt, str) else "; ".join(prompt)
         mask = write_mask(pred, out)
         overlay = write_overlay(record["image"], pred, caption, out)
@@ -120,6 +139,7 @@ def segment(
             {
                 "image": record["image"],
                 "text": prompt,
+                "text_read": read,
                 "mask": mask.name,
                 "overlay": overlay.name,
                 **describe_mask(pred),

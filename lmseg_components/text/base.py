@@ -61,6 +61,25 @@ class TextEncoder(nn.Module, ABC):
         """Tokenize to ``input_ids`` and ``attention_mask``, both (B, L) int64, padded/truncated to L."""
 
     @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """The number of tokens of ``text``, special tokens included, before truncation to L."""
+
+    def text_read(self, text: str) -> str:
+        """What the encoder reads of ``text``: ``text`` itself when it fits in L tokens, else its longest word
+        prefix that does (the encoder truncates the rest)."""
+        if self.count_tokens(text) <= self.context_length:
+            return text
+        words = text.split()
+        fits, too_long = 0, len(words)  # words[:fits] fit, words[:too_long] do not
+        while too_long - fits > 1:
+            middle = (fits + too_long) // 2
+            if self.count_tokens(" ".join(words[:middle])) <= self.context_length:
+                fits = middle
+            else:
+                too_long = middle
+        return " ".join(words[:fits])
+
+    @abstractmethod
     def encode_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (tokens (B, L, D), pooled (B, P)) for tokenized input."""
 

@@ -73,6 +73,9 @@ class HFTextEncoder(TextEncoder):
         )
         return {"input_ids": out["input_ids"].long(), "attention_mask": out["attention_mask"].long()}
 
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, truncation=False, verbose=False)["input_ids"])
+
     def encode_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if self.pooling == "cls":

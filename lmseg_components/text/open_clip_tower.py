@@ -61,6 +61,10 @@ class OpenCLIPTextEncoder(TextEncoder):
         ids = self._tokenizer(list(texts), context_length=self.context_length).long()
         return {"input_ids": ids, "attention_mask": (ids != 0).long()}
 
+    def count_tokens(self, text: str) -> int:
+        # open_clip's tokenizer always pads or cuts to a context length: one longer than any text holds them all
+        return int((self._tokenizer([text], context_length=len(text.encode()) + 2) != 0).sum())
+
     def encode_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         clip, length = self.clip, input_ids.shape[1]
         x = clip.token_embedding(input_ids) + clip.positional_embedding[:length]
