@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 from monai.data import decollate_batch, list_data_collate
-from monai.transforms import Compose
+from monai.transforms import Compose, SaveImaged
 
 from lmseg_components.data.msd import organ_prompt
 from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
@@ -117,6 +117,9 @@ class TextBundlePredictor:
         self.prepare_batch = parser.get_parsed_content("prepare_batch")
         post = parser.get_parsed_content("postprocessing")
         self.postprocessing = Compose([t for t in post.transforms if not isinstance(t, FILE_WRITERS)])
+        # a bundle that writes NIfTI masks segments volumes; the others, 2-D images
+        extensions = [t.saver.folder_layout.ext for t in post.transforms if isinstance(t, SaveImaged)]
+        self.segments_volumes = any(ext.startswith(".nii") for ext in extensions)
         self.classes = class_names(self.meta)
         self.default_text = class_prompts(self.meta)
         self.num_prompts = len(self.default_text) if self.default_text else None

@@ -118,6 +118,15 @@ def segment(
     # the caches of text features (and CLIP weights) go to the run the model came from
     run_root = model.parent.parent if model.parent.name == "models" else model.parent
     predictor = TextBundlePredictor(bundle, device, {"bundle_root": str(run_root), **(overrides or {})}, model=model)
+    for record in records:
+        volume = record["image"].lower().endswith(VOLUME_SUFFIXES)
+        if volume != predictor.segments_volumes:
+            takes = "3-D volumes (NIfTI)" if predictor.segments_volumes else "2-D images (PNG, JPEG, DICOM)"
+            other = "tgcnet_ct_organs" if volume else "tirnet_lmis or tgcnet_lmis"
+            raise ValueError(
+                f"{record['image']} is a {'3-D volume' if volume else '2-D image'}; {predictor.bundle.name} segments "
+                f"{takes}: use {other}"
+            )
     for spatial_dims in (2, 3):  # NIfTI volumes get NIfTI masks, 2D images PNG masks; names checked before writing
         group = [r["image"] for r in records if (r["image"].lower().endswith(VOLUME_SUFFIXES)) == (spatial_dims == 3)]
         check_mask_paths(group, out, spatial_dims)
