@@ -156,6 +156,9 @@ def test_bad_input_is_named_and_nothing_is_overwritten(tmp_path):
         segment(image, "tirnet", model, tmp_path / "g", text=PROMPT)
     with pytest.raises(FileNotFoundError, match="no checkpoint file"):
         segment(image, "tirnet_lmis", tmp_path / "missing.pt", tmp_path / "c", text=PROMPT)
+    Image.fromarray(np.full((1, 40), 100, np.uint8)).save(tmp_path / "line.png")
+    with pytest.raises(ValueError, match=r"line.png: 40 x 1 pixels; segmenting needs at least 2 pixels on each side"):
+        segment(tmp_path / "line.png", "tirnet_lmis", model, tmp_path / "l", text=PROMPT)
     volume = tmp_path / "ct.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((16, 16, 4), np.float32), np.eye(4)), str(volume))
     message = r"ct.nii.gz is a 3-D volume; tirnet_lmis segments 2-D images \(PNG, JPEG, DICOM\): use tgcnet_ct_organs"

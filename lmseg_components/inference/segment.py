@@ -139,6 +139,9 @@ def segment(
             raise ValueError(f"{record['image']}: {predictor.bundle.name} cannot segment it ({e})") from e
         milliseconds = (time.perf_counter() - start) * 1000
         pred = item["pred"]
+        if min(pred.shape[1:]) < 2:  # MONAI's image writers drop a dimension of size 1
+            size = " x ".join(str(n) for n in pred.shape[1:])
+            raise ValueError(f"{record['image']}: {size} pixels; segmenting needs at least 2 pixels on each side")
         prompt = item["text"]
         read = _text_read(predictor.text_encoder, record["image"], prompt)
         caption = prompt if isinstance(prompt, str) else "; ".join(prompt)
