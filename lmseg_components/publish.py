@@ -8,6 +8,7 @@ import csv
 import hashlib
 import json
 import shutil
+import urllib.parse
 from pathlib import Path
 
 from lmseg_components.engines.checkpoint import RUN_RECORD_FILE
@@ -16,7 +17,7 @@ from lmseg_components.export import trained_overrides, trained_values
 from lmseg_components.files import prepare_output_dir
 from lmseg_components.workflows import copy_bundle
 
-__all__ = ["MODEL_CARD", "publish", "sha256_of"]
+__all__ = ["MODEL_CARD", "inference_command", "publish", "sha256_of"]
 
 MODEL_CARD = "docs/MODEL_CARD.md"
 
@@ -39,7 +40,31 @@ def _metrics(run: Path) -> dict[str, str]:
         return {row[0]: row[1] for row in csv.reader(f) if len(row) >= 2}
 
 
-def _model_card(name: str, version: str, url: str, digest: str, size: int, record: dict, metrics: dict) -> str:
+def _check_url(url: str) -> None:
+    parsed = urllib.parse.urlparse(str(url).strip())
+    if not str(url).strip():
+        raise ValueError("give --url: where you host models/model.pt (large_files.yml points there)")
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(
+            f"--url {url!r} is not an http(s) address: give where you host models/model.pt "
+            "(e.g. https://your.host/models/model.pt; large_files.yml points there)"
+        )
+
+
+def inference_command(meta: dict) -> str:
+    """The command that runs a published bundle on a user's own data: images and a prompts file for the text
+    bundles, a dataset folder for the others."""
+    command = (
+        "python -m monai.bundle run inference --meta_file configs/metadata.json --config_file configs/inference.json"
+    )
+    if "text" in meta["network_data_format"]["inputs"]:
+        return command + " --images /path/to/images --prompts /path/to/prompts.csv"
+    return command + " --dataset_dir /path/to/dataset"
+
+
+def _model_card(
+    name: str, version: str, url: str, digest: str, size: int, record: dict, metrics: dict, command: str
+) -> str:
     values = "\n".join(f"| `{k}` | `{json.dumps(v)}` |" for k, v in sorted(record.items()) if k != "dataset")
     scores = (
         "\n".join(f"| {k} | {v} |" for k, v in metrics.items())
@@ -49,8 +74,10 @@ def _model_card(name: str, version: str, url: str, digest: str, size: int, recor
     return f"""# Model card: {name} {version}
 
 Published with `lmseg publish` from a trained run. The configs in `configs/` hold the values this model was trained
-with (`models/run_record.json` is the full record); `python -m monai.bundle run inference --config_file
-configs/inference.json` runs it as it is.
+with (`models/run_record.json` is the full record). From this folder, on your own data:
+```bash
+{command}
+```
 
 ## Checkpoint
 | file | size | SHA-256 | hosted at |
@@ -82,18 +109,18 @@ def publish(bundle: str | Path, run: str | Path, out: str | Path, url: str, over
         bundle: the bundle folder the run was trained from (``bundles/tirnet_lmis``).
         run: the run's ``bundle_root`` (``models/model.pt``, ``models/run_record.json``, ``eval/metrics.csv``).
         out: the folder to write: new or empty unless ``overwrite``; never one that holds the bundle or the run.
-        url: where you host ``model.pt`` (``large_files.yml``); lmseg never makes one up.
+        url: the http(s) address where you host ``model.pt`` (``large_files.yml``); lmseg never makes one up.
         overwrite: write into a non-empty ``out`` (files of the same names are replaced).
 
     Returns:
         ``out``.
 
     Raises:
-        ValueError: no ``url``; ``out`` overlaps the bundle or the run; the run has no run record.
+        ValueError: no ``url``, or one that is not http(s); ``out`` overlaps the bundle or the run; the run has no
+            run record.
         FileNotFoundError: the run has no ``models/model.pt`` (or it is truncated: ``check_checkpoint_file``).
     """
-    if not str(url).strip():
-        raise ValueError("give --url: where you host models/model.pt (large_files.yml points there)")
+    _check_url(url)
     bundle, run = Path(bundle), Path(run)
     model = check_checkpoint_file(run / "models" / "model.pt")
     record = trained_values(model.parent)
@@ -112,6 +139,7 @@ def publish(bundle: str | Path, run: str | Path, out: str | Path, url: str, over
         '    hash_type: "sha256"\n'
     )
     meta = json.loads((out / "configs" / "metadata.json").read_text())
-    card = _model_card(bundle.name, meta["version"], url, digest, model.stat().st_size, record, _metrics(run))
+    size, command = model.stat().st_size, inference_command(meta)
+    card = _model_card(bundle.name, meta["version"], url, digest, size, record, _metrics(run), command)
     (out / MODEL_CARD).write_text(card)
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -60,11 +61,14 @@ def test_published_bundle_runs_as_it_is_and_says_what_it_is(tmp_path, run):
     card = (out / MODEL_CARD).read_text()
     assert "| mean_dice | 0.7125 |" in card and URL in card and "`0123abcd`" in card and "| `width` | `4` |" in card
 
-    # the published folder alone, with no override of the trained values: monai.bundle runs its inference
+    # the published folder alone, with no override of the trained values: the card's command runs its inference
     make_synthetic_lvit(tmp_path / "data", seed=0, size=32, n_train=2, n_val=1, n_test=2)
-    command = [sys.executable, "-m", "monai.bundle", "run", "inference", "--meta_file", "configs/metadata.json"]
-    command += ["--config_file", "configs/inference.json", "--bundle_root", str(out)]
-    command += ["--dataset_dir", str(tmp_path / "data")]
+    images = tmp_path / "data" / "Test_Folder" / "img"
+    (tmp_path / "prompts.csv").write_text('image,text\ndefault,"Opacity in the left lower zone."\n')
+    shown = card.split("```bash\n")[1].split("\n```")[0]
+    assert shown.startswith("python -m monai.bundle run inference") and "--images /path/to/images" in shown
+    shown = shown.replace("/path/to/images", str(images)).replace("/path/to/prompts.csv", str(tmp_path / "prompts.csv"))
+    command = [sys.executable, *shlex.split(shown)[1:], "--bundle_root", str(out)]
     result = subprocess.run(command, cwd=out, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list((out / "eval" / "inference").glob("*_mask.png"))) == 2
@@ -73,6 +77,9 @@ def test_published_bundle_runs_as_it_is_and_says_what_it_is(tmp_path, run):
 def test_publish_refuses_without_url_record_or_room(tmp_path, run):
     with pytest.raises(ValueError, match="give --url"):
         publish(BUNDLES / "tirnet_lmis", run, tmp_path / "a", " ")
+    for url in ("not a url", "file:///etc/passwd", "https://"):
+        with pytest.raises(ValueError, match=f"--url '{url}' is not an http\\(s\\) address"):
+            publish(BUNDLES / "tirnet_lmis", run, tmp_path / "a", url)
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "mine.txt").write_text("keep")
     with pytest.raises(FileExistsError, match="not empty"):
