@@ -229,3 +229,14 @@ def test_command_line(bank, new_cases, capsys):
         jras_bank("add", str(bank), config_file=str(TRAIN_CONFIG))
     with pytest.raises(SystemExit, match=r"error: action must be one of \('add', 'list', 'remove'\)"):
         jras_bank("show", str(bank), config_file=str(TRAIN_CONFIG))
+
+
+def test_a_truncated_gallery_is_named_with_what_to_do(bank):
+    gallery = bank / "models" / "gallery.pt"
+    gallery.write_bytes(gallery.read_bytes()[:1000])  # killed mid-write by something other than lmseg's own writes
+    command = [sys.executable, "-m", "lmseg_components.retrieval.bank", "list", "--bundle_root", str(bank)]
+    run = subprocess.run([*command, "--config_file", str(TRAIN_CONFIG)], capture_output=True, text=True)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {gallery}: not a readable checkpoint, truncated or not written by torch.save")
+    assert last.endswith("restore the gallery from a copy, or train the bundle again (it writes one)")

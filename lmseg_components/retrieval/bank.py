@@ -94,6 +94,10 @@ def _read_gallery(path: Path) -> dict:
     """The gallery written by training (``RetrievalAugmentedSegmenter.save_gallery``) or by this module."""
     if not path.is_file():
         raise FileNotFoundError(f"no retrieval gallery at {path}: train the bundle first (it writes one).")
+    try:
+        check_checkpoint_file(path)
+    except ValueError as e:
+        raise ValueError(f"{e}; restore the gallery from a copy, or train the bundle again (it writes one)") from None
     state = torch.load(path, map_location="cpu", weights_only=True)
     missing = [key for key in _GALLERY_KEYS if key not in state]
     if missing:
