@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from monai.bundle import ConfigParser
 from torch import nn
 
 from lmseg_components.engines.checkpoint import RUN_RECORD_FILE, trained_values
-from lmseg_components.engines.presence import PRESENCE_THRESHOLD
+from lmseg_components.engines.presence import PRESENCE_THRESHOLD, VALIDATION_AUROC
 from lmseg_components.files import atomic_write, prepare_output_file
 
 __all__ = [
@@ -34,6 +35,37 @@ __all__ = [
     "trained_overrides",
     "trained_values",
 ]
+
+
+def _record_keys(bundle: Path) -> set[str]:
+    """The keys a run record of ``bundle`` may hold: its ``train.json``'s ``run_record`` and those the presence
+    calibration adds."""
+    config = json.loads((bundle / "configs" / "train.json").read_text())
+    return set(config["train"]["checkpoint"]["run_record"]) | {PRESENCE_THRESHOLD, VALIDATION_AUROC}
+
+
+def check_trained_with(bundle: str | Path, ckpt_dir: str | Path) -> None:
+    """Refuse a checkpoint that another bundle trained: its run record holds values ``bundle`` does not set.
+
+    Raises:
+        ValueError: naming the foreign values, the bundle(s) whose record holds them all, and ``bundle``.
+    """
+    from lmseg_components.workflows import BUNDLES_DIR
+
+    bundle = Path(bundle)
+    if not (bundle / "configs" / "train.json").is_file():
+        return  # a published bundle without its training config: nothing to compare with
+    record = set(trained_values(ckpt_dir))
+    foreign = sorted(record - _record_keys(bundle))
+    if not foreign:
+        return
+    candidates = sorted(p.parent.parent for p in BUNDLES_DIR.glob("*/configs/train.json"))
+    others = [b.name for b in candidates if b.name != bundle.name and record <= _record_keys(b)]
+    trained = f"it was trained with {' or '.join(others)}" if others else "another bundle trained it"
+    raise ValueError(
+        f"{ckpt_dir}: its run record holds {', '.join(foreign)}, which {bundle.name} does not set: {trained}, "
+        f"not {bundle.name}"
+    )
 
 
 def trained_overrides(

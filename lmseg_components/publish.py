@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lmseg_components.engines.checkpoint import RUN_RECORD_FILE
 from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
-from lmseg_components.export import trained_overrides, trained_values
+from lmseg_components.export import check_trained_with, trained_overrides, trained_values
 from lmseg_components.files import prepare_output_dir
 from lmseg_components.workflows import copy_bundle
 
@@ -124,6 +124,7 @@ def publish(bundle: str | Path, run: str | Path, out: str | Path, url: str, over
     bundle, run = Path(bundle), Path(run)
     model = check_checkpoint_file(run / "models" / "model.pt")
     record = trained_values(model.parent)
+    check_trained_with(bundle, model.parent)
     if not record:
         raise ValueError(f"{model.parent} has no {RUN_RECORD_FILE} (nor a run record in checkpoint.pt) to publish")
     out = prepare_output_dir(out, overwrite, sources=[bundle, run])

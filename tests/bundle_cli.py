@@ -27,8 +27,15 @@ def with_small(configs: Sequence[str]) -> list[str]:
 
 
 def small_values(bundle: str) -> dict:
-    """The values of the bundle's ``configs/small.json`` (what a run at the CPU setting records)."""
+    """The values of the bundle's ``configs/small.json``."""
     return json.loads((BUNDLES / bundle / "configs" / SMALL_CONFIG).read_text())
+
+
+def small_record(bundle: str) -> dict:
+    """What a run at the CPU setting records of ``configs/small.json``: its values that the bundle's run record
+    holds (``epochs`` shapes no network and is not one)."""
+    train = json.loads((BUNDLES / bundle / "configs" / "train.json").read_text())
+    return {k: v for k, v in small_values(bundle).items() if k in train["train"]["checkpoint"]["run_record"]}
 
 
 def config_file(configs: Sequence[str]) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from bundle_cli import BUNDLES, small_values
+from bundle_cli import BUNDLES, small_record, small_values
 
 from lmseg_components.bundle_checks import check_config_consistency, check_large_files
 from lmseg_components.data import make_synthetic_lvit
@@ -30,7 +30,7 @@ TINY = {"image_size": 32, "width": 4}
 def run(tmp_path) -> Path:
     """A run folder as training at small.json leaves it: model.pt, run_record.json and eval/metrics.csv."""
     root = tmp_path / "run"
-    values = {**small_values("tirnet_lmis"), **TINY}
+    values = {**small_record("tirnet_lmis"), **TINY}
     parser = load_bundle(BUNDLES / "tirnet_lmis", ["inference.json", SMALL_CONFIG], {"bundle_root": str(root), **TINY})
     (root / "models").mkdir(parents=True)
     torch.save(parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
@@ -86,6 +86,9 @@ def test_publish_refuses_without_url_record_or_room(tmp_path, run):
         publish(BUNDLES / "tirnet_lmis", run, tmp_path / "b", URL)
     with pytest.raises(ValueError, match="overlaps the input"):
         publish(BUNDLES / "tirnet_lmis", run, run / "shared", URL)
+    with pytest.raises(ValueError, match="which jras_segmentation does not set: it was trained with tirnet_lmis"):
+        publish(BUNDLES / "jras_segmentation", run, tmp_path / "e", URL)  # a TIRNet run in J-RAS configs
+    assert not (tmp_path / "e").exists()
     (run / "models" / "run_record.json").unlink()
     with pytest.raises(ValueError, match="no run_record.json"):
         publish(BUNDLES / "tirnet_lmis", run, tmp_path / "c", URL)

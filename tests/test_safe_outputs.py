@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from bundle_cli import small_values
+from bundle_cli import small_record
 
 from lmseg_components import cli
 from lmseg_components.deploy import make_deploy_app
@@ -136,7 +136,7 @@ def test_export_refuses_an_existing_program(tmp_path):
     )
     (tmp_path / "models").mkdir()
     torch.save(network.state_dict(), tmp_path / "models" / "model.pt")
-    record = {**small_values("tirnet_lmis"), "image_size": 32, "width": 4}  # as training at small.json leaves it
+    record = {**small_record("tirnet_lmis"), "image_size": 32, "width": 4}  # as training at small.json leaves it
     (tmp_path / "models" / "run_record.json").write_text(json.dumps(record))
     program = tmp_path / "models" / "model.pt2"
     program.write_bytes(b"an earlier export")

@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_cli import BUNDLES, run_bundle, small_values
+from bundle_cli import BUNDLES, run_bundle, small_record
 from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
@@ -33,7 +33,7 @@ PROMPT = "Unilateral pulmonary infection, one infected area, middle left lung."
 def _model(root: Path, bundle: str) -> Path:
     """``<root>/models/model.pt`` and ``run_record.json`` as training leaves them (weights at a fixed random
     init: geometry and equality with the bundle's inference need no trained weights)."""
-    values = {**small_values(bundle), **TRAINED[bundle]}
+    values = {**small_record(bundle), **TRAINED[bundle]}
     parser = load_bundle(BUNDLES / bundle, ["inference.json", SMALL_CONFIG], {"bundle_root": str(root), **values})
     torch.manual_seed(0)
     network = parser.get_parsed_content("network_def")
@@ -159,6 +159,13 @@ def test_bad_input_is_named_and_nothing_is_overwritten(tmp_path):
     Image.fromarray(np.full((1, 40), 100, np.uint8)).save(tmp_path / "line.png")
     with pytest.raises(ValueError, match=r"line.png: 40 x 1 pixels; segmenting needs at least 2 pixels on each side"):
         segment(tmp_path / "line.png", "tirnet_lmis", model, tmp_path / "l", text=PROMPT)
+    jras = tmp_path / "jras" / "models"  # a J-RAS checkpoint given to a text bundle
+    jras.mkdir(parents=True)
+    (jras / "model.pt").write_bytes(model.read_bytes())
+    (jras / "run_record.json").write_text(json.dumps({"dataset": "0123abcd", "backbone": "unet", "k": 3}))
+    message = r"its run record holds backbone, k, which tirnet_lmis does not set: it was trained with jras_segmentation"
+    with pytest.raises(ValueError, match=message):
+        segment(image, "tirnet_lmis", jras / "model.pt", tmp_path / "j", text=PROMPT)
     volume = tmp_path / "ct.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((16, 16, 4), np.float32), np.eye(4)), str(volume))
     message = r"ct.nii.gz is a 3-D volume; tirnet_lmis segments 2-D images \(PNG, JPEG, DICOM\): use tgcnet_ct_organs"

@@ -13,7 +13,7 @@ from monai.transforms import Compose, SaveImaged
 
 from lmseg_components.data.msd import organ_prompt
 from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
-from lmseg_components.export import OnnxNetwork, load_trained_bundle, trained_values
+from lmseg_components.export import OnnxNetwork, check_trained_with, load_trained_bundle, trained_values
 from lmseg_components.workflows import FILE_WRITERS, bundle_dir, device_expression, load_bundle
 
 __all__ = ["EXPORTED_CONFIG", "TextBundlePredictor", "class_names", "class_prompts", "find_bundle"]
@@ -101,6 +101,7 @@ class TextBundlePredictor:
             if not onnx:
                 check_checkpoint_file(model)
             ckpt_dir = model.parent
+            check_trained_with(self.bundle, ckpt_dir)
             parser = load_trained_bundle(self.bundle, ["inference.json"], ckpt_dir, extra)
             if onnx:
                 self.network = OnnxNetwork(model)
