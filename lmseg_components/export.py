@@ -115,6 +115,9 @@ def export_program(
     return atomic_write(path, lambda tmp: torch.export.save(program, tmp))
 
 
+ONNX_SIZE_LIMIT = 2**31  # bytes: protobuf's limit on one ONNX file
+
+
 def export_onnx(
     network: nn.Module, inputs: Sequence[torch.Tensor], path: str | Path, named: dict[str, torch.Tensor] | None = None
 ) -> Path:
@@ -122,14 +125,23 @@ def export_onnx(
     ``inputs`` (the image) and keyword ``named`` inputs (``text``, ``aux_text``), saved atomically to ``path``.
     The graph's inputs are named ``image`` and the keyword names, its output ``pred``; the batch axis is dynamic
     where the network allows it (TIRNet), else 1 (TGC-Net: :class:`OnnxNetwork` then runs a batch item by item).
-    Needs ``pip install onnx onnxscript``."""
+    The weights are inside the one file (a network of 2 GiB or more is refused: ONNX's protobuf limit). Needs
+    ``pip install onnx onnxscript``."""
     named = named or {}
     network.eval()
     first = next(iter(inspect.signature(network.forward).parameters))
     batch = torch.export.Dim("batch", min=1, max=1024)
     dynamic = {first: {0: batch}, **{name: {0: batch} for name in named}}
 
+    size = sum(t.numel() * t.element_size() for t in network.state_dict().values())
+    if size >= ONNX_SIZE_LIMIT:
+        raise ValueError(
+            f"the network's weights are {size / 2**30:.1f} GiB: ONNX holds at most 2 GiB in one file, and this export "
+            "writes one file (weights inside), so that copying model.onnx copies the model"
+        )
+
     def write(tmp: str) -> None:
+        # weights inside the file: torch's default puts them in `<tmp name>.data`, which the rename leaves behind
         torch.onnx.export(
             network,
             tuple(inputs),
@@ -139,10 +151,14 @@ def export_onnx(
             output_names=["pred"],
             dynamic_shapes=dynamic,
             dynamo=True,
+            external_data=False,
         )
 
     with torch.no_grad():
-        return atomic_write(path, write)
+        written = atomic_write(path, write)
+    stale = Path(path).with_name(Path(path).name + ".data")  # weights an earlier export kept beside the file
+    stale.unlink(missing_ok=True)
+    return written
 
 
 class OnnxNetwork(nn.Module):

@@ -25,7 +25,8 @@ __all__ = [
 ]
 
 # .<target stem>.<pid>.<random>.tmp<target suffix>: the suffix stays last for writers that check it (torch.export)
-_TEMP = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp(\.[^.]+)?$")
+# `.model.<pid>.<hex>.tmp.onnx`, and `.tmp.onnx.data`: the weights torch.onnx once wrote beside a temporary file
+_TEMP = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp(\.[^.]+)?(\.data)?$")
 # folders this process has cleaned of stale temporary files
 _CLEANED: set[Path] = set()
 

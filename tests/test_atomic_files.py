@@ -46,11 +46,12 @@ def test_temps_of_killed_writers_are_removed_and_nothing_else(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
     stale = tmp_path / f".checkpoint.{dead_pid}.0123abcd.tmp.pt"
+    onnx_data = tmp_path / f".model.{dead_pid}.0123abcd.tmp.onnx.data"  # weights torch.onnx kept beside a temp
     live = tmp_path / f".checkpoint.{os.getpid()}.0123abcd.tmp.pt"  # a write in progress in this process
-    user = [tmp_path / "notes.tmp", tmp_path / f".x.{dead_pid}.tmp", tmp_path / "model.pt"]  # not ours
-    for path in (stale, live, *user):
+    user = [tmp_path / "notes.tmp", tmp_path / f".x.{dead_pid}.tmp", tmp_path / "model.pt", tmp_path / "a.onnx.data"]
+    for path in (stale, onnx_data, live, *user):
         path.write_bytes(b"x")
-    assert remove_stale_temps(tmp_path) == [stale]
+    assert sorted(remove_stale_temps(tmp_path)) == sorted([stale, onnx_data])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (live, *user))
     stale.write_bytes(b"x")
     atomic_save({}, tmp_path / "checkpoint.pt")  # a process's first write to a folder also cleans up

@@ -5,6 +5,7 @@ bundle; masks on the input's grid, equal to what the bundle's own ``inference.js
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -216,9 +217,17 @@ def test_onnx_export_runs_in_onnxruntime_as_the_checkpoint(tmp_path, bundle):
     """``lmseg export --format onnx``: onnxruntime equals eager on the example inputs (batch 1 and 2); ``lmseg
     segment --model model.onnx`` and the bundle's ``inference_onnx.json`` write the checkpoint's masks."""
     model = _model(tmp_path / "run", bundle)
-    onnx = export_bundle(BUNDLES / bundle, model, overrides={"bundle_root": str(tmp_path / "run")}, format="onnx")
+    root = {"bundle_root": str(tmp_path / "run")}
+    onnx = export_bundle(BUNDLES / bundle, model, overrides=root, format="onnx")
     assert onnx == tmp_path / "run" / "models" / "model.onnx"
-    network, inputs, named, _ = prepare_bundle_export(BUNDLES / bundle, model, {"bundle_root": str(tmp_path / "run")})
+    # one file, weights inside: an export over an earlier one leaves nothing else beside it
+    (onnx.parent / "model.onnx.data").write_bytes(b"weights of an earlier export")
+    export_bundle(BUNDLES / bundle, model, overrides=root, format="onnx", overwrite=True)
+    assert sorted(p.name for p in onnx.parent.iterdir()) == ["model.onnx", "model.pt", "run_record.json"]
+    (tmp_path / "copy").mkdir()  # the file holds the network: a copy of it (and the trained values) runs
+    shutil.copy2(onnx.parent / "run_record.json", tmp_path / "copy")
+    onnx = Path(shutil.copy2(onnx, tmp_path / "copy" / "model.onnx"))
+    network, inputs, named, _ = prepare_bundle_export(BUNDLES / bundle, model, root)
     runtime = OnnxNetwork(onnx)
     for batch in (1, 2):
         image = torch.cat([inputs[0]] + [torch.rand_like(inputs[0])] * (batch - 1))
