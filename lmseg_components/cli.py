@@ -465,7 +465,8 @@ def sample_std(values: np.ndarray) -> float:
     return float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run one ``lmseg`` command; ``argv`` (default: the process's arguments) as typed after ``lmseg``."""
     fire.Fire(
         {
             "make-synthetic": make_synthetic,
@@ -478,7 +479,8 @@ def main() -> None:
             "label-app": label_app,
             "publish": publish,
             "verify-bundles": verify_bundles,
-        }
+        },
+        command=argv,
     )
 
 
