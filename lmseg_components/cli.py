@@ -412,9 +412,9 @@ def jras_bank(
     config_file: str | None = None,
     **overrides,
 ) -> None:
-    """Add, list or remove the cases of a trained J-RAS bundle's memory bank (``lmseg_components.retrieval.bank``):
-    ``lmseg jras-bank add --bundle_root R --dataset_dir D``, ``list --bundle_root R``,
-    ``remove --bundle_root R --case_id patient101,patient102``."""
+    """Add, list or remove the cases of a trained J-RAS bundle's memory bank, or rebuild its index
+    (``lmseg_components.retrieval.bank``): ``lmseg jras-bank add --bundle_root R --dataset_dir D``, ``list
+    --bundle_root R``, ``remove --bundle_root R --case_id patient101,patient102``, ``rebuild --bundle_root R``."""
     from lmseg_components.retrieval.bank import jras_bank as run  # lazy: monai.bundle and the engines
 
     run(action, bundle_root, dataset_dir, case_id, replace, config_file, **overrides)

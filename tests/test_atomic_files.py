@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lmseg_components.export import export_program
-from lmseg_components.files import atomic_save, atomic_write, remove_stale_temps
+from lmseg_components.files import atomic_save, atomic_write, finish_saves, remove_stale_temps, save_together
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
@@ -56,3 +56,51 @@ def test_temps_of_killed_writers_are_removed_and_nothing_else(tmp_path):
     stale.write_bytes(b"x")
     atomic_save({}, tmp_path / "checkpoint.pt")  # a process's first write to a folder also cleans up
     assert not stale.exists() and live.exists()
+
+
+# A writer of two files that dies (os._exit: no cleanup, like SIGKILL) at its n-th call of `step`.
+KILLED_WRITER = """
+import os, sys, torch
+import lmseg_components.files as files
+step, die_at = sys.argv[2], int(sys.argv[3])
+calls = []
+real = getattr(files.os, step) if step == "replace" else getattr(files, step)
+def dying(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == die_at:
+        os._exit(9)
+    return real(*args, **kwargs)
+if step == "replace":
+    files.os.replace = dying
+else:
+    setattr(files, step, dying)
+folder = sys.argv[1]
+files.save_together({f"{folder}/gallery.pt": {"v": torch.full((3,), 2.0)}, f"{folder}/index.pt": {"v": 2}})
+"""
+
+
+@pytest.mark.parametrize(
+    "step, die_at, expected",
+    [
+        ("atomic_write", 1, 1),  # after both pending files, before the journal: the old pair
+        ("replace", 2, 2),  # the journal's rename done (the commit), neither target renamed: the new pair
+        ("replace", 3, 2),  # between the gallery's rename and the index's: the new pair
+    ],
+)
+def test_files_saved_together_are_both_old_or_both_new_after_a_kill(tmp_path, step, die_at, expected):
+    save_together({tmp_path / "gallery.pt": {"v": torch.full((3,), 1.0)}, tmp_path / "index.pt": {"v": 1}})
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path), step, str(die_at)])
+    assert killed.returncode == 9
+    assert any(p.name.endswith(".pending") for p in tmp_path.iterdir())  # the kill left work behind
+    finish_saves(tmp_path)  # what every reader runs first
+    gallery, index = (torch.load(tmp_path / name, weights_only=True) for name in ("gallery.pt", "index.pt"))
+    assert torch.equal(gallery["v"], torch.full((3,), float(expected))) and index["v"] == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gallery.pt", "index.pt"]
+
+
+def test_save_together_refuses_two_folders_and_leaves_a_live_writers_journal(tmp_path):
+    with pytest.raises(ValueError, match="one folder"):
+        save_together({tmp_path / "a.pt": 1, tmp_path / "sub" / "b.pt": 2})
+    journal = tmp_path / f".a.pt.{os.getpid()}.commit.json"  # a write of this (running) process
+    journal.write_text('{"renames": []}')
+    assert finish_saves(tmp_path) == [] and journal.exists()

@@ -17,6 +17,7 @@ from bundle_cli import BUNDLES
 from ignite.engine import Events
 
 from lmseg_components.data import make_synthetic_acdc, read_acdc_slices
+from lmseg_components.errors import user_input_error
 from lmseg_components.fingerprint import weights_fingerprint
 from lmseg_components.retrieval import (
     BankCase,
@@ -173,22 +174,70 @@ def test_index_from_another_retriever_is_refused(bank, new_cases):
     name = next(iter(state["retriever"]))
     state["retriever"][name] = state["retriever"][name] + 0.01
     torch.save(state, bank / "models" / "model.pt")
-    with pytest.raises(ValueError, match="rebuild the index from the current retriever"):
+    with pytest.raises(ValueError, match="rebuild the index from the current retriever") as refused:
         _add(bank, new_cases)
+    assert str(refused.value).endswith(f"Rebuild it from the gallery: lmseg jras-bank rebuild --bundle_root {bank}")
 
 
-def test_an_interrupted_write_is_repaired_from_the_gallery(bank, new_cases, caplog):
+def test_an_index_copied_without_its_gallery_is_repaired_from_the_gallery(bank, new_cases, caplog):
     before = _gallery(bank)
     index_before = _index(bank, before)
     stale = (bank / "models" / "index.pt").read_bytes()
     _add(bank, new_cases)
-    (bank / "models" / "index.pt").write_bytes(stale)  # killed after the gallery's write, before the index's
+    (bank / "models" / "index.pt").write_bytes(stale)  # the index of the bank before the add, restored alone
     remove_cases(bank, ["patient102"], TRAIN_CONFIG)
     assert "re-embedding the gallery with the saved retriever" in caplog.text
     after = _gallery(bank)
     index = _index(bank, after)
     assert [c.case_id for c in list_cases(bank, TRAIN_CONFIG)][-2:] == ["patient101", "patient103"]
     assert torch.allclose(index.embeddings[: len(before["ids"])], index_before.embeddings, atol=1e-5)
+
+
+KILLED_ADD = """
+import os, sys
+import lmseg_components.files as files
+from lmseg_components.retrieval import add_cases
+real, calls = os.replace, []
+def dying(*args):  # the third rename of save_together: the gallery renamed, the index not yet
+    calls.append(1)
+    if len(calls) == 3:
+        os._exit(9)
+    return real(*args)
+files.os.replace = dying
+add_cases(sys.argv[1], sys.argv[2], config_file=sys.argv[3])
+"""
+
+
+def test_an_add_killed_between_the_two_renames_leaves_the_new_bank(bank, new_cases):
+    n0 = len(_gallery(bank)["ids"])
+    killed = subprocess.run([sys.executable, "-c", KILLED_ADD, str(bank), str(new_cases), str(TRAIN_CONFIG)])
+    assert killed.returncode == 9
+    assert len(_gallery(bank)["ids"]) == n0 + 18 and len(torch.load(bank / "models" / "index.pt")["ids"]) == n0
+    assert [c.case_id for c in list_cases(bank, TRAIN_CONFIG)][-3:] == NEW_IDS  # the reader completes the write
+    assert len(_index(bank, _gallery(bank))) == n0 + 18
+    assert sorted(p.name for p in (bank / "models").iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_truncated_index_is_refused_by_inference_and_rebuilt_by_the_bank_command(bank, new_cases, capsys):
+    gallery = _gallery(bank)
+    index_before = _index(bank, gallery)
+    index_path = bank / "models" / "index.pt"
+    index_path.write_bytes(index_path.read_bytes()[:500])
+    overrides = {"bundle_root": str(bank), "dataset_dir": str(new_cases), "device": "$torch.device('cpu')", **TINY}
+    parser = load_bundle(BUNDLES / "jras_segmentation", ["inference.json"], overrides)
+    with pytest.raises(Exception) as refused:
+        parser.get_parsed_content("inference")
+    message = str(user_input_error(refused.value))  # what the process prints as its one line
+    assert message.startswith(f"{index_path}: not a readable retrieval index")
+    assert message.endswith(f"Rebuild it from the gallery: lmseg jras-bank rebuild --bundle_root {bank}")
+    with pytest.raises(ValueError, match="lmseg jras-bank rebuild"):
+        _add(bank, new_cases)
+    fire.Fire(jras_bank, command=["rebuild", "--bundle_root", str(bank), "--config_file", str(TRAIN_CONFIG)])
+    assert capsys.readouterr().out.strip() == f"indexed {len(gallery['ids'])} gallery items"
+    rebuilt = _index(bank, gallery)
+    assert rebuilt.ids == index_before.ids and rebuilt.case_ids == index_before.case_ids
+    assert torch.allclose(rebuilt.embeddings, index_before.embeddings, atol=1e-5)
+    assert len(_add(bank, new_cases)) == 3
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivf"])
@@ -227,7 +276,7 @@ def test_command_line(bank, new_cases, capsys):
         jras_bank("add", str(bank), str(new_cases), config_file=str(TRAIN_CONFIG))
     with pytest.raises(SystemExit, match="error: add needs --dataset_dir"):
         jras_bank("add", str(bank), config_file=str(TRAIN_CONFIG))
-    with pytest.raises(SystemExit, match=r"error: action must be one of \('add', 'list', 'remove'\)"):
+    with pytest.raises(SystemExit, match=r"error: action must be one of \('add', 'list', 'remove', 'rebuild'\)"):
         jras_bank("show", str(bank), config_file=str(TRAIN_CONFIG))
 
 

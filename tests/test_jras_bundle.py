@@ -121,7 +121,9 @@ def test_index_from_another_retriever_is_refused(trained, tmp_path):
     torch.save(state, tmp_path / "models" / "model.pt")
     run = _bundle("inference", ["configs/inference.json"], tmp_path)
     assert run.returncode != 0
-    assert "StaleIndexError" in run.stderr and "rebuild the index from the current retriever" in run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "rebuild the index from the current retriever" in last, run.stderr[-2000:]
+    assert last.endswith(f"Rebuild it from the gallery: lmseg jras-bank rebuild --bundle_root {tmp_path}")
 
 
 @pytest.mark.slow  # CI's verify-bundles step runs net_in_out and the exports of every bundle on each submission

@@ -6,6 +6,7 @@ from lmseg_components.engines.inferers import TextSliceInferer
 from lmseg_components.engines.jras import (
     ContrastiveStep,
     GalleryFromDataset,
+    IndexNeedsRebuildError,
     LoadRetrievalState,
     RebuildIndex,
     RetrievalHitRate,
@@ -37,6 +38,7 @@ __all__ = [
     "CheckedCheckpointLoader",
     "ContrastiveStep",
     "GalleryFromDataset",
+    "IndexNeedsRebuildError",
     "LoadRetrievalState",
     "SaveGuidePanels",
     "RebuildIndex",

@@ -23,6 +23,8 @@ from monai.losses import ContrastiveLoss, DiceCELoss
 from torch import nn
 
 from lmseg_components.engines.overlay import render_overlay
+from lmseg_components.errors import UserInputError
+from lmseg_components.files import finish_saves
 from lmseg_components.losses.mask_contrastive import MaskAgreementInfoNCE, sample_candidates
 from lmseg_components.metrics.overlap import integer_labels, pairwise_mask_dice
 from lmseg_components.retrieval.augmented import RetrievalAugmentedSegmenter
@@ -30,6 +32,7 @@ from lmseg_components.retrieval.augmented import RetrievalAugmentedSegmenter
 __all__ = [
     "ContrastiveStep",
     "GalleryFromDataset",
+    "IndexNeedsRebuildError",
     "LoadRetrievalState",
     "RebuildIndex",
     "RetrievalHitRate",
@@ -109,15 +112,33 @@ class GalleryFromDataset:
             model.save_gallery(self.save_path)
 
 
+class IndexNeedsRebuildError(UserInputError, ValueError):
+    """The retrieval index is missing, unreadable, or belongs to another retriever or gallery."""
+
+
 class LoadRetrievalState:
     """Before an evaluation / inference run, load the persisted gallery and index into the network.
 
-    Attach it **after** the ``CheckpointLoader``: the index is checked against the loaded retriever's weights
-    and refused (``StaleIndexError``) if they differ.
+    Attach it **after** the ``CheckpointLoader``: the index is checked against the loaded retriever's weights and
+    the gallery's ids, and refused (``IndexNeedsRebuildError``, naming ``lmseg jras-bank rebuild``) if either
+    differs. A gallery and index write that a kill cut short after its commit is completed first.
+
+    Args:
+        network: the :class:`RetrievalAugmentedSegmenter` (or its DDP wrapper).
+        gallery_path: ``gallery.pt`` written by training or ``lmseg jras-bank``.
+        index_path: ``index.pt`` beside it.
+        bundle_root: the bundle folder, for the rebuild command the error names.
     """
 
-    def __init__(self, network: nn.Module, gallery_path: str | Path, index_path: str | Path):
-        self.network, self.gallery_path, self.index_path = network, gallery_path, index_path
+    def __init__(
+        self,
+        network: nn.Module,
+        gallery_path: str | Path,
+        index_path: str | Path,
+        bundle_root: str | Path = "<bundle folder>",
+    ):
+        self.network, self.gallery_path, self.index_path = network, Path(gallery_path), Path(index_path)
+        self.bundle_root = bundle_root
 
     def attach(self, engine: Engine) -> None:
         if _unwrap(self.network).uses_retrieval:
@@ -125,8 +146,16 @@ class LoadRetrievalState:
 
     def __call__(self, engine: Engine) -> None:
         model = _unwrap(self.network)
+        for folder in {self.gallery_path.parent, self.index_path.parent}:
+            finish_saves(folder)
         model.load_gallery(self.gallery_path)
-        model.load_index(self.index_path)
+        try:
+            model.load_index(self.index_path)
+        except (FileNotFoundError, ValueError) as e:
+            from lmseg_components.retrieval.bank import rebuild_command  # lazy: bank pulls in the config parser
+
+            command = rebuild_command(self.bundle_root)
+            raise IndexNeedsRebuildError(f"{e} Rebuild it from the gallery: {command}") from None
 
 
 def _average_gradients_across_ranks(module: nn.Module) -> None:

@@ -1,5 +1,5 @@
 """Retrieval for retrieval-augmented segmentation: a persisted cosine top-k index with two backends, and the
-user's memory bank (add / list / remove cases of a trained bundle's gallery and index)."""
+user's memory bank (add / list / remove cases, rebuild the index of a trained bundle's gallery and index)."""
 
 from lmseg_components.retrieval.augmented import RetrievalAugmentedSegmenter
 from lmseg_components.retrieval.index import (
@@ -13,7 +13,7 @@ from lmseg_components.retrieval.index import (
 )
 from lmseg_components.retrieval.retriever import RETRIEVER_BACKBONES, MaskEmbeddingRetriever, Retriever
 
-_BANK = ("BankCase", "add_cases", "jras_bank", "list_cases", "remove_cases")
+_BANK = ("BankCase", "add_cases", "jras_bank", "list_cases", "rebuild_command", "rebuild_index", "remove_cases")
 
 
 def __getattr__(name: str):
@@ -31,6 +31,8 @@ __all__ = [
     "add_cases",
     "jras_bank",
     "list_cases",
+    "rebuild_command",
+    "rebuild_index",
     "remove_cases",
     "RETRIEVER_BACKBONES",
     "MaskEmbeddingRetriever",

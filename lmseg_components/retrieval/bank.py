@@ -1,5 +1,5 @@
 """The J-RAS memory bank is the user's: add labelled cases to a trained bundle's gallery and retrieval index, list
-them, remove them, all without retraining.
+them, remove them, rebuild the index, all without retraining.
 
 A trained ``bundles/jras_segmentation`` holds ``models/model.pt`` (``{segmenter, retriever}``), ``models/gallery.pt``
 (the training slices after the gallery's preprocessing) and ``models/index.pt`` (their embeddings by the saved
@@ -10,13 +10,16 @@ bundle's reader and the gallery's own preprocessing (``gallery#dataset#transform
 (``LoadRetrievalState``) then retrieves from the new bank: the index keeps the retriever's fingerprint and the
 gallery's ids in order, which is what it checks.
 
-Both files are written with :func:`~lmseg_components.files.atomic_save`, the gallery first, then the (small)
-index. A command killed between the two writes leaves an index that lists other ids than the gallery; the next
-``add`` or ``remove`` then re-embeds the whole gallery with the saved retriever (the gallery is the bank's record,
-the index is derived from it).
+Both files are written together by :func:`~lmseg_components.files.save_together` (a journal naming both is the
+commit point), so a killed command leaves the old pair or the new one, never one of each; the next reader
+(a bank command, ``LoadRetrievalState``) completes a committed write. The gallery is the bank's record and the
+index is derived from it: :func:`rebuild_index` re-embeds the gallery with the saved retriever when the index is
+lost, truncated or was built by another retriever, and ``add`` / ``remove`` re-embed it when it lists other ids
+(a copy of one file without the other).
 
 Command line: ``lmseg jras-bank add --bundle_root R --dataset_dir D``, ``lmseg jras-bank list --bundle_root R``,
-``lmseg jras-bank remove --bundle_root R --case_id patient101`` (or ``python -m lmseg_components.retrieval.bank``).
+``lmseg jras-bank remove --bundle_root R --case_id patient101``, ``lmseg jras-bank rebuild --bundle_root R`` (or
+``python -m lmseg_components.retrieval.bank``).
 """
 
 from __future__ import annotations
@@ -35,13 +38,13 @@ from torch import nn
 from lmseg_components.data.acdc import read_acdc_slices
 from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
 from lmseg_components.export import trained_values
-from lmseg_components.files import atomic_save
+from lmseg_components.files import finish_saves, save_together
 from lmseg_components.fingerprint import weights_fingerprint
-from lmseg_components.retrieval.index import FaissIndex, RetrievalIndex, TorchIndex, load_index
+from lmseg_components.retrieval.index import FaissIndex, RetrievalIndex, TorchIndex, create_index, load_index
 
-__all__ = ["BankCase", "add_cases", "jras_bank", "list_cases", "remove_cases"]
+__all__ = ["BankCase", "add_cases", "jras_bank", "list_cases", "rebuild_index", "remove_cases", "rebuild_command"]
 
-ACTIONS = ("add", "list", "remove")
+ACTIONS = ("add", "list", "remove", "rebuild")
 _GALLERY_KEYS = ("images", "labels", "ids", "case_ids")
 logger = logging.getLogger(__name__)
 
@@ -90,8 +93,14 @@ def _config(bundle_root: str | Path, config_file: str | Path | None, overrides: 
     return parser
 
 
+def rebuild_command(bundle_root: str | Path) -> str:
+    """The command that re-embeds a bundle's gallery into a new index."""
+    return f"lmseg jras-bank rebuild --bundle_root {bundle_root}"
+
+
 def _read_gallery(path: Path) -> dict:
     """The gallery written by training (``RetrievalAugmentedSegmenter.save_gallery``) or by this module."""
+    finish_saves(path.parent)
     if not path.is_file():
         raise FileNotFoundError(f"no retrieval gallery at {path}: train the bundle first (it writes one).")
     try:
@@ -133,20 +142,31 @@ def _stored_embeddings(index: RetrievalIndex) -> torch.Tensor:
     return torch.from_numpy(index.index.reconstruct_n(0, len(index)))  # FAISS: flat, IVF (scans its lists), HNSW
 
 
-def _open(bundle_root: str | Path, config_file: str | Path | None, overrides: dict | None) -> _Bank:
-    """Read the gallery, the saved retriever and its index (refused with ``StaleIndexError`` when another retriever
-    built it; re-embedded from the gallery when it lists other ids, after an interrupted command)."""
+def _open(
+    bundle_root: str | Path, config_file: str | Path | None, overrides: dict | None, read_index: bool = True
+) -> _Bank:
+    """Read the gallery, the saved retriever and its index (refused, naming ``rebuild``, when it is unreadable or
+    another retriever built it; re-embedded from the gallery when it lists other ids). Without ``read_index``, a
+    new empty index of the trained ``index_backend``."""
     parser = _config(bundle_root, config_file, overrides)
     gallery_path = Path(parser.get_parsed_content("gallery_path"))
     index_path = Path(parser.get_parsed_content("index_path"))
     gallery = _read_gallery(gallery_path)
     device = parser.get_parsed_content("torch_device")
     retriever = _load_retriever(parser, device)
-    index = load_index(index_path, weights_fingerprint(retriever))
+    if not read_index:
+        dim = _embed(retriever, gallery["images"][:1], device).shape[1]
+        index = create_index(dim, parser.get_parsed_content("index_backend"))
+        return _Bank(parser, gallery_path, index_path, gallery, retriever, device, index)
+    finish_saves(index_path.parent)
+    try:
+        index = load_index(index_path, weights_fingerprint(retriever))
+    except (FileNotFoundError, ValueError) as e:
+        raise ValueError(f"{e} Rebuild it from the gallery: {rebuild_command(bundle_root)}") from None
     if index.ids != gallery["ids"]:
         logger.warning(
-            f"{index_path} lists {len(index)} items, not the {len(gallery['ids'])} of {gallery_path} (a bank command "
-            "was interrupted between the two writes?): re-embedding the gallery with the saved retriever."
+            f"{index_path} lists {len(index)} items, not the {len(gallery['ids'])} of {gallery_path} (one file "
+            "copied without the other?): re-embedding the gallery with the saved retriever."
         )
         rebuilt = _empty_like(index)
         rebuilt.add(_embed(retriever, gallery["images"], device), gallery["ids"], gallery["case_ids"])
@@ -168,9 +188,15 @@ def _keep_rows(bank: _Bank, rows: list[int]) -> None:
 
 
 def _save(bank: _Bank) -> None:
-    """Write the gallery, then the index with the retriever's fingerprint, each atomically."""
-    atomic_save({key: bank.gallery[key] for key in (*_GALLERY_KEYS, "sources")}, bank.gallery_path)
-    bank.index.save(bank.index_path, weights_fingerprint(bank.retriever))
+    """Write the gallery and the index (with the retriever's fingerprint) together: a kill leaves both old or both
+    new."""
+    if bank.gallery_path.parent.resolve() != bank.index_path.parent.resolve():
+        raise ValueError(
+            f"gallery_path {bank.gallery_path} and index_path {bank.index_path} must lie in one folder (they are "
+            "written together)."
+        )
+    gallery = {key: bank.gallery[key] for key in (*_GALLERY_KEYS, "sources")}
+    save_together({bank.gallery_path: gallery, bank.index_path: bank.index.state(weights_fingerprint(bank.retriever))})
 
 
 def _summary(gallery: dict, cases: Sequence[str] | None = None) -> list[BankCase]:
@@ -311,6 +337,17 @@ def remove_cases(
     return removed
 
 
+def rebuild_index(bundle_root: str | Path, config_file: str | Path | None = None, overrides: dict | None = None) -> int:
+    """Re-embed the whole gallery with the retriever of ``<ckpt_dir>/model.pt`` into a new index (backend
+    ``index_backend`` as trained), replacing ``index.pt``: what to run when it is lost, truncated, or was built by
+    another retriever. Returns the number of items indexed."""
+    bank = _open(bundle_root, config_file, overrides, read_index=False)
+    gallery = bank.gallery
+    bank.index.add(_embed(bank.retriever, gallery["images"], bank.device), gallery["ids"], gallery["case_ids"])
+    _save(bank)
+    return len(bank.index)
+
+
 def jras_bank(
     action: str,
     bundle_root: str,
@@ -324,10 +361,11 @@ def jras_bank(
 
     ``add --bundle_root R --dataset_dir D [--replace]`` adds the labelled cases of the ACDC folder ``D``;
     ``list --bundle_root R`` prints case ids, slice counts and source folders; ``remove --bundle_root R --case_id
-    X[,Y]`` removes cases. Inference (``python -m monai.bundle run inference``) then retrieves from the new bank.
+    X[,Y]`` removes cases; ``rebuild --bundle_root R`` re-embeds the gallery into a new index. Inference
+    (``python -m monai.bundle run inference``) then retrieves from the new bank.
 
     Args:
-        action: ``add``, ``list`` or ``remove``.
+        action: ``add``, ``list``, ``remove`` or ``rebuild``.
         bundle_root: the trained bundle (``models/model.pt``, ``gallery.pt``, ``index.pt``).
         dataset_dir: with ``add``, the ACDC folder of the new cases.
         case_id: with ``remove``, one case id or a comma-separated list.
@@ -352,6 +390,8 @@ def jras_bank(
             ids = [str(c) for c in case_id] if isinstance(case_id, (list, tuple)) else str(case_id).split(",")
             cases = remove_cases(bundle_root, ids, config_file, overrides)
             print(f"removed {len(cases)} cases ({sum(c.slices for c in cases)} slices): {[c.case_id for c in cases]}")
+        elif action == "rebuild":
+            print(f"indexed {rebuild_index(bundle_root, config_file, overrides)} gallery items")
         else:
             raise ValueError(f"action must be one of {ACTIONS}, got {action!r}.")
     except (ValueError, FileNotFoundError) as e:

@@ -136,10 +136,10 @@ class RetrievalIndex(ABC):
                     rows[q].append(self._row_of[str(item)])
         return rows
 
-    def save(self, path: str | Path, retriever_fingerprint: str) -> None:
-        """Write the index atomically (write to a temporary file, then rename) with its gallery ids, case ids
-        and the fingerprint of the retriever that made the embeddings."""
-        state = {
+    def state(self, retriever_fingerprint: str) -> dict:
+        """What :meth:`save` writes and :func:`load_index` reads: the index with its gallery ids, case ids and the
+        fingerprint of the retriever that made the embeddings."""
+        return {
             "format": FORMAT_VERSION,
             "backend": self.backend,
             "dim": self.dim,
@@ -148,7 +148,10 @@ class RetrievalIndex(ABC):
             "retriever_fingerprint": str(retriever_fingerprint),
             **self._state(),
         }
-        atomic_save(state, path)
+
+    def save(self, path: str | Path, retriever_fingerprint: str) -> None:
+        """Write :meth:`state` atomically (to a temporary file, then renamed)."""
+        atomic_save(self.state(retriever_fingerprint), path)
 
     @abstractmethod
     def _add(self, embeddings: torch.Tensor) -> None: ...
