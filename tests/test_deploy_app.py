@@ -82,6 +82,15 @@ def test_app_bad_input_exits_with_the_file_named(tirnet_app):
     shutil.copy2(read_lvit_split(root / "data", "Test")[0]["image"], no_prompt)
     run = _run_app(app, no_prompt, root / "no_prompt_out")
     assert run.returncode == 1 and "no text prompt; tirnet_lmis needs one (prompts.json)" in run.stderr
+    volume = root / "volume"
+    volume.mkdir()
+    shutil.copy2(read_lvit_split(root / "data", "Test")[0]["image"], volume / "a.png")
+    nib.save(nib.Nifti1Image(np.zeros((16, 16, 4), np.float32), np.eye(4)), str(volume / "ct.nii.gz"))
+    (volume / "prompts.json").write_text('{"default": "a lesion"}')
+    run = _run_app(app, volume, root / "volume_out")
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert "ct.nii.gz is a 3-D volume; tirnet_lmis segments 2-D images" in run.stderr
+    assert not (root / "volume_out" / "a.png").exists()  # refused before the first mask
 
 
 def test_app_segments_ct_volumes_with_the_organ_prompts(tmp_path):

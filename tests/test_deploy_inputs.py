@@ -78,6 +78,18 @@ def test_predictor_checks_the_prompt_and_the_device(tirnet_exported):
         TextBundlePredictor(BUNDLES / "tirnet_lmis", "$__import__('os')")
 
 
+def test_predictor_refuses_a_volume_and_a_side_of_one_pixel(tirnet_exported, tmp_path):
+    root = tirnet_exported
+    predictor = TextBundlePredictor(BUNDLES / "tirnet_lmis", "cpu", {"bundle_root": str(root), **TIRNET_TINY})
+    nib.save(nib.Nifti1Image(np.zeros((16, 16, 4), np.float32), np.eye(4)), str(tmp_path / "ct.nii.gz"))
+    expected = r"ct.nii.gz is a 3-D volume; tirnet_lmis segments 2-D images \(PNG, JPEG, DICOM\): use tgcnet_ct_organs"
+    with pytest.raises(ValueError, match=expected):
+        predictor({"image": str(tmp_path / "ct.nii.gz"), "text": "a lesion"})
+    Image.fromarray(np.full((1, 40), 100, np.uint8)).save(tmp_path / "line.png")
+    with pytest.raises(ValueError, match="line.png: 40 x 1 pixels; segmenting needs at least 2 pixels on each side"):
+        predictor({"image": str(tmp_path / "line.png"), "text": "a lesion"})
+
+
 def test_find_bundle_and_missing_exported_config(tmp_path):
     assert find_bundle(BUNDLES / "tirnet_lmis") == BUNDLES / "tirnet_lmis"
     shutil.copytree(BUNDLES / "tirnet_lmis" / "configs", tmp_path / "one" / "tirnet_lmis" / "configs")

@@ -79,8 +79,11 @@ class TextBundleInferenceOperator(Operator):
         return self._predictor
 
     def compute(self, op_input, op_output, context):
+        records = op_input.receive("records")
+        for record in records:  # every image of the wrong kind refused before the first prediction
+            self.predictor.check_kind(record["image"])
         predictions = []
-        for record in op_input.receive("records"):
+        for record in records:
             out = self.predictor(record)
             predictions.append({"image": record["image"], **{k: out[k] for k in ("text", "pred", "score", "found")}})
         op_output.emit(predictions, "predictions")

@@ -16,9 +16,10 @@ from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
 from lmseg_components.export import OnnxNetwork, check_trained_with, load_trained_bundle, trained_values
 from lmseg_components.workflows import FILE_WRITERS, bundle_dir, device_expression, load_bundle
 
-__all__ = ["EXPORTED_CONFIG", "TextBundlePredictor", "class_names", "class_prompts", "find_bundle"]
+__all__ = ["EXPORTED_CONFIG", "VOLUME_SUFFIXES", "TextBundlePredictor", "class_names", "class_prompts", "find_bundle"]
 
 EXPORTED_CONFIG = "inference_exported.json"
+VOLUME_SUFFIXES = (".nii", ".nii.gz")
 
 
 def class_names(meta: dict) -> list[str]:
@@ -155,13 +156,35 @@ class TextBundlePredictor:
         return record
 
     @torch.no_grad()
+    def check_kind(self, image: str | Path) -> None:
+        """Refuse a NIfTI volume given to a 2-D bundle, or a 2-D image to the volume bundle, naming the image and the
+        bundles that take it (before any image is read, so a batch fails before its first mask)."""
+        volume = str(image).lower().endswith(VOLUME_SUFFIXES)
+        if volume != self.segments_volumes:
+            takes = "3-D volumes (NIfTI)" if self.segments_volumes else "2-D images (PNG, JPEG, DICOM)"
+            other = "tgcnet_ct_organs" if volume else "tirnet_lmis or tgcnet_lmis"
+            raise ValueError(
+                f"{image} is a {'3-D volume' if volume else '2-D image'}; {self.bundle.name} segments {takes}: use "
+                f"{other}"
+            )
+
     def __call__(self, record: dict) -> dict:
         """The postprocessed item of ``record``: ``pred`` (the mask), and the presence decision of the bundle's
         :class:`~lmseg_components.engines.PresenceDecisiond`: ``score`` and ``found`` of each prompt (a float and a
         bool for a bundle with one prompt per image, lists with one per class; ``found`` is None for a model
-        without a ``presence_threshold`` in its run record, and a prompt not found gets an empty mask)."""
+        without a ``presence_threshold`` in its run record, and a prompt not found gets an empty mask).
+
+        Raises:
+            ValueError: the image is of the other kind (:meth:`check_kind`), its text does not fit the bundle, or
+                it has a side of one pixel (MONAI's image writers would drop that dimension); the message names it.
+        """
+        self.check_kind(record["image"])
         data = self.preprocessing(self.check_text(record))
         batch = list_data_collate([data])
         inputs, _, args, kwargs = self.prepare_batch(batch, self.device, non_blocking=False)
         batch["pred"] = self.inferer(inputs, self.network, *args, **kwargs)
-        return self.postprocessing(decollate_batch(batch)[0])
+        item = self.postprocessing(decollate_batch(batch)[0])
+        if min(item["pred"].shape[1:]) < 2:
+            size = " x ".join(str(n) for n in item["pred"].shape[1:])
+            raise ValueError(f"{record['image']}: {size} pixels; segmenting needs at least 2 pixels on each side")
+        return item

@@ -26,7 +26,7 @@ from monai.transforms import EnsureChannelFirst, LoadImage, ScaleIntensity
 from lmseg_components.data.prompted import read_prompted_images
 from lmseg_components.engines.overlay import render_overlay
 from lmseg_components.files import atomic_write, prepare_output_dir
-from lmseg_components.inference.predictor import TextBundlePredictor
+from lmseg_components.inference.predictor import VOLUME_SUFFIXES, TextBundlePredictor
 from lmseg_components.inference.writer import check_mask_paths, describe_mask, write_mask
 from lmseg_components.text.base import TextEncoder
 
@@ -34,7 +34,6 @@ __all__ = ["RESULTS_FILE", "READERS", "segment", "write_overlay"]
 
 RESULTS_FILE = "results.json"
 READERS = ("PILReader", "PydicomReader", "NibabelReader")  # PNG / JPEG, DICOM, NIfTI: chosen by file suffix
-VOLUME_SUFFIXES = (".nii", ".nii.gz")
 
 
 def write_overlay(image: str | Path, pred: torch.Tensor, caption: str, output_dir: str | Path) -> Path:
@@ -119,14 +118,7 @@ def segment(
     run_root = model.parent.parent if model.parent.name == "models" else model.parent
     predictor = TextBundlePredictor(bundle, device, {"bundle_root": str(run_root), **(overrides or {})}, model=model)
     for record in records:
-        volume = record["image"].lower().endswith(VOLUME_SUFFIXES)
-        if volume != predictor.segments_volumes:
-            takes = "3-D volumes (NIfTI)" if predictor.segments_volumes else "2-D images (PNG, JPEG, DICOM)"
-            other = "tgcnet_ct_organs" if volume else "tirnet_lmis or tgcnet_lmis"
-            raise ValueError(
-                f"{record['image']} is a {'3-D volume' if volume else '2-D image'}; {predictor.bundle.name} segments "
-                f"{takes}: use {other}"
-            )
+        predictor.check_kind(record["image"])
     for spatial_dims in (2, 3):  # NIfTI volumes get NIfTI masks, 2D images PNG masks; names checked before writing
         group = [r["image"] for r in records if (r["image"].lower().endswith(VOLUME_SUFFIXES)) == (spatial_dims == 3)]
         check_mask_paths(group, out, spatial_dims)
@@ -139,9 +131,6 @@ def segment(
             raise ValueError(f"{record['image']}: {predictor.bundle.name} cannot segment it ({e})") from e
         milliseconds = (time.perf_counter() - start) * 1000
         pred = item["pred"]
-        if min(pred.shape[1:]) < 2:  # MONAI's image writers drop a dimension of size 1
-            size = " x ".join(str(n) for n in pred.shape[1:])
-            raise ValueError(f"{record['image']}: {size} pixels; segmenting needs at least 2 pixels on each side")
         prompt = item["text"]
         read = _text_read(predictor.text_encoder, record["image"], prompt)
         caption = prompt if isinstance(prompt, str) else "; ".join(prompt)
