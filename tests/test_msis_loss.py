@@ -137,14 +137,25 @@ def test_bad_choices_are_refused():
         MSISLoss(bs_weight=-1)
 
 
-def test_bs_is_float32_and_unchanged_under_autocast():
-    """Mixed-precision training: F.binary_cross_entropy raises inside CUDA autocast; the written-out BCE runs in
-    float32 whatever the stage maps' dtype."""
+def test_bs_runs_in_float32_with_autocast_off(monkeypatch):
+    """Mixed-precision training: CUDA autocast refuses ``F.binary_cross_entropy`` (CPU autocast does not, so the
+    refusal is reproduced here), and half-precision inputs would round ``log(1 - p)``: BS computes its BCE with
+    autocast off, in float32."""
     g = torch.Generator().manual_seed(0)
     l_neg = torch.rand(2, 1, 8, 8, generator=g)
     gt = (torch.rand(2, 1, 32, 32, generator=g) > 0.7).float()
     reference = BSLoss()([l_neg], gt)
     assert torch.allclose(reference, F.binary_cross_entropy(l_neg, 1 - resize_mask(gt, (8, 8), "fraction")))
+    bce = F.binary_cross_entropy
+
+    def refused_under_autocast(*args, **kwargs):
+        if torch.is_autocast_enabled("cpu"):
+            raise RuntimeError("torch.nn.functional.binary_cross_entropy is unsafe to autocast")
+        return bce(*args, **kwargs)
+
+    monkeypatch.setattr(F, "binary_cross_entropy", refused_under_autocast)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = BSLoss()([l_neg.bfloat16()], gt)
     assert mixed.dtype == torch.float32 and torch.allclose(mixed, reference, rtol=1e-2)
+    half = BSLoss()([l_neg.bfloat16()], gt.bfloat16())  # bfloat16 stage maps and mask outside autocast
+    assert half.dtype == torch.float32 and torch.allclose(half, BSLoss()([l_neg.bfloat16().float()], gt), atol=1e-6)

@@ -100,6 +100,22 @@ def test_sse_pyramid_shapes(tower, use_vit, use_cnn):
         sse(torch.rand(1, 1, 100, 100))
 
 
+def test_sse_guidance_is_the_hybrid_pyramid_or_the_cnn_levels(tower):
+    """``hybrid`` hands the decoder the fused, deformable-refined stride-8/16 levels; ``cnn`` the projected CNN
+    levels before fusion (same weights, same pyramid, other guidance)."""
+    torch.manual_seed(0)
+    hybrid = SSE(tower, 1, dim=32, cnn_width=8, n_heads=4, guidance="hybrid")
+    cnn = SSE(tower, 1, dim=32, cnn_width=8, n_heads=4, guidance="cnn")
+    cnn.load_state_dict(hybrid.state_dict())
+    x = torch.rand(2, 1, 64, 64)
+    (pyramid, from_hybrid), (pyramid_cnn, from_cnn) = hybrid(x), cnn(x)
+    assert all(torch.equal(a, b) for a, b in zip(pyramid, pyramid_cnn, strict=True))
+    assert all(torch.equal(g, p) for g, p in zip(from_hybrid, pyramid[:2], strict=True))
+    projected = [proj(f) for proj, f in zip(cnn.cnn_proj, cnn.cnn(x), strict=True)][:2]
+    assert all(torch.equal(g, c) for g, c in zip(from_cnn, projected, strict=True))
+    assert not any(torch.allclose(g, p, atol=1e-3) for g, p in zip(from_cnn, pyramid[:2], strict=True))
+
+
 def test_sse_needs_a_branch():
     with pytest.raises(ValueError, match="both False"):
         SSE(None, use_vit=False, use_cnn=False)
