@@ -73,12 +73,15 @@ def test_evaluating_writes_metrics_and_per_slice_csv(trained):
     metrics = dict(line.split(",") for line in (root / "eval" / "metrics.csv").read_text().splitlines())
     assert float(metrics["val_mean_dice"]) > 0.1 and "val_hd95" in metrics
     quality = {
-        k: float(metrics[f"{p}retrieval_{k}"]) for p in ("", "oracle_", "random_") for k in ("hit_rate", "mask_dice")
+        f"{p}{k}": float(metrics[f"{p}retrieval_{k}"])
+        for p in ("", "oracle_", "random_")
+        for k in ("hit_rate", "mask_dice")
     }
-    assert all(0.0 <= v <= 1.0 for v in quality.values())
-    assert float(metrics["oracle_retrieval_mask_dice"]) >= max(
-        float(metrics["retrieval_mask_dice"]), float(metrics["random_retrieval_mask_dice"])
-    )
+    assert all(0.0 <= v <= 1.0 for v in quality.values()), quality
+    # the trained retriever finds guides whose masks agree with the query's far more often than chance: here
+    # hit rate 0.625 vs 0.125 and mask Dice 0.50 vs 0.27 (an index of random embeddings: 0.19 and 0.25)
+    assert quality["hit_rate"] >= quality["random_hit_rate"] + 0.25, quality
+    assert quality["mask_dice"] >= quality["random_mask_dice"] + 0.1, quality
     with open(root / "eval" / "val_mean_dice_raw.csv") as f:
         rows = list(csv.reader(f, delimiter="\t"))
     test = read_acdc_split(root / "data", "test")
