@@ -25,7 +25,7 @@ TINY = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers",
 TRAIN = ["configs/train.json", "configs/busi.json"]
 EVALUATE = ["configs/train.json", "configs/busi.json", "configs/evaluate.json"]
 INFERENCE = ["configs/inference.json", "configs/busi_inference.json"]
-EPOCHS = 2
+EPOCHS = 8
 
 
 def _bundle(workflow: str, configs: list[str], root: Path, *extra: str):
@@ -58,7 +58,8 @@ def test_masks_of_one_image_are_united_and_images_are_grey(tmp_path):
 def test_training_on_busi_learns_a_binary_task_with_training_gallery_only(trained):
     root, log = trained
     dice = [float(v) for v in re.findall(r"Metrics -- .*val_mean_dice: ([0-9.]+)", log)]
-    assert len(dice) == EPOCHS and all(0.0 <= d <= 1.0 for d in dice), dice
+    # 0.12 after the first epoch, 0.39 after the eighth
+    assert len(dice) == EPOCHS and max(dice[-3:]) > 0.3 and max(dice[-3:]) > dice[0] + 0.15, dice
     gallery = torch.load(root / "models" / "gallery.pt", weights_only=True)
     assert set(gallery["ids"]) == {r["name"] for r in read_busi_split(root / "data", "train")}
     assert gallery["case_ids"] == [f"{name.split('_', 1)[0]}/{name.split('_', 1)[1]}" for name in gallery["ids"]]
