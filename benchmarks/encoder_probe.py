@@ -12,13 +12,17 @@ classifier on the encoder, not a bundle: it trains its own small head (not a bun
     python benchmarks/encoder_probe.py --out runs/encoder_probe --seeds 0,1,2
     python benchmarks/encoder_probe.py --encoder hf:microsoft/BiomedVLP-CXR-BERT-specialized  # with hub access
 
-Writes ``<out>/<encoder>/seed<k>.json`` per seed and prints mean ± sample std over the seeds.
+Writes ``<out>/<encoder>/seed<k>.json`` per seed, prints mean ± sample std over the seeds, and writes the result
+to ``benchmarks/results/encoder_probe_<encoder>.json`` (``--results`` another folder), which the TIRNet docs
+render (``python benchmarks/results.py``).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +34,12 @@ from lmseg_components.files import atomic_write
 from lmseg_components.text import create_text_encoder
 from lmseg_components.text.phrasing import AUGMENTATION, HELD_OUT, LEVELS, SIDES, Area, ReportGrammar
 
+if __package__ in (None, ""):  # run as a script: the repository root holds the benchmarks package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.results import RESULTS_DIR, provenance, save_results  # noqa: E402
+
 COLUMNS = ("train_accuracy", "augmentation_side", "augmentation_level", "held_out_side", "held_out_level")
+TITLES = ("train accuracy", "side, new reports", "level, new reports", "side, held-out words", "level, held-out words")
 
 
 def reports(grammar: ReportGrammar, n: int, rng: np.random.Generator) -> tuple[list[str], torch.Tensor]:
@@ -94,9 +103,12 @@ def run(
     pretrained: str | None = None,
     context_length: int = 32,
     seeds: str | int | tuple = "0,1,2",
+    results: str = str(RESULTS_DIR),
 ) -> dict[str, list[float]]:
+    started = time.perf_counter()
     text_encoder = create_text_encoder(encoder, pretrained=pretrained, context_length=context_length)
-    folder = Path(out) / re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder)
+    folder = Path(out) / slug
     rows = []
     for seed in comma_seeds(seeds):
         path = folder / f"seed{seed}.json"
@@ -109,6 +121,16 @@ def run(
     print(f"\n{encoder} (context {context_length}), seeds {seeds}; mean ± sample std; chance: side 0.5, level 0.333")
     print("| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS))
     print("| " + " | ".join(f"{np.mean(v):.3f} ± {sample_std(np.array(v)):.3f}" for v in summary.values()) + " |")
+    caption = (
+        f"The encoder probe ({encoder}, context {context_length}): TIRNet's text path and a linear head learn the zone "
+        "of one-zone reports in the augmentation's words, then name it in fresh reports and in the held-out words; "
+        "accuracy (chance: side 0.5, level 0.333)."
+    )
+    settings = {"encoder": encoder, "pretrained": pretrained, "context_length": context_length}
+    measured = provenance("tirnet_lmis", "cpu", comma_seeds(seeds), started)
+    columns = list(zip(COLUMNS, TITLES, strict=True))
+    path = save_results(f"encoder_probe_{slug}", {encoder: rows}, columns, measured, caption, settings, Path(results))
+    print(f"result: {path}")
     return summary
 
 

@@ -21,6 +21,10 @@ overrides (e.g. ``--width 16`` for TIRNet, ``--dim 64`` for TGC-Net).
     python benchmarks/text_grounding.py --bundle tgcnet_lmis --image_size 128 --epochs 20 --variants full
     python benchmarks/text_grounding.py --bundle tgcnet_lmis --image_size 128 --epochs 20 --variants cnn_off,vit_off
 
+The table (mean ± sample std per variant, with the command, commit, bundle version and versions that measured it)
+goes to ``benchmarks/results/text_grounding_<bundle>.json`` (``--results`` another folder); variants run separately
+with the same settings fill one table, which the bundle docs render (``python benchmarks/results.py``).
+
 Several variants or seeds are one comma-separated value (``--variants cnn_off,vit_off``); a space-separated list
 is refused before anything is trained.
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -42,7 +47,11 @@ from lmseg_components.engines.presence import VALIDATION_AUROC
 from lmseg_components.files import atomic_write
 from lmseg_components.inference import TextBundlePredictor
 from lmseg_components.metrics import presence_auroc
-from lmseg_components.workflows import (
+
+if __package__ in (None, ""):  # run as a script: the repository root holds the benchmarks package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.results import RESULTS_DIR, provenance, save_results  # noqa: E402
+from lmseg_components.workflows import (  # noqa: E402
     SMALL_CONFIG,
     bundle_dir,
     device_expression,
@@ -119,8 +128,10 @@ def run(
     device: str = "cpu",
     num_workers: int = 2,
     text_encoder_name: str = "minilm",
+    results_dir: str = str(RESULTS_DIR),
     **overrides,
 ) -> dict[str, list[dict]]:
+    started = time.perf_counter()
     try:
         device_config = device_expression(device)
     except ValueError as e:
@@ -196,6 +207,22 @@ def run(
     _print_markdown(results, columns)
     if {"full", "no_text_aug"} <= results.keys():
         _print_paired(results["full"], results["no_text_aug"], columns)
+    caption = (
+        f"{bundle_name} on the synthetic LViT set ({n_train} / {n_val} / {n_test} images, data seed {data_seed}), "
+        f"{epochs} epochs at {image_size} px, {text_encoder_name} text, overrides {overrides or 'none'}: m-Dice per "
+        "text condition, the fraction of prompts naming nothing that get a mask from the network, the presence "
+        "AUROC, and the fraction each kind the presence decision finds."
+    )
+    settings = {
+        "epochs": epochs,
+        "image_size": image_size,
+        "data": [data_seed, n_train, n_val, n_test],
+        "text_encoder_name": text_encoder_name,
+        "overrides": overrides,
+    }
+    measured = provenance(bundle_name, device, comma_seeds(seeds), started)
+    name = f"text_grounding_{bundle_name}"
+    print(f"result: {save_results(name, results, columns, measured, caption, settings, Path(results_dir))}")
     return results
 
 

@@ -1,0 +1,84 @@
+"""Result tables are data: benchmarks write ``benchmarks/results/<name>.json`` and the docs' tables between
+``<!-- results: NAME -->`` markers are their renderings, so a docs table cannot drift from the measured numbers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from benchmarks.results import RESULTS_DIR, ROOT, render, render_docs, save_results
+
+COLUMNS = [("correct_mdice", "correct m-Dice"), ("paraphrased_mdice", "paraphrased m-Dice")]
+
+
+def _measured(version: str = "0.6.0", commit: str = "0123456789ab") -> dict:
+    return {
+        "command": "python benchmarks/text_grounding.py --seeds 0,1",
+        "seeds": [0, 1],
+        "commit": commit,
+        "bundle": "tirnet_lmis",
+        "bundle_version": version,
+        "torch": "2.14.1",
+        "monai": "1.5.1",
+        "python": "3.11.2",
+        "device": "cpu",
+        "wall_minutes": 31.4,
+        "date": "2026-12-02",
+    }
+
+
+def _rows(a: float, b: float) -> list[dict]:
+    return [{"correct_mdice": a, "paraphrased_mdice": 0.5}, {"correct_mdice": b, "paraphrased_mdice": 0.7}]
+
+
+def test_the_docs_tables_are_the_renderings_of_their_result_files():
+    assert render_docs(check=True) == []
+
+
+def test_every_results_file_is_rendered_somewhere():
+    marked = "".join(doc.read_text() for doc in (ROOT / "README.md", *(ROOT / "bundles").glob("*/docs/README.md")))
+    for path in RESULTS_DIR.glob("*.json"):
+        assert f"<!-- results: {path.stem} -->" in marked, f"{path.name} is rendered in no docs page"
+
+
+def test_rows_are_summarised_as_mean_and_sample_std_with_how_they_were_measured(tmp_path):
+    path = save_results(
+        "tg", {"full": _rows(0.9, 0.8)}, COLUMNS, _measured(), "TIRNet, 30 epochs.", {"e": 30}, tmp_path
+    )
+    result = json.loads(path.read_text())
+    full = result["variants"]["full"]
+    assert full["mean"]["correct_mdice"] == pytest.approx(0.85) and full["std"]["correct_mdice"] == pytest.approx(
+        0.0707107, abs=1e-6
+    )  # sample std of 0.9 and 0.8: sqrt(0.005)
+    assert full["mean"]["paraphrased_mdice"] == pytest.approx(0.6) and full["measured"]["commit"] == "0123456789ab"
+    table = render(result, current_version="0.6.0")
+    assert "| `full` | 0.850 ± 0.071 | 0.600 ± 0.141 | 31 |" in table
+    assert "seeds 0, 1, tirnet_lmis 0.6.0, commit `0123456789ab`, 2026-12-02, cpu" in table and "**" not in table
+    assert "python benchmarks/text_grounding.py --seeds 0,1" in table
+
+
+def test_an_older_bundle_version_is_shown_and_variants_of_the_same_settings_merge(tmp_path):
+    save_results("tg", {"full": _rows(0.9, 0.8)}, COLUMNS, _measured("0.5.0", "aaaa"), "c.", {"e": 30}, tmp_path)
+    path = save_results("tg", {"no_aug": _rows(0.7, 0.7)}, COLUMNS, _measured(), "c.", {"e": 30}, tmp_path)
+    result = json.loads(path.read_text())
+    assert list(result["variants"]) == ["full", "no_aug"]
+    table = render(result, current_version="0.6.0")
+    assert "`full`: seeds 0, 1, tirnet_lmis 0.5.0 **(today's is 0.6.0)**, commit `aaaa`" in table
+    assert "`no_aug`: seeds 0, 1, tirnet_lmis 0.6.0, commit `0123456789ab`" in table
+    path = save_results("tg", {"no_aug": _rows(0.7, 0.7)}, COLUMNS, _measured(), "c.", {"e": 40}, tmp_path)
+    assert list(json.loads(path.read_text())["variants"]) == ["no_aug"]  # other settings: a new table
+
+
+def test_check_names_a_docs_table_that_differs_from_its_rendering(tmp_path):
+    save_results("tg", {"full": _rows(0.9, 0.8)}, COLUMNS, _measured(), "c.", {"e": 30}, tmp_path)
+    doc = tmp_path / "README.md"
+    doc.write_text("# Results\n<!-- results: tg -->\nold table\n<!-- /results -->\nafter\n")
+    shutil.copy(doc, tmp_path / "copy.md")
+    assert render_docs([doc], tmp_path, check=True) == [f"{doc}: tg"]
+    assert doc.read_text() == (tmp_path / "copy.md").read_text()  # --check changes nothing
+    assert render_docs([doc], tmp_path) == [f"{doc}: tg"]
+    assert render_docs([doc], tmp_path, check=True) == [] and doc.read_text().endswith("<!-- /results -->\nafter\n")
+    doc.write_text(doc.read_text().replace("0.850 ± 0.071", "0.860 ± 0.071"))  # a hand edit
+    assert render_docs([doc], tmp_path, check=True) == [f"{doc}: tg"]
