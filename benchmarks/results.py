@@ -43,13 +43,13 @@ def _git(*args: str) -> str:
 
 
 def provenance(bundle: str, device: str, seeds: Sequence[int], started: float) -> dict:
-    """How a result was measured: command, seeds, commit (``+dirty`` with uncommitted changes), bundle version,
-    torch / MONAI / Python versions, device, wall time since ``started`` (``time.perf_counter()``)."""
+    """How a result was measured: command, seeds, commit (``+dirty`` with uncommitted changes other than docs),
+    bundle version, torch / MONAI / Python versions, device, wall time since ``started`` (``time.perf_counter()``)."""
     import monai
     import torch
 
     commit = _git("rev-parse", "--short=12", "HEAD")
-    if _git("status", "--porcelain", "--untracked-files=no"):
+    if _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!*.md"):  # docs do not change a number
         commit += "+dirty"
     return {
         "command": " ".join(["python", *sys.argv]),

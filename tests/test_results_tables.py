@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
 
 import pytest
 
-from benchmarks.results import RESULTS_DIR, ROOT, render, render_docs, save_results
+from benchmarks.results import DOCS, RESULTS_DIR, ROOT, bundle_version, render, render_docs, save_results
 
 COLUMNS = [("correct_mdice", "correct m-Dice"), ("paraphrased_mdice", "paraphrased m-Dice")]
 
@@ -82,3 +84,46 @@ def test_check_names_a_docs_table_that_differs_from_its_rendering(tmp_path):
     assert render_docs([doc], tmp_path, check=True) == [] and doc.read_text().endswith("<!-- /results -->\nafter\n")
     doc.write_text(doc.read_text().replace("0.850 ± 0.071", "0.860 ± 0.071"))  # a hand edit
     assert render_docs([doc], tmp_path, check=True) == [f"{doc}: tg"]
+
+
+CARRIED = re.compile(
+    r"^\*Carried over: measured at (?P<bundle>\w+) (?P<version>[\d.]+) \(commit (?P<commit>[0-9a-f]{7,})\) and not "
+    r"rerun since; today's (?P<today_bundle>\w+) is (?P<today>[\d.]+)\.\*$"
+)
+
+
+def _tables(doc) -> list[tuple[int, str, bool]]:
+    """(line number, the nearest non-blank line above the header, inside a results block) of each table."""
+    lines = doc.read_text().splitlines()
+    out, inside = [], False
+    for i, line in enumerate(lines):
+        inside = (inside or line.startswith("<!-- results: ")) and line != "<!-- /results -->"
+        if i and line.startswith("|---") and lines[i - 1].startswith("|"):
+            above = next((lines[j] for j in range(i - 2, -1, -1) if lines[j].strip()), "")
+            out.append((i, above, inside))
+    return out
+
+
+def test_every_docs_table_is_rendered_quoted_reference_or_visibly_carried_over():
+    """Each table of the README and the bundle docs is rendered from a result file, or marked as quoted paper
+    numbers or reference (no measurement), or says visibly at which bundle version and commit it was measured;
+    that version is the one the bundle had at that commit (checked where the clone has the history), and "today's"
+    is today's."""
+    history = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=ROOT, capture_output=True, text=True)
+    shallow = history.stdout.strip() != "false"
+    for doc in DOCS:
+        for line, above, rendered in _tables(doc):
+            where = f"{doc.relative_to(ROOT)}:{line}"
+            if rendered or above in ("<!-- table: paper -->", "<!-- table: reference -->"):
+                continue
+            carried = CARRIED.match(above)
+            assert carried, f"{where}: a table needs a results block, a table marker or a carried-over line: {above}"
+            assert carried["today_bundle"] == carried["bundle"] and carried["today"] == bundle_version(
+                carried["bundle"]
+            ), f"{where}: today's {carried['bundle']} is {bundle_version(carried['bundle'])}"
+            if shallow:  # a shallow clone lacks the commits the lines name
+                continue
+            metadata = f"{carried['commit']}:bundles/{carried['bundle']}/configs/metadata.json"
+            shown = subprocess.run(["git", "show", metadata], cwd=ROOT, capture_output=True, text=True)
+            assert shown.returncode == 0, f"{where}: no {metadata} in this clone's history"
+            assert json.loads(shown.stdout)["version"] == carried["version"], f"{where}: {metadata} says otherwise"
