@@ -133,14 +133,17 @@ def _measured(runs: dict[str, dict], current_version: str) -> str:
 
 def render(result: dict, current_version: str | None = None) -> str:
     """The markdown of a result: a caption (what was measured; seeds, bundle version, commit, date, device and
-    versions per group of variants measured alike), the commands, and a table of mean ± sample std per variant.
+    versions per group of variants measured alike), the commands, and a table of mean ± sample std per variant
+    (the value alone for a variant of one run).
     A variant measured at another bundle version than ``current_version`` (default: today's) says so in bold."""
     runs = {variant: row["measured"] for variant, row in result["variants"].items()}
     first = next(iter(runs.values()))
     current = current_version if current_version is not None else bundle_version(first["bundle"])
     commands = "\n".join(dict.fromkeys(m["command"] for m in runs.values()))
+    several = any(len(row["seeds"]) > 1 for row in result["variants"].values())
+    spread = " Cells: mean ± sample std over the seeds." if several else ""
     lines = [
-        f"{result['caption']} Mean ± sample std over seeds. {_measured(runs, current)}",
+        f"{result['caption']}{spread} {_measured(runs, current)}",
         "",
         f'<!-- docs-test: skip reason="a benchmark run" -->\n```bash\n{commands}\n```',
         "",
@@ -148,8 +151,9 @@ def render(result: dict, current_version: str | None = None) -> str:
         "|---|" + "---|" * (len(result["columns"]) + 1),
     ]
     for variant, row in result["variants"].items():
+        one = len(row["seeds"]) == 1  # one run: no spread to show
         cells = [
-            f"{row['mean'][key]:.3f} ± {row['std'][key]:.3f}" if key in row["mean"] else "—"
+            "—" if key not in row["mean"] else f"{row['mean'][key]:.3f}" + ("" if one else f" ± {row['std'][key]:.3f}")
             for key, _ in result["columns"]
         ]
         lines.append(f"| `{variant}` | " + " | ".join(cells) + f" | {row['measured']['wall_minutes']:.0f} |")

@@ -5,16 +5,27 @@ each setting of the ViT fine-tuning ablation (``clip_trainable_blocks``: 0 froze
 
     python benchmarks/tgcnet_params.py
     python benchmarks/tgcnet_params.py --settings 0,-1
+
+The counts go to ``benchmarks/results/tgcnet_params.json`` (``--results`` another folder), which the TGC-Net docs
+render (``python benchmarks/results.py``).
 """
 
 from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
 
 import fire
 
 from lmseg_components.networks import TGCNet, count_parameters
 
+if __package__ in (None, ""):  # run as a script: the repository root holds the benchmarks package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.results import RESULTS_DIR, provenance, save_results  # noqa: E402
+
 CONFIGS = {
-    "reference (ViT-L-14-336, 768 px CNN)": {
+    "reference": {
         "text_dim": 768,
         "clip_model": "ViT-L-14-336-quickgelu",
         "dim": 256,
@@ -23,7 +34,7 @@ CONFIGS = {
         "n_deform_layers": 2,
         "cost_dim": 128,
     },
-    "bundle CPU default (ViT-B-16 at 64, 128 px CNN)": {
+    "small.json": {
         "text_dim": 384,
         "clip_model": "ViT-B-16-quickgelu",
         "clip_image_size": 64,
@@ -35,20 +46,35 @@ CONFIGS = {
 }
 
 
-def main(settings: str | int | tuple = (0, 1, 2, 4, -1)) -> None:
+def main(settings: str | int | tuple = (0, 1, 2, 4, -1), results: str = str(RESULTS_DIR)) -> None:
     """Print one row per configuration and ``clip_trainable_blocks`` setting (comma-separated on the command
-    line). Each network is built once, frozen; the settings are applied to its tower in turn."""
+    line) and write them as a result. Each network is built once, frozen; the settings are applied to its tower in
+    turn."""
+    started = time.perf_counter()
     values = [int(v) for v in str(settings).strip("()").split(",") if v.strip()]
-    print(f"{'configuration':<48} {'clip_trainable_blocks':>21} {'trainable':>10} {'frozen':>9}")
+    rows = {}
+    print(f"{'configuration':<12} {'clip_trainable_blocks':>21} {'trainable':>10} {'frozen':>9}")
     for name, kwargs in CONFIGS.items():
         net = TGCNet(**kwargs)
         for n in values:
             net.sse.vit.set_trainable_blocks(n)
             counts = count_parameters(net)
             label = "all (-1)" if n == -1 else "0 (frozen)" if n == 0 else str(n)
-            print(f"{name:<48} {label:>21} {counts['trainable'] / 1e6:>9.2f}M {counts['frozen'] / 1e6:>8.1f}M")
+            print(f"{name:<12} {label:>21} {counts['trainable'] / 1e6:>9.2f}M {counts['frozen'] / 1e6:>8.1f}M")
+            row = {"trainable_millions": counts["trainable"] / 1e6, "frozen_millions": counts["frozen"] / 1e6}
+            rows[f"{name}, clip_trainable_blocks {label}"] = [row]
     print("frozen: the CLIP image tower's frozen part; the frozen text tower runs outside the network (its token")
     print("features are cached on disk). ln_post and proj of the tower never train: the tapped grids skip them.")
+    caption = (
+        "TGC-Net parameters in millions: reference = ViT-L-14-336, CNN at 768 px, dim 256, CNN width 64, 2 deformable "
+        "layers, cost width 128; small.json = ViT-B-16 at 64 px, CNN at 128 px, dim 64, CNN width 16, cost width 32. "
+        "Frozen: the frozen part of the CLIP image tower (the text tower runs outside the network). The counts do not "
+        "depend on the weights (one run)."
+    )
+    columns = [("trainable_millions", "trainable (M)"), ("frozen_millions", "frozen (M)")]
+    measured = provenance("tgcnet_lmis", "cpu", [0], started)
+    path = save_results("tgcnet_params", rows, columns, measured, caption, {"settings": values}, Path(results))
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

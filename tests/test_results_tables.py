@@ -59,6 +59,8 @@ def test_rows_are_summarised_as_mean_and_sample_std_with_how_they_were_measured(
     assert "| `full` | 0.850 ± 0.071 | 0.600 ± 0.141 | 31 |" in table
     assert "seeds 0, 1, tirnet_lmis 0.6.0, commit `0123456789ab`, 2026-12-02, cpu" in table and "**" not in table
     assert "python benchmarks/text_grounding.py --seeds 0,1" in table
+    one = save_results("one", {"full": _rows(0.9, 0.8)[:1]}, COLUMNS, _measured(), "c.", {}, tmp_path)
+    assert "| `full` | 0.900 | 0.500 | 31 |" in render(json.loads(one.read_text()), current_version="0.6.0")
 
 
 def test_an_older_bundle_version_is_shown_and_variants_of_the_same_settings_merge(tmp_path):
