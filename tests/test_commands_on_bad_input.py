@@ -95,6 +95,7 @@ def test_bad_input_ends_with_one_line(inputs, case, tmp_path, capsys):
         message = stop.value.code
     assert "\n" not in message and message.startswith("error: ") and EXPECTED[case] in message, message
     assert " object at 0x" not in err + message, err[-2000:]
+    assert not (tmp_path / "out").exists(), "a failed command leaves its output folder behind"
 
 
 def test_the_shell_sees_status_1_and_one_line(inputs, tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,10 +111,24 @@ def segment(
     Raises:
         FileNotFoundError / ValueError / FileExistsError: a missing image, model or prompts file; a bad prompt;
             an image the bundle cannot read; an output folder that is not empty (the message names the file).
+            A call that fails removes the output folder it made (one that existed keeps what it held).
     """
     records = read_prompted_images(images, prompts, text)
     model = Path(model)
+    new_folder = not Path(out).exists()
     out = prepare_output_dir(out, overwrite, sources=[model, *(r["image"] for r in records)])
+    try:
+        return _segment_into(out, records, bundle, model, device, overrides)
+    except BaseException:
+        if new_folder:  # a folder this call made holds only what it wrote: a failed call leaves nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _segment_into(
+    out: Path, records: list[dict], bundle: str | Path, model: Path, device: str | None, overrides: dict | None
+) -> list[dict]:
+    """:func:`segment`'s work, into the prepared folder ``out``."""
     # the caches of text features (and CLIP weights) go to the run the model came from
     run_root = model.parent.parent if model.parent.name == "models" else model.parent
     predictor = TextBundlePredictor(bundle, device, {"bundle_root": str(run_root), **(overrides or {})}, model=model)
