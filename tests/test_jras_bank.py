@@ -233,7 +233,8 @@ def test_a_truncated_index_is_refused_by_inference_and_rebuilt_by_the_bank_comma
     with pytest.raises(ValueError, match="lmseg jras-bank rebuild"):
         _add(bank, new_cases)
     fire.Fire(jras_bank, command=["rebuild", "--bundle_root", str(bank), "--config_file", str(TRAIN_CONFIG)])
-    assert capsys.readouterr().out.strip() == f"indexed {len(gallery['ids'])} gallery items"
+    # the last line: MONAI's logger may also have written the inference run's error to stdout
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"indexed {len(gallery['ids'])} gallery items"
     rebuilt = _index(bank, gallery)
     assert rebuilt.ids == index_before.ids and rebuilt.case_ids == index_before.case_ids
     assert torch.allclose(rebuilt.embeddings, index_before.embeddings, atol=1e-5)

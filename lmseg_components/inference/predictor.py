@@ -155,7 +155,6 @@ class TextBundlePredictor:
             )
         return record
 
-    @torch.no_grad()
     def check_kind(self, image: str | Path) -> None:
         """Refuse a NIfTI volume given to a 2-D bundle, or a 2-D image to the volume bundle, naming the image and the
         bundles that take it (before any image is read, so a batch fails before its first mask)."""
@@ -168,6 +167,7 @@ class TextBundlePredictor:
                 f"{other}"
             )
 
+    @torch.no_grad()
     def __call__(self, record: dict) -> dict:
         """The postprocessed item of ``record``: ``pred`` (the mask), and the presence decision of the bundle's
         :class:`~lmseg_components.engines.PresenceDecisiond`: ``score`` and ``found`` of each prompt (a float and a

@@ -71,7 +71,7 @@ class _Bank:
     gallery: dict
     retriever: nn.Module
     device: torch.device
-    index: RetrievalIndex
+    index: RetrievalIndex | None
 
 
 def _config(bundle_root: str | Path, config_file: str | Path | None, overrides: dict | None) -> ConfigParser:
@@ -146,8 +146,8 @@ def _open(
     bundle_root: str | Path, config_file: str | Path | None, overrides: dict | None, read_index: bool = True
 ) -> _Bank:
     """Read the gallery, the saved retriever and its index (refused, naming ``rebuild``, when it is unreadable or
-    another retriever built it; re-embedded from the gallery when it lists other ids). Without ``read_index``, a
-    new empty index of the trained ``index_backend``."""
+    another retriever built it; re-embedded from the gallery when it lists other ids). Without ``read_index``, no
+    index (``index`` None)."""
     parser = _config(bundle_root, config_file, overrides)
     gallery_path = Path(parser.get_parsed_content("gallery_path"))
     index_path = Path(parser.get_parsed_content("index_path"))
@@ -155,9 +155,7 @@ def _open(
     device = parser.get_parsed_content("torch_device")
     retriever = _load_retriever(parser, device)
     if not read_index:
-        dim = _embed(retriever, gallery["images"][:1], device).shape[1]
-        index = create_index(dim, parser.get_parsed_content("index_backend"))
-        return _Bank(parser, gallery_path, index_path, gallery, retriever, device, index)
+        return _Bank(parser, gallery_path, index_path, gallery, retriever, device, None)
     finish_saves(index_path.parent)
     try:
         index = load_index(index_path, weights_fingerprint(retriever))
@@ -343,7 +341,9 @@ def rebuild_index(bundle_root: str | Path, config_file: str | Path | None = None
     another retriever. Returns the number of items indexed."""
     bank = _open(bundle_root, config_file, overrides, read_index=False)
     gallery = bank.gallery
-    bank.index.add(_embed(bank.retriever, gallery["images"], bank.device), gallery["ids"], gallery["case_ids"])
+    embeddings = _embed(bank.retriever, gallery["images"], bank.device)
+    bank.index = create_index(embeddings.shape[1], bank.parser.get_parsed_content("index_backend"))
+    bank.index.add(embeddings, gallery["ids"], gallery["case_ids"])
     _save(bank)
     return len(bank.index)
 
