@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from bundle_cli import BUNDLES, config_file, run_bundle, with_small
+from bundle_cli import BUNDLES, CPU, config_file, run_bundle, with_small
 
 from lmseg_components.bundle_checks import cli_overrides
-from lmseg_components.data import make_synthetic_lvit, read_lvit_split
+from lmseg_components.data import make_synthetic_acdc, make_synthetic_lvit, read_lvit_split
 from lmseg_components.workflows import SMALL_CONFIG, evaluate_metrics
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
@@ -53,12 +53,12 @@ runpy.run_module("monai.bundle", run_name="__main__")
 """
 
 
-def _kill_after(root: Path, iteration: int) -> None:
+def _kill_after(root: Path, iteration: int, bundle: str = "tirnet_lmis", args: list[str] = ARGS) -> None:
     """Run the training until its checkpoint of ``iteration`` is saved, SIGKILLed right there."""
     command = [sys.executable, "-c", KILL_AFTER_SAVE, str(iteration), "run", "training"]
     command += ["--meta_file", "configs/metadata.json", "--config_file", config_file(with_small(TRAIN))]
     command += ["--bundle_root", str(root), "--dataset_dir", str(root / "data")]
-    proc = subprocess.run(command + ARGS, cwd=BUNDLES / "tirnet_lmis", env=ENV, capture_output=True, text=True)
+    proc = subprocess.run(command + args, cwd=BUNDLES / bundle, env=ENV, capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, f"the run ended ({proc.returncode}) unkilled: {proc.stderr[-2000:]}"
     assert _iteration(root / "models" / "checkpoint.pt") == iteration
 
@@ -112,3 +112,43 @@ def test_killed_training_reruns_as_the_uninterrupted_run(reference):
 
     leftovers = [p for p in root.rglob("*") if ".tmp" in p.name or p.name.startswith("tmp")]
     assert not leftovers, leftovers
+
+
+# J-RAS: 4 training patients (32 slices), batch 8: 4 iterations an epoch, 8 in all
+JRAS_ARGS = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "8"]
+JRAS_ARGS += ["--epochs", "2", "--save_interval", "1", *CPU]
+
+
+def test_killed_jras_training_reruns_as_the_uninterrupted_run(tmp_path):
+    """The joint iteration (segmenter and retriever, contrastive views drawn from the random state) resumes as the
+    run that was never killed: the same network, best model and persisted retrieval index."""
+    make_synthetic_acdc(tmp_path / "data", seed=0, n_patients=6, shape=(32, 32, 4))
+    for run_root in ("reference", "killed"):
+        (tmp_path / run_root).mkdir()
+        (tmp_path / run_root / "data").symlink_to(tmp_path / "data")
+    reference = run_bundle("jras_segmentation", "training", TRAIN, tmp_path / "reference", *JRAS_ARGS, env=ENV)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    root = tmp_path / "killed"
+    for point in (2, 5):  # mid epoch 1; mid epoch 2, after a validation and an index rebuild
+        _kill_after(root, point, "jras_segmentation", JRAS_ARGS)
+    rerun = run_bundle("jras_segmentation", "training", TRAIN, root, *JRAS_ARGS, env=ENV)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert _iteration(root / "models" / "checkpoint.pt") == 8
+    for name, key in (("checkpoint.pt", "network"), ("model.pt", None), ("index.pt", None)):
+        resumed, uninterrupted = (
+            torch.load(r / "models" / name, weights_only=True) for r in (root, tmp_path / "reference")
+        )
+        resumed, uninterrupted = (w[key] if key else w for w in (resumed, uninterrupted))
+        assert resumed.keys() == uninterrupted.keys()
+        assert all(_equal(resumed[k], uninterrupted[k]) for k in uninterrupted), f"{name} differs"
+
+
+def _equal(a, b) -> bool:
+    """Bit-identical, through nested dicts and lists."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(_equal, a, b))
+    return a == b

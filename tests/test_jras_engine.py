@@ -1,15 +1,19 @@
-"""J-RAS joint training through MONAI's SupervisedTrainer + the retrieval handlers, on synthetic ACDC slices."""
+"""J-RAS joint training through JRASTrainer (MONAI's SupervisedTrainer with the joint iteration) and the retrieval
+handlers, on synthetic ACDC slices."""
+
+import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 from ignite.engine import Events
 from monai.data import DataLoader
-from monai.engines import PrepareBatchExtraInput, SupervisedEvaluator, SupervisedTrainer
+from monai.engines import PrepareBatchExtraInput, SupervisedEvaluator
+from monai.engines.utils import IterationEvents
 from monai.losses import DiceCELoss
 
 from lmseg_components.data import load_slices, make_synthetic_acdc, read_acdc_slices, split_by_case
-from lmseg_components.engines import ContrastiveStep, RebuildIndex, RetrievalHitRate
+from lmseg_components.engines import ContrastiveObjective, JRASTrainer, RebuildIndex, RetrievalHitRate
 from lmseg_components.engines.jras import gallery_agreement
 from lmseg_components.networks import GuidedSegmenter
 from lmseg_components.retrieval import MaskEmbeddingRetriever, RetrievalAugmentedSegmenter, Retriever, StaleIndexError
@@ -52,30 +56,37 @@ PREPARE = PrepareBatchExtraInput(extra_keys={"exclude_ids": "name", "exclude_cas
 
 
 def _trainer(
-    net, data, batch_size: int, handlers: list, epochs: int = 1, shuffle: bool = False, optimizer=None
-) -> SupervisedTrainer:
-    """MONAI's SupervisedTrainer (Dice + CE; by default optimising the segmenter) with the J-RAS handlers."""
-    return SupervisedTrainer(
+    net,
+    data,
+    batch_size: int,
+    handlers: list,
+    epochs: int = 1,
+    shuffle: bool = False,
+    contrastive: ContrastiveObjective | None = None,
+    retriever_lr: float = 1e-3,
+    **kwargs,
+) -> JRASTrainer:
+    """JRASTrainer (Dice + CE; Adam on the segmenter, Adam on the retriever) with the J-RAS handlers."""
+    return JRASTrainer(
         device=torch.device("cpu"),
         max_epochs=epochs,
         train_data_loader=DataLoader(data, batch_size=batch_size, shuffle=shuffle),
         network=net,
-        optimizer=optimizer or torch.optim.Adam(net.segmenter.parameters(), 1e-3),
+        optimizer=torch.optim.Adam(net.segmenter.parameters(), 1e-3),
+        retriever_optimizer=torch.optim.Adam(net.retriever.parameters(), retriever_lr),
+        contrastive=contrastive,
         loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
         prepare_batch=PREPARE,
         train_handlers=handlers,
+        **kwargs,
     )
 
 
 def test_joint_training_never_retrieves_self_or_case_and_rebuilds_index(splits, tmp_path):
     train, val = splits
     net = _network_with_gallery(train)
-    handlers = [
-        RebuildIndex(net),
-        ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters(), 1e-3)),
-        RetrievalHitRate(net, num_classes=4),
-    ]
-    trainer = _trainer(net, train, 8, handlers, epochs=2, shuffle=True)
+    handlers = [RebuildIndex(net), RetrievalHitRate(net, num_classes=4)]
+    trainer = _trainer(net, train, 8, handlers, epochs=2, shuffle=True, contrastive=ContrastiveObjective())
     seen, indexes = [], []
 
     @trainer.on(Events.ITERATION_COMPLETED)
@@ -135,8 +146,7 @@ def test_joint_training_never_retrieves_self_or_case_and_rebuilds_index(splits, 
 def test_baseline_without_retrieval_trains_the_same_backbone(splits):
     train, _ = splits
     net = _network(use_retrieval=False)
-    handlers = [RebuildIndex(net), ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters()))]
-    trainer = _trainer(net, train, 8, handlers)
+    trainer = _trainer(net, train, 8, [RebuildIndex(net)], contrastive=ContrastiveObjective())
     trainer.run()
     assert net.index is None and "contrastive_loss" not in trainer.state.output[0]
 
@@ -181,12 +191,11 @@ def test_adjacent_slice_positives(tmp_path):
         assert neighbour.rsplit("_z", 1)[0] == record["name"].rsplit("_z", 1)[0]  # same patient and frame
         assert abs(int(neighbour.rsplit("_z", 1)[1]) - record["slice"]) == 1
     net.rebuild_index()
-    handlers = [ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters()), positives="adjacent")]
-    trainer = _trainer(net, dataset, 4, handlers)
+    trainer = _trainer(net, dataset, 4, [], contrastive=ContrastiveObjective(positives="adjacent"))
     trainer.run()
-    assert torch.isfinite(trainer.state.output[0]["contrastive_loss"])
+    assert math.isfinite(trainer.state.output[0]["contrastive_loss"])
     with pytest.raises(ValueError, match="positives must be"):
-        ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters()), positives="patients")
+        ContrastiveObjective(positives="patients")
 
 
 def _four_slice_gallery() -> tuple[RetrievalAugmentedSegmenter, torch.Tensor]:
@@ -242,10 +251,9 @@ def test_mask_contrastive_step_trains_the_retriever_with_labels(splits):
     net = _network_with_gallery(train)
     net.rebuild_index()
     before = net.retriever_fingerprint()
-    step = ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters(), 1e-3), positives="mask", num_candidates=8)
-    trainer = _trainer(net, train[:4], 4, [step])
+    trainer = _trainer(net, train[:4], 4, [], contrastive=ContrastiveObjective(positives="mask", num_candidates=8))
     trainer.run()
-    assert torch.isfinite(trainer.state.output[0]["contrastive_loss"]) and net.retriever_fingerprint() != before
+    assert math.isfinite(trainer.state.output[0]["contrastive_loss"]) and net.retriever_fingerprint() != before
 
 
 def _toward_mask_similar(net, items) -> float:
@@ -262,29 +270,28 @@ def _toward_mask_similar(net, items) -> float:
 
 
 def test_mask_contrastive_step_moves_embeddings_toward_mask_similar_items(splits):
-    """Contrastive steps alone (no segmentation term) on the mask-embedding retriever: the gap grows from 0.001 to
-    0.042 in 3 epochs; a negated loss leaves it at 0.001, a random-direction step at 0.005."""
+    """The contrastive term alone trains the mask-embedding retriever (no segmentation term, no segmentation
+    gradient through the blend weights): the gap grows from 0.001 to 0.042 in 3 epochs; a negated loss leaves it at
+    0.001, a random-direction step at 0.005."""
     train, _ = splits
     net = _segmenting_network(train)
     before = _toward_mask_similar(net, train)
-    optimizer = torch.optim.Adam(net.retriever.parameters(), 1e-2)
-    step = ContrastiveStep(net, optimizer, num_candidates=8, segmentation_weight=0.0)
+    objective = ContrastiveObjective(num_candidates=8, segmentation_weight=0.0)
     torch.manual_seed(0)
-    _trainer(net, train, 8, [step], epochs=3, shuffle=True).run()
+    _trainer(net, train, 8, [], epochs=3, shuffle=True, contrastive=objective, retriever_lr=1e-2).run()
     after = _toward_mask_similar(net, train)
     assert after > before + 0.02, (before, after)
 
 
 @pytest.mark.parametrize("seg_grad", [True, False])
 def test_segmentation_loss_updates_the_retriever_only_with_seg_grad(splits, seg_grad):
-    """One supervised step, the retriever's parameters in the supervised optimiser and no contrastive step: the
-    retriever moves through the blend weights with ``retriever_seg_grad`` and stays put without it."""
+    """One supervised step without a contrastive term: the retriever (stepped by the retriever optimiser) moves
+    through the blend weights with ``retriever_seg_grad`` and stays put without it."""
     train, _ = splits
     net = _network_with_gallery(train, retriever_seg_grad=seg_grad)
     net.rebuild_index()
     before = [p.detach().clone() for p in net.retriever.parameters()]
-    optimizer = torch.optim.Adam([*net.segmenter.parameters(), *net.retriever.parameters()], 1e-3)
-    trainer = _trainer(net, train[:4], 4, [], optimizer=optimizer)
+    trainer = _trainer(net, train[:4], 4, [])
     trainer.run()
     moved = [not torch.equal(a, b) for a, b in zip(before, net.retriever.parameters(), strict=True)]
     grads = [p.grad for p in net.retriever.parameters()]
@@ -325,8 +332,7 @@ def test_retrieval_quality_of_learned_oracle_and_random_retrievers():
 def test_contrastive_views_move_their_labels_with_the_image():
     """A view's labels are rolled by the same translation as its image: an image that *is* its label map (values
     0/1, no noise) rounds back to the view's labels whatever the drawn shift (intensity jitter stays < 0.5)."""
-    net = _network()
-    step = ContrastiveStep(net, torch.optim.Adam(net.retriever.parameters()), noise_std=0.0, max_shift=3)
+    step = ContrastiveObjective(noise_std=0.0, max_shift=3)
     labels = torch.zeros(2, 1, 16, 16, dtype=torch.long)
     labels[0, 0, 2:6, 3:9], labels[1, 0, 9:14, 1:4] = 1, 1
     for _ in range(10):
@@ -353,23 +359,21 @@ def _retriever_dice(net, items) -> float:
 
 
 def test_a_segmenting_retriever_learns_its_masks_in_the_contrastive_step(splits):
-    """With a MaskEmbeddingRetriever the step adds Dice + CE on the labels of the views and candidates: after the
+    """With a MaskEmbeddingRetriever the term adds Dice + CE on the labels of the views and candidates: after the
     same steps, the retriever's own masks on the training slices are far better than with segmentation_weight 0
     (contrast alone), where the term is absent from the output."""
     train, _ = splits
     dice = {}
     for weight in (1.0, 0.0):
         net = _segmenting_network(train)
-        step = ContrastiveStep(
-            net, torch.optim.Adam(net.retriever.parameters(), 3e-3), num_candidates=8, segmentation_weight=weight
-        )
-        trainer = _trainer(net, train, 8, [step], epochs=8, shuffle=True)
+        objective = ContrastiveObjective(num_candidates=8, segmentation_weight=weight)
+        trainer = _trainer(net, train, 8, [], epochs=8, shuffle=True, contrastive=objective, retriever_lr=3e-3)
         trainer.run()
         assert ("retriever_segmentation_loss" in trainer.state.output[0]) == (weight > 0)
         dice[weight] = _retriever_dice(net, train)
     assert dice[1.0] > dice[0.0] + 0.1, dice
     with pytest.raises(ValueError, match="segmentation_weight"):
-        ContrastiveStep(net, step.optimizer, segmentation_weight=-1.0)
+        ContrastiveObjective(segmentation_weight=-1.0)
 
 
 def test_tensorboard_transforms_name_what_the_config_lambdas_did():
@@ -386,3 +390,87 @@ def test_tensorboard_transforms_name_what_the_config_lambdas_did():
     masks = torch.zeros(2, 3, 3)
     masks[0, 0, 0] = masks[1, 2, 2] = 1
     assert torch.equal(UniteChannelsd("label")({"label": masks})["label"], masks.amax(0, keepdim=True))
+
+
+def _count_steps(optimizers) -> dict[int, int]:
+    """id(parameter) -> how many optimiser steps updated it (a parameter with a gradient at the step)."""
+    counts: dict[int, int] = {}
+
+    def count(optimizer, args, kwargs):
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    counts[id(p)] = counts.get(id(p), 0) + 1
+
+    for optimizer in optimizers:
+        optimizer.register_step_post_hook(count)
+    return counts
+
+
+def test_each_parameter_is_stepped_once_per_iteration_by_one_optimiser(splits):
+    """With the segmentation gradient into the retriever and the contrastive term both on, 2 iterations step every
+    parameter of segmenter and retriever exactly twice; two optimisers over the same retriever (the old config's
+    second step) are refused."""
+    train, _ = splits
+    net = _network_with_gallery(train, retriever_seg_grad=True, mask_retriever=True)
+    net.rebuild_index()
+    trainer = _trainer(net, train[:8], 4, [], contrastive=ContrastiveObjective(num_candidates=8))
+    counts = _count_steps([trainer.optimizer, trainer.retriever_optimizer])
+    trainer.run()
+    assert trainer.state.iteration == 2
+    assert [counts.get(id(p), 0) for p in net.parameters()] == [2] * len(list(net.parameters()))
+    assert {"loss", "contrastive_loss", "retriever_segmentation_loss"} <= trainer.state.output[0].keys()
+    everything = torch.optim.Adam(net.parameters())
+    with pytest.raises(ValueError, match="share .* parameters"):
+        JRASTrainer(
+            device=torch.device("cpu"),
+            max_epochs=1,
+            train_data_loader=[],
+            network=net,
+            optimizer=everything,
+            retriever_optimizer=torch.optim.Adam(net.retriever.parameters()),
+            loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
+        )
+
+
+@pytest.mark.parametrize("seg_grad", [True, False])
+def test_bundle_optimisers_split_the_network_between_them(seg_grad):
+    """train.json: ``optimizer`` holds the segmenter, ``retriever_optimizer`` the retriever, no parameter in both,
+    none in neither, each with its own learning-rate schedule."""
+    from lmseg_components.workflows import bundle_dir, load_bundle
+
+    parser = load_bundle(bundle_dir("jras_segmentation"), ["train.json"], {"retriever_seg_grad": seg_grad})
+    net = parser.get_parsed_content("network_def")
+    segmenter, retriever = (
+        {id(p) for g in parser.get_parsed_content(key).param_groups for p in g["params"]}
+        for key in ("optimizer", "retriever_optimizer")
+    )
+    assert not segmenter & retriever
+    assert segmenter | retriever == {id(p) for p in net.parameters()}
+    assert segmenter == {id(p) for p in net.segmenter.parameters()}
+    schedules = [parser[f"train#{k}#optimizer"] for k in ("lr_scheduler", "retriever_lr_scheduler")]
+    assert schedules == ["@optimizer", "@retriever_optimizer"]
+    assert parser["train#trainer#retriever_optimizer"] == "@retriever_optimizer"
+
+
+def test_amp_iteration_under_cpu_bfloat16_autocast(splits):
+    """The engine's AMP path (autocast around the one forward, the scaler's steps; MONAI's scaler disables itself
+    without CUDA, so the CPU runs bfloat16 autocast unscaled): float32 finite losses, both networks trained."""
+    train, _ = splits
+    net = _network_with_gallery(train, retriever_seg_grad=True, mask_retriever=True)
+    net.rebuild_index()
+    before = [p.detach().clone() for p in net.parameters()]
+    objective = ContrastiveObjective(num_candidates=8)
+    trainer = _trainer(net, train[:8], 4, [], contrastive=objective, amp=True, amp_kwargs={"dtype": torch.bfloat16})
+    seen = []
+    trainer.add_event_handler(
+        IterationEvents.LOSS_COMPLETED,
+        lambda e: seen.append([e.state.output[k].dtype for k in ("pred", "loss", "contrastive_loss")]),
+    )
+    with pytest.warns(UserWarning, match="CUDA is not available"):
+        trainer.run()
+    # the forward ran under autocast, the losses in float32
+    assert seen == [[torch.bfloat16, torch.float32, torch.float32]] * 2
+    assert all(math.isfinite(trainer.state.output[0][k]) for k in ("loss", "contrastive_loss"))
+    moved = [not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True)]
+    assert all(moved)

@@ -25,7 +25,7 @@ def _torchrun(bundle: str, root: Path, epochs: int, *overrides: str) -> str:
     run = run_monai_bundle(BUNDLES / bundle, bundle_args("training", configs, root, *extra), nproc=2, timeout=600)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-3000:]
-    assert log.count("SupervisedTrainer - INFO - Engine run finished") == 2  # both ranks finished
+    assert len(re.findall(r"(Supervised|JRAS)Trainer - INFO - Engine run finished", log)) == 2  # both ranks
     # only rank 0 builds TensorBoard writers: every event file (events.out.tfevents.<time>.<host>.<pid>.<n>)
     # comes from one process, none is an empty file of rank 1
     events = list((root / "eval" / "tensorboard").glob("events.out.tfevents.*"))
@@ -105,24 +105,69 @@ def test_metrics_are_reduced_across_ranks(tmp_path):
         assert abs(metrics["gdice"] - expected_gdice) < 1e-6
 
 
-def _rank_retriever_sync(rank: int, world: int, init_file: str, out: str) -> None:
-    from lmseg_components.engines.jras import _average_gradients_across_ranks, _broadcast_buffers_from_rank0, _is_rank0
+def _rank_joint_step(rank: int, world: int, init_file: str, out: str) -> None:
+    """One JRASTrainer iteration of a DDP-wrapped J-RAS network on this rank's own slices."""
+    from monai.engines import PrepareBatchExtraInput
+    from monai.losses import DiceCELoss
+    from torch.nn.parallel import DistributedDataParallel
+
+    from lmseg_components.engines import ContrastiveObjective, JRASTrainer
+    from lmseg_components.engines.jras import _broadcast_buffers_from_rank0
+    from lmseg_components.networks import GuidedSegmenter
+    from lmseg_components.retrieval import RetrievalAugmentedSegmenter, Retriever
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    module = torch.nn.BatchNorm1d(2)
-    module.weight.grad = torch.full((2,), float(rank + 1))  # rank 0: 1, rank 1: 2
-    module.running_mean.fill_(rank + 5.0)  # rank 0: 5, rank 1: 6
-    _average_gradients_across_ranks(module)
-    _broadcast_buffers_from_rank0(module)
-    torch.save({"grad": module.weight.grad, "mean": module.running_mean, "rank0": _is_rank0()}, f"{out}.{rank}")
+    torch.manual_seed(0)  # the same initial weights and gallery on both ranks
+    retriever = Retriever(in_channels=1, embed_dim=16, hidden_dim=32, widen_factor=0.25)  # batch norm inside
+    segmenter = GuidedSegmenter(1, 3, "unet", features=(4, 4, 8, 8, 16, 4))  # 32 px: 2 px at the bottom
+    net = RetrievalAugmentedSegmenter(retriever, segmenter, k=2)
+    labels = torch.randint(0, 3, (8, 1, 32, 32))
+    net.set_gallery(torch.rand(8, 1, 32, 32), labels, [f"g{i}" for i in range(8)], [f"c{i}" for i in range(8)])
+    net.rebuild_index()
+    ddp = DistributedDataParallel(net, find_unused_parameters=True)
+    torch.manual_seed(1 + rank)  # each rank its own batch
+    batch = [
+        {
+            "image": torch.rand(1, 32, 32),
+            "label": torch.randint(0, 3, (1, 32, 32)),
+            "name": f"r{rank}_{i}",
+            "case_id": f"p{rank}",
+        }
+        for i in range(2)
+    ]
+    trainer = JRASTrainer(
+        device=torch.device("cpu"),
+        max_epochs=1,
+        train_data_loader=torch.utils.data.DataLoader(batch, batch_size=2),
+        network=ddp,
+        optimizer=torch.optim.SGD(net.segmenter.parameters(), 0.1),
+        retriever_optimizer=torch.optim.SGD(net.retriever.parameters(), 0.1),
+        contrastive=ContrastiveObjective(num_candidates=4),
+        loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
+        prepare_batch=PrepareBatchExtraInput(extra_keys={"exclude_ids": "name", "exclude_cases": "case_id"}),
+    )
+    trainer.run()
+    bn = next(m for m in net.retriever.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    before_broadcast = bn.running_mean.clone()
+    _broadcast_buffers_from_rank0(net.retriever)
+    state = {
+        "retriever": [p.detach() for p in net.retriever.parameters()],
+        "local_mean": before_broadcast,
+        "mean": bn.running_mean.clone(),
+    }
+    torch.save(state, f"{out}.{rank}")
     dist.destroy_process_group()
 
 
-def test_contrastive_gradients_are_averaged_and_buffers_taken_from_rank0(tmp_path):
+def test_contrastive_gradients_are_averaged_by_ddp_and_buffers_taken_from_rank0(tmp_path):
+    """Two ranks, different batches, one joint iteration: the retrievers stay identical because the views are
+    embedded inside the DDP forward (embedded outside it, as the old handler did without its hand-written
+    all-reduce, they drift apart); before an index rebuild every rank takes rank 0's batch-norm statistics."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     out = str(tmp_path / "sync")
-    mp.spawn(_rank_retriever_sync, args=(2, str(tmp_path / "init"), out), nprocs=2, join=True)
-    for rank in range(2):
-        state = torch.load(f"{out}.{rank}", weights_only=True)
-        assert state["grad"].tolist() == [1.5, 1.5] and state["mean"].tolist() == [5.0, 5.0]
-        assert state["rank0"] == (rank == 0)
+    mp.spawn(_rank_joint_step, args=(2, str(tmp_path / "init"), out), nprocs=2, join=True)
+    ranks = [torch.load(f"{out}.{rank}", weights_only=True) for rank in range(2)]
+    pairs = zip(ranks[0]["retriever"], ranks[1]["retriever"], strict=True)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in pairs)
+    assert not torch.equal(ranks[0]["local_mean"], ranks[1]["local_mean"])  # each rank's forward moved its own
+    assert torch.equal(ranks[0]["mean"], ranks[1]["mean"]) and torch.equal(ranks[1]["mean"], ranks[0]["local_mean"])

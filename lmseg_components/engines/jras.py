@@ -1,25 +1,30 @@
-"""Ignite handlers that turn MONAI's SupervisedTrainer into J-RAS's alternating joint training.
+"""J-RAS's joint training in MONAI's engine: :class:`JRASTrainer` and the handlers around it.
 
-The trainer's own iteration is the *supervised* step (segmenter, Dice + CE, with guides retrieved by the
-current index). After it, :class:`ContrastiveStep` runs the *contrastive* step (retriever: soft InfoNCE whose
-targets are the mask agreement with gallery items of other patients, or NT-Xent on two augmented views; plus
-Dice + CE for a retriever that segments, whose embedding is its own coarse mask).
-:class:`RebuildIndex` re-embeds the gallery with the current retriever on a schedule (each epoch by default, and
-before each validation) and can persist the index whenever the evaluator's key metric improves, so the saved
-index always matches the saved best model.
+:class:`JRASTrainer` is a ``SupervisedTrainer`` whose iteration is the joint step: the *supervised* loss
+(segmenter, Dice + CE, with guides retrieved by the current index; the retriever learns through the blend weights
+with ``retriever_seg_grad``) plus the retriever's *contrastive* term (:class:`ContrastiveObjective`: soft InfoNCE
+whose targets are the mask agreement with gallery items of other patients, or NT-Xent on two augmented views;
+plus Dice + CE for a retriever that segments, whose embedding is its own coarse mask), one forward, one backward,
+each parameter stepped once. :class:`RebuildIndex` re-embeds the gallery with the current retriever on a schedule
+(each epoch by default, and before each validation) and can persist the index whenever the evaluator's key metric
+improves, so the saved index always matches the saved best model.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
+from monai.engines import SupervisedTrainer
+from monai.engines.utils import IterationEvents
 from monai.losses import ContrastiveLoss, DiceCELoss
+from monai.utils import CommonKeys as Keys
 from torch import nn
 
 from lmseg_components.engines.overlay import render_overlay
@@ -30,12 +35,14 @@ from lmseg_components.metrics.overlap import integer_labels, pairwise_mask_dice
 from lmseg_components.retrieval.augmented import RetrievalAugmentedSegmenter
 
 __all__ = [
-    "ContrastiveStep",
+    "ContrastiveObjective",
     "GalleryFromDataset",
     "IndexNeedsRebuildError",
+    "JRASTrainer",
     "LoadRetrievalState",
     "RebuildIndex",
     "RetrievalHitRate",
+    "RetrieverViews",
     "SaveGuidePanels",
     "augment_views",
     "gallery_agreement",
@@ -158,20 +165,9 @@ class LoadRetrievalState:
             raise IndexNeedsRebuildError(f"{e} Rebuild it from the gallery: {command}") from None
 
 
-def _average_gradients_across_ranks(module: nn.Module) -> None:
-    """Under DDP, the contrastive step runs outside the DDP forward: average its gradients by hand so that the
-    retrievers of all ranks stay identical (and so do their indexes)."""
-    world = idist.get_world_size()
-    if world == 1:
-        return
-    for p in module.parameters():
-        if p.grad is not None:
-            p.grad.copy_(idist.all_reduce(p.grad) / world)
-
-
 def _broadcast_buffers_from_rank0(module: nn.Module) -> None:
-    """Under DDP, give every rank rank 0's batch-norm statistics after a contrastive step (DDP itself only
-    broadcasts buffers at its next forward), so that all ranks embed the gallery identically."""
+    """Under DDP, give every rank rank 0's batch-norm statistics before the gallery is embedded: each rank's
+    training forward moved its own, and DDP only broadcasts buffers at its next forward."""
     if idist.get_world_size() > 1:
         for buffer in module.buffers():
             buffer.copy_(idist.broadcast(buffer, src=0))
@@ -183,6 +179,10 @@ def _is_rank0() -> bool:
 
 class RebuildIndex:
     """Rebuild the network's retrieval index from its current retriever.
+
+    In a training checkpoint (``ResumableCheckpoint``'s ``save_dict``) it keeps the embeddings of the index the
+    epoch is training with: a run resumed inside an epoch restores that index instead of rebuilding it from the
+    retriever it stopped with, so it retrieves what the uninterrupted run retrieved.
 
     Args:
         network: the :class:`RetrievalAugmentedSegmenter` (or its DDP wrapper).
@@ -205,6 +205,7 @@ class RebuildIndex:
             raise ValueError(f"event must be 'epoch_started' or 'started', got {event!r}.")
         self.network, self.event, self.interval = network, event, interval
         self.save_path, self.save_on_best = save_path, save_on_best
+        self.restored = False
         self.logger = logging.getLogger(__name__)
 
     def attach(self, engine: Engine) -> None:
@@ -217,6 +218,10 @@ class RebuildIndex:
 
     def rebuild(self, engine: Engine) -> None:
         model = _unwrap(self.network)
+        restored, self.restored = self.restored, False
+        if restored and engine.state.iteration % engine.state.epoch_length:
+            return  # resumed inside an epoch: it goes on with the index it started with
+        _broadcast_buffers_from_rank0(model.retriever)  # every rank builds the same index
         model.rebuild_index()
         self.logger.info(
             f"retrieval index rebuilt: {len(model.gallery_ids)} items, retriever {model.retriever_fingerprint()}"
@@ -228,13 +233,44 @@ class RebuildIndex:
             return
         _unwrap(self.network).save_index(self.save_path)
 
+    def state_dict(self) -> dict:
+        """The embeddings (N, E) the network's index holds now (empty before the first build)."""
+        embeddings = _unwrap(self.network).index_embeddings
+        return {"embeddings": torch.empty(0) if embeddings is None else embeddings}
 
-class ContrastiveStep:
-    """After each supervised iteration, one step of the retriever on the batch.
+    def load_state_dict(self, state: dict) -> None:
+        """Index the saved embeddings (the gallery must be set: ``GalleryFromDataset`` runs first)."""
+        if state["embeddings"].numel():
+            _unwrap(self.network).rebuild_index(state["embeddings"])
+            self.restored = True
+
+
+@dataclass
+class RetrieverViews:
+    """What one contrastive term embeds and scores: the augmented views of a batch (and, with ``mask`` positives,
+    of its gallery candidates), stacked so that one forward of the network embeds them all.
+
+    Attributes:
+        images: (N, C, H, W) views; the first ``2 * batch_size`` are the queries' two views.
+        batch_size: B, the queries.
+        labels: (M, 1, H, W) labels of the first M views (every view whose labels are known), or None.
+        agreement, admissible: with ``mask`` positives, (B, N - 2B) mask agreement of each query with each
+            candidate view and whether it may count (other cases only); None otherwise.
+    """
+
+    images: torch.Tensor
+    batch_size: int
+    labels: torch.Tensor | None = None
+    agreement: torch.Tensor | None = None
+    admissible: torch.Tensor | None = None
+
+
+class ContrastiveObjective:
+    """The retriever's contrastive term of a J-RAS iteration: it draws the views (:meth:`views`) and scores their
+    embeddings (:meth:`__call__`); :class:`JRASTrainer` embeds the views in the same forward as the supervised step
+    and adds this term to its loss.
 
     Args:
-        network: the :class:`RetrievalAugmentedSegmenter` (or its DDP wrapper).
-        optimizer: optimiser of the retriever's parameters.
         temperature: temperature of the embedding similarities.
         positives: ``mask`` (default): soft InfoNCE whose targets are the mask agreement of each query with
             gallery items of *other* cases, its other augmented view counting as a perfect match
@@ -252,22 +288,17 @@ class ContrastiveStep:
             :class:`~lmseg_components.retrieval.MaskEmbeddingRetriever`), the weight of its Dice + CE on the labels
             of every view whose labels are known (the batch's views, and with ``mask`` the candidates), added to
             the contrastive loss; 0 turns it off. Other retrievers ignore it.
-        image_key, label_key: batch keys of the images and the labels ((B, 1, H, W) integers or one-hot).
         noise_std, max_shift: strength of :func:`augment_views`.
     """
 
     def __init__(
         self,
-        network: nn.Module,
-        optimizer: torch.optim.Optimizer,
         temperature: float = 0.1,
         positives: str = "mask",
         mask_temperature: float = 0.1,
         view_agreement: str = "best",
         num_candidates: int = 32,
         segmentation_weight: float = 1.0,
-        image_key: str = "image",
-        label_key: str = "label",
         noise_std: float = 0.05,
         max_shift: int = 3,
     ):
@@ -277,65 +308,83 @@ class ContrastiveStep:
             raise ValueError(f"num_candidates must be positive, got {num_candidates}.")
         if segmentation_weight < 0:
             raise ValueError(f"segmentation_weight must be non-negative, got {segmentation_weight}.")
-        self.network, self.optimizer, self.positives = network, optimizer, positives
+        self.positives = positives
         self.loss = ContrastiveLoss(temperature=temperature)
         self.mask_loss = MaskAgreementInfoNCE(temperature, mask_temperature, view_agreement)
         self.segmentation_loss = DiceCELoss(to_onehot_y=True, softmax=True)
         self.num_candidates, self.segmentation_weight = num_candidates, segmentation_weight
-        self.image_key, self.label_key, self.noise_std, self.max_shift = image_key, label_key, noise_std, max_shift
+        self.noise_std, self.max_shift = noise_std, max_shift
 
-    def attach(self, engine: Engine) -> None:
-        if _unwrap(self.network).uses_retrieval:
-            engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+    def segments(self, model: RetrievalAugmentedSegmenter) -> bool:
+        """Whether the term includes the retriever's own Dice + CE."""
+        return self.segmentation_weight > 0 and hasattr(model.retriever, "segment")
 
-    def __call__(self, engine: Engine) -> None:
-        model = _unwrap(self.network)
-        retriever = model.retriever
-        batch, device = engine.state.batch, engine.state.device
-        images = torch.as_tensor(_batch_value(batch, self.image_key)).to(device)
+    def views(
+        self,
+        model: RetrievalAugmentedSegmenter,
+        images: torch.Tensor,
+        labels: torch.Tensor | None,
+        names: Sequence[str] | None = None,
+        case_ids: Sequence[str] | None = None,
+    ) -> RetrieverViews | None:
+        """The views of a batch to embed, or None where the term cannot be formed (NT-Xent with one image).
+
+        Args:
+            model: the network, with its gallery set.
+            images: (B, C, H, W) the batch's images, on the training device.
+            labels: (B, 1, H, W) integer (or (B, K, H, W) one-hot) labels; needed with ``mask`` positives and for
+                the segmentation term.
+            names: per image, its gallery id (``adjacent`` positives).
+            case_ids: per image, its case (``mask`` positives: same-case items are not admissible).
+        """
         if images.shape[0] < 2 and self.positives != "mask":
-            return  # NT-Xent needs at least one negative
-        segments = self.segmentation_weight > 0 and hasattr(retriever, "segment")
-        labels = None
-        if segments or self.positives == "mask":
-            labels = integer_labels(_batch_value(batch, self.label_key)).to(device)
-        retriever.train()
-        self.optimizer.zero_grad(set_to_none=True)
+            return None  # NT-Xent needs at least one negative
+        device = images.device
+        if labels is not None:
+            labels = integer_labels(labels).to(device)
+        elif self.positives == "mask" or self.segments(model):
+            raise ValueError("the contrastive term needs the batch's labels (mask positives, retriever segmentation).")
         view_a, labels_a = self._view(images, labels)
         if self.positives == "mask":
             view_b, labels_b = self._view(images, labels)
-            agreement, admissible = gallery_agreement(model, labels, _batch_value(batch, "case_id"))
+            agreement, admissible = gallery_agreement(model, labels, case_ids)
             rows = sample_candidates(agreement, admissible, self.num_candidates).to(agreement.device)
             candidates, labels_c = self._view(model.gallery_images[rows].to(device), model.gallery_labels[rows])
-            views, targets = [view_a, view_b, candidates], [labels_a, labels_b, labels_c]
-        else:
-            view_b, _ = self._view(self._partners(engine, images), None)
-            views, targets = [view_a, view_b], [labels_a]  # an adjacent slice's labels are not in the batch
-        if segments:
-            logits = retriever.segment(torch.cat(views))
-            z = retriever.embed(logits)
-            target = torch.cat([t.to(device) for t in targets])
-            segmentation = self.segmentation_loss(logits[: len(target)], target)
-        else:
-            z = retriever(torch.cat(views))
-        b = images.shape[0]
-        if self.positives == "mask":
+            return RetrieverViews(
+                torch.cat([view_a, view_b, candidates]),
+                images.shape[0],
+                torch.cat([labels_a, labels_b, labels_c.to(device)]),
+                agreement[:, rows].to(device),
+                admissible[:, rows].to(device),
+            )
+        view_b, _ = self._view(self._partners(model, images, names), None)
+        # an adjacent slice's labels are not in the batch: only the first view's are known
+        return RetrieverViews(torch.cat([view_a, view_b]), images.shape[0], labels_a)
+
+    def __call__(
+        self, embeddings: torch.Tensor, retriever_logits: torch.Tensor | None, views: RetrieverViews
+    ) -> dict[str, torch.Tensor]:
+        """The term for the embeddings (N, E) of ``views`` (and the retriever's own logits (N, K, H, W), for a
+        retriever that segments): ``contrastive_loss`` (with the segmentation term) and, where it is on,
+        ``retriever_segmentation_loss``."""
+        b = views.batch_size
+        z = embeddings.float()
+        if views.agreement is not None:
             z_a, z_b, z_c = z[:b], z[b : 2 * b], z[2 * b :]
-            agreement, admissible = agreement[:, rows].to(z.device), admissible[:, rows].to(z.device)
             loss = 0.5 * (
-                self.mask_loss(z_a, z_b, z_c, agreement, admissible)
-                + self.mask_loss(z_b, z_a, z_c, agreement, admissible)
+                self.mask_loss(z_a, z_b, z_c, views.agreement, views.admissible)
+                + self.mask_loss(z_b, z_a, z_c, views.agreement, views.admissible)
             )
         else:
             loss = self.loss(z[:b], z[b:])
-        if segments:
-            loss = loss + self.segmentation_weight * segmentation
-            _set_output(engine, "retriever_segmentation_loss", segmentation.detach())
-        loss.backward()
-        _average_gradients_across_ranks(retriever)
-        self.optimizer.step()
-        _broadcast_buffers_from_rank0(retriever)
-        _set_output(engine, "contrastive_loss", loss.detach())
+        if retriever_logits is None or self.segmentation_weight == 0 or views.labels is None:
+            return {"contrastive_loss": loss}
+        known = len(views.labels)
+        segmentation = self.segmentation_loss(retriever_logits[:known].float(), views.labels)
+        return {
+            "contrastive_loss": loss + self.segmentation_weight * segmentation,
+            "retriever_segmentation_loss": segmentation,
+        }
 
     def _view(self, images: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """An augmented view of the images, and their labels moved by the same translation (None stays None)."""
@@ -343,17 +392,116 @@ class ContrastiveStep:
         view = augment_views(images, self.noise_std, shift=shift)
         return view, None if labels is None else torch.roll(labels, shifts=shift, dims=(-2, -1))
 
-    def _partners(self, engine: Engine, images: torch.Tensor) -> torch.Tensor:
+    def _partners(
+        self, model: RetrievalAugmentedSegmenter, images: torch.Tensor, names: Sequence[str] | None
+    ) -> torch.Tensor:
         """The positive partner of each image: itself (``views``) or an adjacent slice from the gallery."""
         if self.positives == "views":
             return images
-        model = _unwrap(self.network)
-        rows = model.adjacent_rows(_batch_value(engine.state.batch, "name"))
+        if names is None:
+            raise ValueError("adjacent positives need each image's gallery id (the batch's 'name').")
         partners = images.clone()
-        for q, row in enumerate(rows):
+        for q, row in enumerate(model.adjacent_rows(names)):
             if row is not None:
                 partners[q] = model.gallery_images[row].to(images.device)
         return partners
+
+
+class JRASTrainer(SupervisedTrainer):
+    """MONAI's ``SupervisedTrainer`` whose iteration is J-RAS's joint step (the pattern of MONAI's ``GanTrainer``:
+    a trainer that overrides ``_iteration``).
+
+    One iteration: the batch's contrastive views are drawn (:meth:`ContrastiveObjective.views`); one forward of
+    the network segments the batch with the guides the index retrieves *and* embeds the views
+    (``retriever_views``), so that under DDP the retriever's contrastive gradients are averaged by DDP itself;
+    the loss is the supervised loss (``loss`` in the output) plus the contrastive term (``contrastive_loss``); one
+    backward; then ``optimizer`` steps the segmenter and ``retriever_optimizer`` the retriever: every parameter
+    is stepped once, by one optimiser, with the engine's AMP autocast and gradient scaler. The retriever gets the
+    segmentation gradient through the blend weights (``retriever_seg_grad``) and the contrastive one in that one
+    step. A network that does not retrieve (the no-retrieval baseline) trains as ``SupervisedTrainer`` does.
+
+    Args:
+        retriever_optimizer: the optimiser of the retriever's parameters, none of them in ``optimizer``.
+        contrastive: the retriever's contrastive term; None trains the retriever through the blend weights only.
+        kwargs: ``SupervisedTrainer``'s (``optimizer`` holds the segmenter's parameters); gradient accumulation
+            is not supported.
+
+    Raises:
+        ValueError: the two optimisers share a parameter, or ``accumulation_steps`` > 1.
+    """
+
+    def __init__(
+        self,
+        *args,
+        retriever_optimizer: torch.optim.Optimizer | None = None,
+        contrastive: ContrastiveObjective | None = None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        if self.accumulation_steps > 1:
+            raise ValueError("JRASTrainer does not accumulate gradients: use accumulation_steps=1.")
+        if retriever_optimizer is not None:
+            shared = _parameter_ids(self.optimizer) & _parameter_ids(retriever_optimizer)
+            if shared:
+                raise ValueError(
+                    f"optimizer and retriever_optimizer share {len(shared)} parameters; each parameter must be "
+                    "stepped by one optimiser: give the retriever's parameters to retriever_optimizer only."
+                )
+        self.retriever_optimizer, self.contrastive = retriever_optimizer, contrastive
+
+    def _iteration(self, engine: JRASTrainer, batchdata: dict[str, torch.Tensor]) -> dict:
+        if batchdata is None:
+            raise ValueError("Must provide batch data for current iteration.")
+        batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
+        inputs, targets, args, kwargs = batch if len(batch) == 4 else (*batch, (), {})
+        model = _unwrap(engine.network)
+        views = None
+        if self.contrastive is not None and model.uses_retrieval:
+            views = self.contrastive.views(
+                model, inputs.as_subclass(torch.Tensor), targets, batchdata.get("name"), batchdata.get("case_id")
+            )
+        if views is not None:
+            kwargs = {**kwargs, "retriever_views": views.images}
+        engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
+
+        def _compute_loss() -> torch.Tensor:
+            output = engine.inferer(inputs, engine.network, *args, **kwargs)
+            pred, retrieved = (output[0], output[1:]) if views is not None else (output, None)
+            engine.state.output[Keys.PRED] = pred
+            engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+            loss = engine.loss_function(pred, targets).mean()
+            engine.state.output[Keys.LOSS] = loss
+            if retrieved is not None:
+                terms = self.contrastive(*retrieved, views)
+                engine.state.output.update({k: v.detach() for k, v in terms.items()})
+                loss = loss + terms["contrastive_loss"]
+            engine.fire_event(IterationEvents.LOSS_COMPLETED)
+            return loss
+
+        optimizers = [engine.optimizer] + ([self.retriever_optimizer] if self.retriever_optimizer else [])
+        engine.network.train()
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        if engine.amp and engine.scaler is not None:
+            with torch.autocast(torch.device(engine.state.device).type, **engine.amp_kwargs):
+                loss = _compute_loss()
+            engine.scaler.scale(loss).backward()
+            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            for optimizer in optimizers:
+                engine.scaler.step(optimizer)
+            engine.scaler.update()
+        else:
+            loss = _compute_loss()
+            loss.backward()
+            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            for optimizer in optimizers:
+                optimizer.step()
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output
+
+
+def _parameter_ids(optimizer: torch.optim.Optimizer) -> set[int]:
+    return {id(p) for group in optimizer.param_groups for p in group["params"]}
 
 
 def gallery_agreement(

@@ -83,6 +83,7 @@ class RetrievalAugmentedSegmenter(nn.Module):
         self.gallery_cases: list[str] = []
         self._adjacent: dict[str, int] = {}
         self.index: RetrievalIndex | None = None
+        self.index_embeddings: torch.Tensor | None = None
         self.last_indices: torch.Tensor | None = None
         self.last_scores: torch.Tensor | None = None
 
@@ -106,7 +107,7 @@ class RetrievalAugmentedSegmenter(nn.Module):
         self.gallery_labels = labels.as_subclass(torch.Tensor).long().to(device)
         self.gallery_ids, self.gallery_cases = [str(i) for i in ids], [str(c) for c in case_ids]
         self._adjacent = {}
-        self.index = None
+        self.index = self.index_embeddings = None
 
     def set_gallery_from(
         self, dataset: Sequence[dict], image_key: str = "image", label_key: str = "label", progress: bool = True
@@ -177,14 +178,29 @@ class RetrievalAugmentedSegmenter(nn.Module):
         self.retriever.train(was_training)
         return out
 
-    def rebuild_index(self) -> None:
-        """Embed the whole gallery with the current retriever and index it."""
+    def embed_views(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(N, C, H, W) views -> their unit-norm embeddings (N, E) with gradients, and the retriever's own logits
+        (N, K, H, W) where it segments (``segment`` + ``embed``, e.g. ``MaskEmbeddingRetriever``), else None."""
+        views = views.as_subclass(torch.Tensor)
+        if hasattr(self.retriever, "segment"):
+            logits = self.retriever.segment(views)
+            return self.retriever.embed(logits), logits
+        return self.retriever(views), None
+
+    def rebuild_index(self, embeddings: torch.Tensor | None = None) -> None:
+        """Embed the whole gallery with the current retriever and index it; ``embeddings`` (N, E), one row per
+        gallery item (e.g. an index restored from a training checkpoint), are indexed instead.
+
+        The indexed embeddings stay in ``index_embeddings``."""
         if not self.gallery_ids:
             raise RuntimeError("set_gallery() must be called before the index can be built.")
-        embeddings = self.embed(self.gallery_images).float().cpu()
+        if embeddings is None:
+            embeddings = self.embed(self.gallery_images).float().cpu()
+        elif embeddings.shape[0] != len(self.gallery_ids):
+            raise ValueError(f"{embeddings.shape[0]} embeddings for a gallery of {len(self.gallery_ids)} items.")
         index = create_index(embeddings.shape[1], self.index_backend)
         index.add(embeddings, self.gallery_ids, self.gallery_cases)
-        self.index = index
+        self.index, self.index_embeddings = index, embeddings
 
     def retriever_fingerprint(self) -> str:
         return weights_fingerprint(self.retriever)
@@ -198,6 +214,7 @@ class RetrievalAugmentedSegmenter(nn.Module):
     def load_index(self, path: str | Path) -> None:
         """Load a saved index; refused (``StaleIndexError``) if the retriever or gallery differ."""
         self.index = load_index(path, self.retriever_fingerprint(), gallery_ids=self.gallery_ids)
+        self.index_embeddings = None  # a persisted index keeps its own form (e.g. faiss), not the rows
 
     def forward(
         self,
@@ -205,7 +222,8 @@ class RetrievalAugmentedSegmenter(nn.Module):
         exclude_ids: Sequence[str] | None = None,
         exclude_cases: Sequence[str] | None = None,
         oracle_labels: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        retriever_views: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """
         Args:
             image: (B, C, H, W) queries.
@@ -213,10 +231,17 @@ class RetrievalAugmentedSegmenter(nn.Module):
             exclude_cases: per query, its case id; used when ``exclude_same_case``.
             oracle_labels: (B, 1, H, W) integer labels of the queries; required with ``guide_source="oracle"``,
                 ignored otherwise.
+            retriever_views: (N, C, H, W) images for the retriever's contrastive term, embedded in this same
+                forward (so that DDP averages the retriever's gradients from both terms); training only.
 
         Returns:
-            logits (B, K, H, W).
+            logits (B, K, H, W); with ``retriever_views``, the tuple (logits, the views' embeddings (N, E), the
+            retriever's own logits on them (N, K, H, W), or None for a retriever that does not segment).
         """
+        if retriever_views is not None:
+            if not self.uses_retrieval:
+                raise ValueError("retriever_views given to a network that does not retrieve (use_retrieval False).")
+            return (self(image, exclude_ids, exclude_cases, oracle_labels), *self.embed_views(retriever_views))
         if not self.uses_retrieval:
             return self.segmenter(image)
         image = image.as_subclass(torch.Tensor)  # MONAI MetaTensors would leak into the index and the guides

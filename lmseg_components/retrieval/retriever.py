@@ -81,7 +81,7 @@ class MaskEmbeddingRetriever(nn.Module):
 
     The cosine similarity of two embeddings is then an overlap score of the two predicted masks (classes side by
     side, cell by cell), so nearest neighbours are the images whose masks are most alike, which is what a guide
-    should be. Train :meth:`segment` with Dice + CE on the labels (``ContrastiveStep`` adds that term for any
+    should be. Train :meth:`segment` with Dice + CE on the labels (``ContrastiveObjective`` adds that term for any
     retriever that has ``segment``) and the embedding with the mask-agreement contrastive loss; the segmentation
     loss of the guided segmenter reaches it through the blend weights like any retriever's.
 
