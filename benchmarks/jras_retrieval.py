@@ -19,13 +19,20 @@ is the mean ± std over ``--seeds``; every run's result is kept as ``result_<reg
 interrupted benchmark resumes where it stopped. Extra ``--key value`` options are config overrides (e.g.
 ``--image_size 64``).
 
+The table (a row per regime, backbone and variant, with the command, commit, bundle version and versions that
+measured it) goes to ``benchmarks/results/jras_retrieval_<difficulty>.json`` (``--results`` another folder), which
+the J-RAS docs render (``python benchmarks/results.py``); runs with the same settings fill one table.
+
     python benchmarks/jras_retrieval.py --out runs/jras_benchmark --epochs 10 --seeds 0,1,2
     python benchmarks/jras_retrieval.py --regimes few --backbones unet --variants none,jras,oracle
+    python benchmarks/jras_retrieval.py --difficulty standard --epochs 20 --regimes current --backbones unet \
+        --variants none,jras,oracle  # the quick start's set, with the no-retrieval and oracle rows
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +41,10 @@ import numpy as np
 from lmseg_components.cli import comma_names, comma_seeds, run_script, sample_std
 from lmseg_components.data import make_synthetic_acdc
 from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expression, evaluate_metrics, run_workflow
+
+if __package__ in (None, ""):  # run as a script: the repository root holds the benchmarks package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.results import RESULTS_DIR, provenance, save_results  # noqa: E402
 
 VARIANTS = {  # name -> (config overlays after train.json and small.json, overrides)
     "none": ((), {"use_retrieval": False}),
@@ -50,6 +61,10 @@ COLUMNS = {  # metric key in evaluate.json's output -> column title (ACDC protoc
     "frame_mean_hd95": "HD95 mm",
     "retrieval_hit_rate": "hit rate",
     "retrieval_mask_dice": "guide Dice",
+}
+JUDGED = {  # the validator's other RetrievalHitRate judges, on the same queries
+    "oracle_retrieval_hit_rate": "oracle hit rate",
+    "random_retrieval_hit_rate": "random hit rate",
 }
 
 
@@ -75,8 +90,10 @@ def run(
     regimes: str | tuple | None = None,
     device: str = "cpu",
     num_workers: int = 2,
+    results_dir: str = str(RESULTS_DIR),
     **overrides,
 ) -> dict:
+    started = time.perf_counter()
     try:
         device_config = device_expression(device)
     except ValueError as e:
@@ -125,6 +142,22 @@ def run(
                         flush=True,
                     )
     _print_table(results, (epochs, few_epochs), seeds, difficulty, n_patients, few_fraction, overrides, device)
+    caption = (
+        f"J-RAS on the synthetic cardiac set ({difficulty}, {n_patients} patients; `few`: {few_fraction:.0%} of them "
+        f"for training; `shift`: the `current` models tested on scanner B), {epochs} epochs ({few_epochs} in `few`), "
+        f"overrides {overrides or 'none'}: per-frame Dice and HD95 (mm), the top-1 hit rate and guide mask Dice of "
+        "each row's own guides, and the hit rates of an oracle and a random retriever on the same queries."
+    )
+    settings = {
+        "epochs": [epochs, few_epochs],
+        "data": [difficulty, n_patients, few_fraction],
+        "overrides": overrides,
+    }
+    columns = list({**COLUMNS, **JUDGED}.items())
+    rows = {" ".join(k): v for k, v in results.items()}
+    measured = provenance("jras_segmentation", device, comma_seeds(seeds), started)
+    path = save_results(f"jras_retrieval_{difficulty}", rows, columns, measured, caption, settings, Path(results_dir))
+    print(f"result: {path}")
     return {"|".join(k): v for k, v in results.items()}
 
 
