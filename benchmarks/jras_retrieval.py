@@ -1,8 +1,15 @@
 """Does retrieval earn its place? The J-RAS bundle's own ``train.json`` + ``small.json`` / ``evaluate.json``
-(in-process, same as ``python -m monai.bundle run training``), one backbone at a time, four ways, same data and
+(in-process, same as ``python -m monai.bundle run training``), one backbone at a time, several ways, same data and
 number of updates:
 
 - ``none``: the backbone alone (``use_retrieval: false``);
+- ``capacity``: no retrieval, but the segmenter gets the retriever network's own coarse mask of the query as its
+  extra input (``guide_source: retriever_mask``; the retriever trained as in ``jras``): does a gain come from
+  retrieval, or from a second network trained on the labels?
+- ``two_stage``: the retriever of the ``no_seg_grad`` run of the same seed (trained by its own term only), frozen,
+  guides a fresh segmenter (``retriever_weights``, ``freeze_retriever``);
+- ``no_seg_grad``: joint training without the segmentation gradient into the retriever (``retriever_seg_grad:
+  false``);
 - ``simclr``: the old retriever (``configs/retriever_resnet.json``: ResNet + projection head), NT-Xent on two
   augmentations shifted up to 3 px, no segmentation feedback (``contrastive_positives: views``,
   ``contrastive_max_shift: 3``, ``retriever_seg_grad: false``);
@@ -48,6 +55,9 @@ from benchmarks.results import RESULTS_DIR, provenance, save_results  # noqa: E4
 
 VARIANTS = {  # name -> (config overlays after train.json and small.json, overrides)
     "none": ((), {"use_retrieval": False}),
+    "capacity": ((), {"guide_source": "retriever_mask"}),
+    "two_stage": ((), {"freeze_retriever": True, "retriever_seg_grad": False}),  # + the stage-1 retriever's weights
+    "no_seg_grad": ((), {"retriever_seg_grad": False}),
     "simclr": (
         ("retriever_resnet.json",),
         {"contrastive_positives": "views", "retriever_seg_grad": False, "contrastive_max_shift": 3},
@@ -127,8 +137,14 @@ def run(
                         **variant_overrides,
                     }
                     result_file = run_dir / f"result_{regime}.json"
+                    budget = few_epochs if trained_in == "few" else epochs
+                    if variant == "two_stage":  # stage 1: the no_seg_grad run's retriever (trained if missing)
+                        stage_one = run_dir.parent.parent / "no_seg_grad" / f"seed{seed}"
+                        first = {**common, "bundle_root": str(stage_one), **VARIANTS["no_seg_grad"][1]}
+                        first.pop("freeze_retriever")
+                        _train(bundle, stage_one, (), first, budget)
+                        common["retriever_weights"] = str(stage_one / "models" / "model.pt")
                     if not result_file.is_file():
-                        budget = few_epochs if trained_in == "few" else epochs
                         minutes = _train(bundle, run_dir, overlays, common, budget)
                         test = {"dataset_dir": str(data_b)} if regime == "shift" else {}
                         metrics = evaluate_metrics(bundle, {**common, **test}, overlays=(SMALL_CONFIG, *overlays))

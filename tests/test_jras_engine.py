@@ -474,3 +474,73 @@ def test_amp_iteration_under_cpu_bfloat16_autocast(splits):
     assert all(math.isfinite(trainer.state.output[0][k]) for k in ("loss", "contrastive_loss"))
     moved = [not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True)]
     assert all(moved)
+
+
+def test_capacity_control_feeds_the_retrievers_own_mask_without_retrieval(splits):
+    """guide_source='retriever_mask': the segmenter's extra input is a blank guide image and the softmax of the
+    retriever's own segmentation of the query (no index, no gallery item); the segmentation loss does not reach the
+    retriever; a retriever that does not segment is refused."""
+    train, _ = splits
+    net = _network(mask_retriever=True)
+    net.guide_source = "retriever_mask"
+    images = torch.stack([t["image"] for t in train[:2]])
+    seen = []
+    net.segmenter.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    net.train()
+    logits = net(images)
+    guide_image, guide_mask = seen[0][:, 1:2], seen[0][:, 2:]
+    assert torch.equal(guide_image, torch.zeros_like(guide_image))
+    with torch.no_grad():
+        assert torch.allclose(guide_mask, net.retriever.segment(images).softmax(1), atol=1e-6)
+    assert net.index is None and net.last_indices is None
+    logits.sum().backward()
+    assert all(p.grad is None for p in net.retriever.parameters())
+    with pytest.raises(ValueError, match="needs a retriever that segments"):
+        RetrievalAugmentedSegmenter(_network().retriever, net.segmenter, guide_source="retriever_mask")
+
+
+def test_frozen_retriever_from_an_earlier_run_stays_as_loaded(splits, tmp_path):
+    """Two-stage training: retriever_weights loads the retriever of a saved model.pt, freeze_retriever keeps it
+    (no step, no contrastive term, eval mode inside net.train()); it cannot take the segmentation gradient."""
+    train, _ = splits
+    earlier = _network_with_gallery(train, mask_retriever=True)
+    with torch.no_grad():
+        for p in earlier.retriever.parameters():
+            p.add_(0.01)
+    # a J-RAS model.pt (BestModelSaver: one entry per network); a whole network's state dict loads the same
+    torch.save(
+        {"segmenter": earlier.segmenter.state_dict(), "retriever": earlier.retriever.state_dict()},
+        tmp_path / "model.pt",
+    )
+    torch.save(earlier.state_dict(), tmp_path / "network.pt")
+    flat = RetrievalAugmentedSegmenter(
+        _network(mask_retriever=True).retriever, earlier.segmenter, retriever_weights=tmp_path / "network.pt"
+    )
+    assert all(torch.equal(flat.retriever.state_dict()[k], v) for k, v in earlier.retriever.state_dict().items())
+    torch.manual_seed(0)
+    retriever = MaskEmbeddingRetriever(1, 4, channels=(8, 16, 32), strides=(2, 2), pool_grid=8)
+    segmenter = GuidedSegmenter(1, 4, "unet", features=(8, 8, 16, 16, 32, 8))
+    net = RetrievalAugmentedSegmenter(
+        retriever, segmenter, k=2, freeze_retriever=True, retriever_weights=tmp_path / "model.pt"
+    )
+    loaded = {k: v.clone() for k, v in net.retriever.state_dict().items()}
+    assert all(torch.equal(loaded[k], v) for k, v in earlier.retriever.state_dict().items())
+    net.set_gallery(*(torch.stack([t[k] for t in train]) for k in ("image", "label")), *_ids(train))
+    net.rebuild_index()
+    trainer = _trainer(net, train[:8], 4, [], contrastive=ContrastiveObjective(num_candidates=8))
+    trainer.run()
+    assert all(torch.equal(loaded[k], v) for k, v in net.retriever.state_dict().items())
+    assert "contrastive_loss" not in trainer.state.output[0]
+    net.train()
+    assert net.segmenter.training and not net.retriever.training
+    with pytest.raises(ValueError, match="retriever_seg_grad to false"):
+        RetrievalAugmentedSegmenter(retriever, segmenter, freeze_retriever=True, retriever_seg_grad=True)
+    with pytest.raises(FileNotFoundError, match="retriever_weights: no file"):
+        RetrievalAugmentedSegmenter(retriever, segmenter, retriever_weights=tmp_path / "missing.pt")
+    torch.save({"segmenter.x": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="holds no retriever weights"):
+        RetrievalAugmentedSegmenter(retriever, segmenter, retriever_weights=tmp_path / "other.pt")
+
+
+def _ids(items) -> tuple[list[str], list[str]]:
+    return [t["name"] for t in items], [t["case_id"] for t in items]

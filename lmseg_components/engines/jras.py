@@ -418,7 +418,8 @@ class JRASTrainer(SupervisedTrainer):
     backward; then ``optimizer`` steps the segmenter and ``retriever_optimizer`` the retriever: every parameter
     is stepped once, by one optimiser, with the engine's AMP autocast and gradient scaler. The retriever gets the
     segmentation gradient through the blend weights (``retriever_seg_grad``) and the contrastive one in that one
-    step. A network that does not retrieve (the no-retrieval baseline) trains as ``SupervisedTrainer`` does.
+    step. A network that does not retrieve (the no-retrieval baseline), or whose retriever is frozen, trains as
+    ``SupervisedTrainer`` does.
 
     Args:
         retriever_optimizer: the optimiser of the retriever's parameters, none of them in ``optimizer``.
@@ -456,7 +457,7 @@ class JRASTrainer(SupervisedTrainer):
         inputs, targets, args, kwargs = batch if len(batch) == 4 else (*batch, (), {})
         model = _unwrap(engine.network)
         views = None
-        if self.contrastive is not None and model.uses_retrieval:
+        if self.contrastive is not None and model.trains_retriever:
             views = self.contrastive.views(
                 model, inputs.as_subclass(torch.Tensor), targets, batchdata.get("name"), batchdata.get("case_id")
             )

@@ -31,7 +31,7 @@ from lmseg_components.retrieval.index import RetrievalIndex, create_index, load_
 
 __all__ = ["GUIDE_SOURCES", "RetrievalAugmentedSegmenter"]
 
-GUIDE_SOURCES = ("retrieved", "oracle")
+GUIDE_SOURCES = ("retrieved", "oracle", "retriever_mask")
 
 
 class RetrievalAugmentedSegmenter(nn.Module):
@@ -50,8 +50,15 @@ class RetrievalAugmentedSegmenter(nn.Module):
             guides re-embedded by the retriever in train mode), so that the segmentation loss updates the
             retriever too (give its parameters to the supervised optimiser); otherwise the weights come from the
             index's scores, without gradient.
-        guide_source: ``retrieved`` (the index's top-k) or ``oracle`` (the top-k by mask agreement with the
-            query's own labels, ``oracle_labels`` of :meth:`forward`; an upper bound for benchmarks).
+        guide_source: ``retrieved`` (the index's top-k), ``oracle`` (the top-k by mask agreement with the
+            query's own labels, ``oracle_labels`` of :meth:`forward`; an upper bound for benchmarks) or
+            ``retriever_mask`` (no retrieval: the guide mask is the retriever's own segmentation of the query,
+            without gradient, and the guide image is blank; the capacity control of a benchmark: is a gain due to
+            retrieval, or to a second network trained on the labels? Needs a retriever that segments).
+        freeze_retriever: keep the retriever as it is (no gradient, batch-norm statistics fixed: it stays in eval
+            mode), e.g. one trained before (``retriever_weights``); the trainer then skips its contrastive term.
+        retriever_weights: a ``model.pt`` of an earlier J-RAS run (or a network state dict with ``retriever.*``
+            keys) whose retriever weights replace the initial ones.
     """
 
     def __init__(
@@ -65,6 +72,8 @@ class RetrievalAugmentedSegmenter(nn.Module):
         embed_batch: int = 64,
         retriever_seg_grad: bool = False,
         guide_source: str = "retrieved",
+        freeze_retriever: bool = False,
+        retriever_weights: str | Path | None = None,
     ):
         super().__init__()
         if k < 1:
@@ -73,6 +82,17 @@ class RetrievalAugmentedSegmenter(nn.Module):
             raise ValueError(f"guide_source must be one of {GUIDE_SOURCES}, got {guide_source!r}.")
         require_bool("exclude_same_case", exclude_same_case)
         require_bool("retriever_seg_grad", retriever_seg_grad)
+        require_bool("freeze_retriever", freeze_retriever)
+        if guide_source == "retriever_mask" and not hasattr(retriever, "segment"):
+            raise ValueError(
+                f"guide_source='retriever_mask' needs a retriever that segments, not {type(retriever).__name__}."
+            )
+        if freeze_retriever and retriever_seg_grad:
+            raise ValueError("a frozen retriever takes no segmentation gradient: set retriever_seg_grad to false.")
+        if retriever_weights is not None:
+            retriever.load_state_dict(_retriever_state(retriever_weights))
+        retriever.requires_grad_(not freeze_retriever)
+        self.freeze_retriever = freeze_retriever
         self.retriever, self.segmenter = retriever, segmenter
         self.k, self.temperature, self.exclude_same_case = k, temperature, exclude_same_case
         self.index_backend, self.embed_batch = index_backend, embed_batch
@@ -90,6 +110,17 @@ class RetrievalAugmentedSegmenter(nn.Module):
     @property
     def uses_retrieval(self) -> bool:
         return bool(self.segmenter.use_retrieval)
+
+    @property
+    def trains_retriever(self) -> bool:
+        """Whether training updates the retriever (its contrastive term, the segmentation gradient)."""
+        return self.uses_retrieval and not self.freeze_retriever
+
+    def train(self, mode: bool = True) -> RetrievalAugmentedSegmenter:
+        super().train(mode)
+        if self.freeze_retriever:
+            self.retriever.eval()
+        return self
 
     def set_gallery(
         self, images: torch.Tensor, labels: torch.Tensor, ids: Sequence[str], case_ids: Sequence[str]
@@ -245,6 +276,11 @@ class RetrievalAugmentedSegmenter(nn.Module):
         if not self.uses_retrieval:
             return self.segmenter(image)
         image = image.as_subclass(torch.Tensor)  # MONAI MetaTensors would leak into the index and the guides
+        if self.guide_source == "retriever_mask":
+            self.last_indices = self.last_scores = None
+            with torch.no_grad():
+                guide_mask = self.retriever.segment(image).softmax(1)
+            return self.segmenter(self.segmenter.guided_input(image, torch.zeros_like(image), guide_mask))
         if self.guide_source == "oracle":
             rows, scores = self._oracle_guides(oracle_labels, exclude_ids, exclude_cases)
             self.last_indices, self.last_scores = rows, scores
@@ -309,3 +345,18 @@ class RetrievalAugmentedSegmenter(nn.Module):
         b, k = rows.shape
         z = self.retriever(torch.cat([image, self.gallery_images[rows.flatten()]]))
         return (z[:b, None] * z[b:].reshape(b, k, -1)).sum(-1)
+
+
+def _retriever_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The retriever weights of a J-RAS ``model.pt`` (its ``retriever`` entry) or of a whole network's state dict
+    (its ``retriever.*`` keys, without the prefix)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"retriever_weights: no file {path} (a model.pt of an earlier J-RAS run).")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state.get("retriever"), dict):
+        return state["retriever"]
+    retriever = {k.removeprefix("retriever."): v for k, v in state.items() if k.startswith("retriever.")}
+    if not retriever:
+        raise ValueError(f"retriever_weights: {path} holds no retriever weights (no 'retriever' entry or keys).")
+    return retriever
