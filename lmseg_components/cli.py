@@ -1,20 +1,25 @@
-"""The ``lmseg`` command line (python-fire): ``make-synthetic``, ``check-data``, ``demo``, ``segment``,
-``verify-bundles``, ``export``, ``publish``, ``label-app``, ``deploy-app``, ``jras-bank``."""
+"""The ``lmseg`` command line: ``make-synthetic``, ``check-data``, ``demo``, ``segment``, ``verify-bundles``,
+``export``, ``publish``, ``label-app``, ``deploy-app``, ``jras-bank``.
+
+:func:`main` answers ``--help`` / ``--version`` and refuses an unknown command or option (naming the closest
+valid one) with the standard library alone, then hands the command to python-fire; each command imports torch
+and MONAI only when it runs.
+"""
 
 from __future__ import annotations
 
+import difflib
+import importlib.metadata
 import inspect
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import fire
-import numpy as np
-
-from lmseg_components.data.check import LAYOUTS, check_dataset
-from lmseg_components.data.synthetic import SYNTHETIC_MAKERS, make_synthetic_lvit
-from lmseg_components.files import prepare_output_dir
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "make_synthetic",
@@ -74,6 +79,9 @@ def make_synthetic(
             (a zone without a lesion, an unrelated sentence) and whose mask is empty.
         overwrite: write into a non-empty ``out`` (files of the same names are replaced, others stay).
     """
+    from lmseg_components.data.synthetic import SYNTHETIC_MAKERS
+    from lmseg_components.files import prepare_output_dir
+
     if kind not in SYNTHETIC_MAKERS:
         sys.exit(f"error: --kind must be one of {sorted(SYNTHETIC_MAKERS)}, got {kind!r}")
     try:
@@ -120,6 +128,8 @@ def check_data(root: str, layout: str | None = None) -> None:
             (``benign``/``malignant``/``normal`` folders).
         layout: ``lvit``, ``msd``, ``acdc`` or ``busi``; detected when omitted.
     """
+    from lmseg_components.data.check import LAYOUTS, check_dataset
+
     if layout is not None and layout not in LAYOUTS:
         sys.exit(f"error: --layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     layout, problems = check_dataset(root, layout)
@@ -154,6 +164,8 @@ def demo(
     earlier demo wrote; any other non-empty folder is refused unless ``overwrite`` is given.
     ``device`` is ``cpu``, ``cuda`` or ``cuda:N``.
     """
+    from lmseg_components.data.synthetic import make_synthetic_lvit
+    from lmseg_components.files import prepare_output_dir
     from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expression, run_workflow
 
     root = Path(out).resolve()
@@ -251,9 +263,6 @@ def segment(
         overwrite: write into a non-empty ``out`` (files of the same names are replaced, others stay).
         overrides: other bundle config values, e.g. ``--text_cache_dir /tmp/cache``.
     """
-    if {"help", "h"} & overrides.keys():  # fire hands --help to **overrides
-        print(segment.__doc__)
-        return
     if not images or bundle is None or model is None:
         sys.exit(
             "error: give --bundle, --model and at least one image, e.g. lmseg segment --bundle tirnet_lmis "
@@ -433,6 +442,8 @@ def run_script(run: Callable[..., object], doc: str | None, command: list[str] |
         command: the arguments (default: ``sys.argv[1:]``).
     """
 
+    import fire
+
     def script(*unexpected, **kwargs) -> None:
         if {"help", "h"} & kwargs.keys():
             print(doc)
@@ -465,23 +476,136 @@ def sample_std(values: np.ndarray) -> float:
     return float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
+COMMANDS: dict[str, Callable[..., None]] = {
+    "make-synthetic": make_synthetic,
+    "check-data": check_data,
+    "demo": demo,
+    "segment": segment,
+    "export": export,
+    "publish": publish,
+    "label-app": label_app,
+    "deploy-app": deploy_app,
+    "jras-bank": jras_bank,
+    "verify-bundles": verify_bundles,
+}
+HELP_FLAGS = ("--help", "-h", "help")
+TEXT_BUNDLES = ("tirnet_lmis", "tgcnet_lmis", "tgcnet_ct_organs")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run one ``lmseg`` command; ``argv`` (default: the process's arguments) as typed after ``lmseg``."""
-    fire.Fire(
-        {
-            "make-synthetic": make_synthetic,
-            "check-data": check_data,
-            "demo": demo,
-            "segment": segment,
-            "deploy-app": deploy_app,
-            "export": export,
-            "jras-bank": jras_bank,
-            "label-app": label_app,
-            "publish": publish,
-            "verify-bundles": verify_bundles,
-        },
-        command=argv,
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in HELP_FLAGS:
+        print(_overview())
+        return
+    if argv[0] == "--version":
+        print(f"lmseg {importlib.metadata.version('lmseg')}")
+        return
+    name, args = argv[0], argv[1:]
+    if name not in COMMANDS:
+        _refuse(f"unknown command {name!r}", name, COMMANDS, "", "lmseg --help lists the commands")
+    command = COMMANDS[name]
+    if any(a in HELP_FLAGS for a in args):
+        print(_command_help(name, command))
+        return
+    _check_options(name, command, args)
+    import fire
+
+    fire.Fire(command, command=args, name=f"lmseg {name}")
+
+
+def _plain(text: str) -> str:
+    """Docstring text as a terminal shows it: ``code`` and :role:`~a.b.Name` without their markup."""
+    text = re.sub(r":[a-z]+:`~?(?:[\w.]+\.)?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
+
+
+def _summary(command: Callable) -> str:
+    return _plain(inspect.getdoc(command).split("\n\n")[0].replace("\n", " "))
+
+
+def _overview() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {_summary(command)}" for name, command in COMMANDS.items()]
+    return "\n".join(
+        [
+            "usage: lmseg COMMAND [options]    (lmseg COMMAND --help: its options; lmseg --version)",
+            "",
+            "Language-guided and retrieval-augmented segmentation bundles for MONAI.",
+            "",
+            "commands:",
+            *lines,
+        ]
     )
+
+
+def _command_help(name: str, command: Callable) -> str:
+    usage = [f"lmseg {name}"]
+    for parameter in inspect.signature(command).parameters.values():
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            usage.append(f"[{parameter.name.upper()} ...]")
+        elif parameter.kind is parameter.VAR_KEYWORD:
+            usage.append(f"[--<{'bundle' if name == 'label-app' else 'config id'}> VALUE ...]")
+        elif parameter.default is parameter.empty:
+            usage.append(f"--{parameter.name} {parameter.name.upper()}")
+        else:
+            usage.append(f"[--{parameter.name} {parameter.default!r}]")
+    return f"usage: {' '.join(usage)}\n\n{_plain(inspect.getdoc(command))}"
+
+
+def _check_options(name: str, command: Callable, args: list[str]) -> None:
+    """Refuse an option the command does not take, naming the closest one it does (python-fire would hand it to
+    ``**overrides`` as a config value, or stop with a usage dump). A command with ``**overrides`` takes the config
+    ids of its bundle too; ``label-app`` takes ``--<bundle>`` for each bundle it serves."""
+    parameters = inspect.signature(command).parameters.values()
+    known = {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    known |= {f"no{p.name}" for p in parameters if isinstance(p.default, bool)}  # fire's --noflag
+    given = [a[2:].split("=", 1)[0].replace("-", "_") for a in args if a.startswith("--") and len(a) > 2]
+    unknown = [flag for flag in given if flag not in known]
+    if not unknown:
+        return
+    takes_more = any(p.kind is p.VAR_KEYWORD for p in parameters)
+    extra, what = _extra_options(name, args) if takes_more else (set(), "")
+    if extra is None:
+        return  # the bundle is not known yet: the command names it
+    for flag in unknown:
+        if flag not in extra and flag.split("#")[0] not in extra:
+            _refuse(f"lmseg {name}: unknown option --{flag}", flag, known | extra, "--", f"lmseg {name} --help{what}")
+
+
+def _extra_options(name: str, args: list[str]) -> tuple[set[str] | None, str]:
+    """The ``**`` options of a command: config ids of its bundle (None where no bundle is given or found) or, for
+    ``label-app``, the bundle names it serves."""
+    from lmseg_components.locations import bundle_folder, config_ids
+
+    if name == "label-app":
+        bundles = _option(args, "bundles") or ",".join(TEXT_BUNDLES)
+        return set(bundles.split(",")), ""
+    if name == "jras-bank":
+        bundle = "jras_segmentation"
+    else:
+        bundle = _option(args, "bundle") or next((a for a in args if not a.startswith("-")), None)
+    folder = bundle_folder(bundle) if bundle else None
+    if folder is None:
+        return None, ""
+    return config_ids(folder), f"; config ids: {folder / 'configs'}"
+
+
+def _option(args: list[str], name: str) -> str | None:
+    """The value of ``--name value`` / ``--name=value`` in ``args``."""
+    for i, arg in enumerate(args):
+        if arg == f"--{name}" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _refuse(message: str, word: str, choices: Iterable[str], prefix: str, hint: str) -> None:
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    suggestion = f"; did you mean {prefix}{close[0]}?" if close else ""
+    print(f"error: {message}{suggestion} ({hint})", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from lmseg_components.devices import is_device_name
 from lmseg_components.engines.overlay import SaveOverlayd
 from lmseg_components.engines.presence import SaveResultsd
 from lmseg_components.files import prepare_output_dir
+from lmseg_components.locations import BUNDLES_DIR
 
 __all__ = [
     "run_monai_bundle",
@@ -31,7 +32,6 @@ __all__ = [
     "evaluate_metrics",
 ]
 
-BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 # every bundle's CPU setting, an overlay on its paper defaults: what the demo, tests, CI and benchmarks load
 SMALL_CONFIG = "small.json"
 # the bundles' postprocessing transforms that write files; left out where the caller writes (MONAI Label, Deploy)

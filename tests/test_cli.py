@@ -1,9 +1,11 @@
+import importlib.metadata
 import json
 import subprocess
 import sys
 
 import pytest
 
+from lmseg_components import cli
 from lmseg_components.cli import main
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
@@ -91,3 +93,76 @@ def test_label_app_writes_the_training_overrides(tmp_path):
         main([*common, '{"x": {}}'])
     with pytest.raises(SystemExit, match=r"^error: .*must map config ids to values"):
         main([*common, '{"tirnet_lmis": 3}'])
+
+
+COMMANDS = [
+    "make-synthetic",
+    "check-data",
+    "demo",
+    "segment",
+    "export",
+    "publish",
+    "label-app",
+    "deploy-app",
+    "jras-bank",
+    "verify-bundles",
+]
+# runs main() in a fresh interpreter and reports whether torch or MONAI got imported
+IN_FRESH_PYTHON = """
+import sys
+from lmseg_components.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as e:
+    print("exit", e.code)
+print("heavy imports:", sorted(m for m in ("torch", "monai", "numpy", "fire") if m in sys.modules))
+"""
+
+
+def _fresh(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", IN_FRESH_PYTHON, *argv], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_help_exits_0_reads_plainly_and_imports_nothing_heavy(command):
+    run = _fresh(command, "--help")
+    assert run.returncode == 0 and "\nexit " not in run.stdout, run.stdout + run.stderr
+    assert run.stdout.startswith(f"usage: lmseg {command}")
+    assert "``" not in run.stdout and ":class:" not in run.stdout and ":func:" not in run.stdout
+    assert run.stdout.rstrip().endswith("heavy imports: []")
+
+
+def test_overview_and_version_without_torch_or_monai():
+    overview = _fresh("--help")
+    assert all(f"  {command}" in overview.stdout for command in COMMANDS)
+    assert overview.stdout.rstrip().endswith("heavy imports: []")
+    version = subprocess.run(
+        [sys.executable, "-m", "lmseg_components.cli", "--version"], capture_output=True, text=True
+    )
+    assert version.returncode == 0 and version.stdout.strip() == f"lmseg {importlib.metadata.version('lmseg')}"
+
+
+def test_mistyped_command_or_option_is_refused_with_the_closest_name(tmp_path):
+    """``--txt`` was taken as a config override and the run went on without a prompt; nothing is written now."""
+    command = _fresh("segmnt", "--bundle", "tirnet_lmis")
+    assert "exit 2" in command.stdout and "unknown command 'segmnt'; did you mean segment?" in command.stderr
+    out = tmp_path / "masks"
+    typo = _fresh("segment", "--bundle", "tirnet_lmis", "--model", "m.pt", "a.png", "--txt", "hi", "--out", str(out))
+    assert "exit 2" in typo.stdout and "unknown option --txt; did you mean --text?" in typo.stderr
+    assert typo.stdout.rstrip().endswith("heavy imports: []") and not out.exists()
+    for argv, expected in (
+        (["make-synthetic", str(tmp_path / "d"), "--n-train", "3", "--sead", "1"], "--sead; did you mean --seed?"),
+        (["label-app", "--out", str(tmp_path / "app"), "--tirnet_lmsi", "m.pt"], "did you mean --tirnet_lmis?"),
+        (["export", "tirnet_lmis", "--widht", "8"], "did you mean --width?"),
+    ):
+        run = _fresh(*argv)
+        assert "exit 2" in run.stdout and expected in run.stderr, run.stderr
+    assert not (tmp_path / "d").exists() and not (tmp_path / "app").exists()
+
+
+def test_config_ids_still_pass_as_overrides(monkeypatch):
+    """``--text_cache_dir`` is an id of the bundle's configs: the check lets it through to the command."""
+    seen = {}
+    monkeypatch.setitem(cli.COMMANDS, "segment", lambda *images, bundle=None, **overrides: seen.update(overrides))
+    cli.main(["segment", "--bundle", "tirnet_lmis", "x.png", "--text_cache_dir", "/tmp/cache", "--width=8"])
+    assert seen == {"text_cache_dir": "/tmp/cache", "width": 8}
