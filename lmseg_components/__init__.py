@@ -23,6 +23,8 @@ _SUBPACKAGES = (
 
 
 def __getattr__(name: str):
+    if name in ("Segmenter", "Segmentation"):  # the Python API: from lmseg_components import Segmenter
+        return getattr(importlib.import_module(f"{__name__}.inference"), name)
     if name in _SUBPACKAGES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,6 +26,7 @@ __all__ = [
     "OnnxNetwork",
     "export_onnx",
     "bundle_example_inputs",
+    "bundles_that_trained",
     "example_inputs",
     "export_bundle",
     "export_program",
@@ -44,14 +45,21 @@ def _record_keys(bundle: Path) -> set[str]:
     return set(config["train"]["checkpoint"]["run_record"]) | {PRESENCE_THRESHOLD, VALIDATION_AUROC}
 
 
+def bundles_that_trained(ckpt_dir: str | Path) -> list[str]:
+    """The bundles of this checkout whose run record holds every value recorded in ``ckpt_dir``."""
+    from lmseg_components.workflows import BUNDLES_DIR
+
+    record = set(trained_values(ckpt_dir))
+    candidates = sorted(p.parent.parent for p in BUNDLES_DIR.glob("*/configs/train.json"))
+    return [b.name for b in candidates if record and record <= _record_keys(b)]
+
+
 def check_trained_with(bundle: str | Path, ckpt_dir: str | Path) -> None:
     """Refuse a checkpoint that another bundle trained: its run record holds values ``bundle`` does not set.
 
     Raises:
         ValueError: naming the foreign values, the bundle(s) whose record holds them all, and ``bundle``.
     """
-    from lmseg_components.workflows import BUNDLES_DIR
-
     bundle = Path(bundle)
     if not (bundle / "configs" / "train.json").is_file():
         return  # a published bundle without its training config: nothing to compare with
@@ -59,8 +67,7 @@ def check_trained_with(bundle: str | Path, ckpt_dir: str | Path) -> None:
     foreign = sorted(record - _record_keys(bundle))
     if not foreign:
         return
-    candidates = sorted(p.parent.parent for p in BUNDLES_DIR.glob("*/configs/train.json"))
-    others = [b.name for b in candidates if b.name != bundle.name and record <= _record_keys(b)]
+    others = [name for name in bundles_that_trained(ckpt_dir) if name != bundle.name]
     trained = f"it was trained with {' or '.join(others)}" if others else "another bundle trained it"
     raise ValueError(
         f"{ckpt_dir}: its run record holds {', '.join(foreign)}, which {bundle.name} does not set: {trained}, "

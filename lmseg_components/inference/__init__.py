@@ -8,10 +8,13 @@ from lmseg_components.inference.predictor import (
     class_prompts,
     find_bundle,
 )
+from lmseg_components.inference.segmenter import Segmentation, Segmenter
 from lmseg_components.inference.writer import check_mask_paths, describe_mask, mask_path, write_mask
 
 __all__ = [
     "EXPORTED_CONFIG",
+    "Segmentation",
+    "Segmenter",
     "TextBundlePredictor",
     "check_mask_paths",
     "class_names",

@@ -31,16 +31,16 @@ from lmseg_components.inference.predictor import VOLUME_SUFFIXES, TextBundlePred
 from lmseg_components.inference.writer import check_mask_paths, describe_mask, write_mask
 from lmseg_components.text.base import TextEncoder
 
-__all__ = ["RESULTS_FILE", "READERS", "segment", "write_overlay"]
+__all__ = ["RESULTS_FILE", "READERS", "overlay_image", "segment", "write_overlay"]
 
 RESULTS_FILE = "results.json"
 READERS = ("PILReader", "PydicomReader", "NibabelReader")  # PNG / JPEG, DICOM, NIfTI: chosen by file suffix
 
 
-def write_overlay(image: str | Path, pred: torch.Tensor, caption: str, output_dir: str | Path) -> Path:
-    """Write ``<output_dir>/<name>_overlay.png``: the input ``image`` as read from its file (intensities scaled
-    to [0, 1], channels averaged), ``pred`` on the same grid ((1, W, H) as MONAI reads a 2D image, or
-    (1, X, Y, Z): the axial slice with the most foreground) and ``caption`` below."""
+def overlay_image(image: str | Path, pred: torch.Tensor, caption: str):
+    """The overlay of ``pred`` on the input ``image`` as read from its file (intensities scaled to [0, 1], channels
+    averaged) as an RGB PIL image: ``pred`` on the same grid ((1, W, H) as MONAI reads a 2D image, or (1, X, Y, Z):
+    the axial slice with the most foreground) and ``caption`` below."""
     array = EnsureChannelFirst()(LoadImage(reader=list(READERS), image_only=True)(str(image)))
     picture = ScaleIntensity()(array.float()).mean(0).numpy()
     mask = torch.as_tensor(pred).detach().cpu().numpy()[0]
@@ -49,9 +49,14 @@ def write_overlay(image: str | Path, pred: torch.Tensor, caption: str, output_di
     if mask.ndim == 3:
         z = int(np.argmax((mask > 0).sum(axis=(0, 1))))
         picture, mask, caption = picture[..., z], mask[..., z], f"{caption} (slice {z})"
+    return render_overlay(picture.T, mask.T, caption)
+
+
+def write_overlay(image: str | Path, pred: torch.Tensor, caption: str, output_dir: str | Path) -> Path:
+    """Write :func:`overlay_image` to ``<output_dir>/<name>_overlay.png``."""
+    overlay = overlay_image(image, pred, caption)
     layout = FolderLayout(str(output_dir), postfix="overlay", extension=".png", parent=False, makedirs=True)
     path = Path(layout.filename(subject=str(image)))
-    overlay = render_overlay(picture.T, mask.T, caption)
     return atomic_write(path, lambda tmp: overlay.save(tmp, format="PNG"))
 
 

@@ -1,0 +1,61 @@
+"""The Python API: ``Segmenter.from_run(run).segment(image, text)`` on a file, a NumPy array and a tensor gives the
+masks ``lmseg segment`` writes, with the presence decision, the overlay and the timing; bad input is named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_segment import PROMPT, _chest, _model
+
+from lmseg_components import Segmenter
+from lmseg_components.inference.segment import RESULTS_FILE, segment
+
+pytestmark = pytest.mark.bundle
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("segmenter") / "run"
+    _model(root, "tirnet_lmis")
+    return root
+
+
+def test_file_array_and_tensor_give_lmseg_segments_mask(run, tmp_path):
+    pixels = _chest()
+    Image.fromarray(pixels).save(tmp_path / "x.png")
+    written = segment(tmp_path / "x.png", "tirnet_lmis", run / "models" / "model.pt", tmp_path / "masks", PROMPT)[0]
+    expected = np.asarray(Image.open(tmp_path / "masks" / written["mask"])) > 0
+
+    segmenter = Segmenter.from_run(run)  # the bundle told from the run record: tirnet_lmis
+    assert segmenter.predictor.bundle.name == "tirnet_lmis"
+    from_file = segmenter.segment(tmp_path / "x.png", PROMPT)
+    assert from_file.mask.shape == pixels.shape and from_file.mask.dtype == bool
+    assert np.array_equal(from_file.mask, expected) and 0 < expected.mean() < 1
+    assert (from_file.score, from_file.found, from_file.text) == (written["score"], written["found"], PROMPT)
+    assert from_file.inference_ms > 0 and from_file.overlay.size[0] >= pixels.shape[1]
+    for image in (pixels, torch.from_numpy(pixels), np.repeat(pixels[..., None], 3, -1)):
+        result = segmenter.segment(image, PROMPT)
+        assert np.array_equal(result.mask, expected) and result.score == written["score"]
+    floats = segmenter.segment(pixels.astype(np.float32) / 255.0, PROMPT)  # scaled min-max to 0-255
+    assert floats.mask.shape == pixels.shape
+    assert json.loads((tmp_path / "masks" / RESULTS_FILE).read_text())[0]["score"] == written["score"]
+
+
+def test_bad_input_is_named(run, tmp_path):
+    segmenter = Segmenter.from_run(run / "models" / "model.pt", bundle="tirnet_lmis")
+    with pytest.raises(ValueError, match=r"segments 2D images, \(H, W\) or \(H, W, 3\); got shape \(4, 5, 6\)"):
+        segmenter.segment(np.zeros((4, 5, 6)), PROMPT)
+    with pytest.raises(ValueError, match="no text prompt"):
+        segmenter.segment(_chest())
+    with pytest.raises(FileNotFoundError, match="no models/model.pt"):
+        Segmenter.from_run(tmp_path)
+    (tmp_path / "models").mkdir()
+    torch.save({}, tmp_path / "models" / "model.pt")
+    (tmp_path / "models" / "run_record.json").write_text(json.dumps({"dataset": "x", "not_a_setting": 1}))
+    with pytest.raises(ValueError, match="cannot tell which bundle trained this model"):
+        Segmenter.from_run(tmp_path)
