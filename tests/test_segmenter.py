@@ -3,12 +3,15 @@ masks ``lmseg segment`` writes, with the presence decision, the overlay and the 
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from bundle_cli import BUNDLES
 from PIL import Image
 from test_segment import PROMPT, _chest, _model
 
@@ -59,3 +62,33 @@ def test_bad_input_is_named(run, tmp_path):
     (tmp_path / "models" / "run_record.json").write_text(json.dumps({"dataset": "x", "not_a_setting": 1}))
     with pytest.raises(ValueError, match="cannot tell which bundle trained this model"):
         Segmenter.from_run(tmp_path)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_segment_over_a_folder_shows_progress_on_a_terminal(run, tmp_path, monkeypatch):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(_chest()).save(images / name)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    segment(images, "tirnet_lmis", run / "models" / "model.pt", tmp_path / "masks", PROMPT)
+    assert "segment: 100%" in terminal.getvalue() and "2/2" in terminal.getvalue()
+
+
+@pytest.mark.parametrize("bundle", ["tirnet_lmis", "tgcnet_lmis", "tgcnet_ct_organs", "jras_segmentation"])
+def test_bundle_evaluation_and_inference_show_progress(bundle):
+    """Every inference config (checkpoint, exported, ONNX) and evaluate.json attach an ignite ProgressBar."""
+    configs = BUNDLES / bundle / "configs"
+    inference = json.loads((configs / "inference.json").read_text())
+    assert inference["progress"]["_target_"] == "ignite.handlers.ProgressBar" and "@progress" in inference["handlers"]
+    for overlay in ("inference_exported.json", "inference_onnx.json"):
+        if (configs / overlay).is_file():
+            handlers = json.loads((configs / overlay).read_text()).get("handlers")
+            assert handlers is None or "@progress" in handlers, overlay
+    evaluate = json.loads((configs / "evaluate.json").read_text())["validate#handlers"]
+    assert any(h.get("_target_") == "ignite.handlers.ProgressBar" for h in evaluate if isinstance(h, dict))

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from monai.data import FolderLayout
 from monai.transforms import EnsureChannelFirst, LoadImage, ScaleIntensity
+from tqdm import tqdm
 
 from lmseg_components.data.prompted import read_prompted_images
 from lmseg_components.engines.overlay import render_overlay
@@ -143,7 +144,8 @@ def _segment_into(
         group = [r["image"] for r in records if (r["image"].lower().endswith(VOLUME_SUFFIXES)) == (spatial_dims == 3)]
         check_mask_paths(group, out, spatial_dims)
     results = []
-    for record in records:
+    # a bar on a terminal for several images (tqdm stays quiet when stderr is a file or a pipe)
+    for record in tqdm(records, desc="segment", unit="image", leave=False, disable=None if len(records) > 1 else True):
         start = time.perf_counter()
         try:
             item = predictor(record)
