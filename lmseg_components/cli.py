@@ -509,9 +509,24 @@ def main(argv: list[str] | None = None) -> None:
         print(_command_help(name, command))
         return
     _check_options(name, command, args)
+    _quiet_third_party()
     import fire
 
     fire.Fire(command, command=args, name=f"lmseg {name}")
+
+
+def _quiet_third_party() -> None:
+    """Keep the console to what concerns the user's data: notices of optional GPU decoders that are absent, a
+    missing patient orientation in a 2-D DICOM (the 2-D bundles need no affine; volumes come as NIfTI) and the
+    weight-loading bar of Hugging Face encoders say nothing about it."""
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read by huggingface_hub and transformers on import
+    logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
+    for message in ("NvImgCodecPydicomReader", "PydicomReader: ImageOrientationPatient"):
+        warnings.filterwarnings("ignore", message=message, category=UserWarning)
 
 
 def _plain(text: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -92,3 +93,19 @@ def test_bundle_evaluation_and_inference_show_progress(bundle):
             assert handlers is None or "@progress" in handlers, overlay
     evaluate = json.loads((configs / "evaluate.json").read_text())["validate#handlers"]
     assert any(h.get("_target_") == "ignite.handlers.ProgressBar" for h in evaluate if isinstance(h, dict))
+
+
+def test_lmseg_segment_console_says_only_what_concerns_the_images(run, tmp_path):
+    """A PNG and a DICOM through ``lmseg segment``: one line per image and the summary; no notice of an absent GPU
+    decoder, no missing-orientation warning for a 2-D DICOM, no weight-loading bar, no traceback."""
+    from test_segment import _dicom
+
+    Image.fromarray(_chest()).save(tmp_path / "x.png")
+    _dicom(tmp_path / "y.dcm", _chest())
+    command = [sys.executable, "-m", "lmseg_components.cli", "segment", "--bundle", "tirnet_lmis"]
+    command += ["--model", str(run / "models" / "model.pt"), str(tmp_path / "x.png"), str(tmp_path / "y.dcm")]
+    done = subprocess.run(
+        [*command, "--text", PROMPT, "--out", str(tmp_path / "masks")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 3 and done.stderr == "", done.stderr
