@@ -13,7 +13,7 @@ import fire
 import pytest
 import torch
 import torch.nn.functional as F
-from bundle_cli import BUNDLES
+from bundle_cli import BUNDLES, run_bundle
 from ignite.engine import Events
 
 from lmseg_components.data import make_synthetic_acdc, read_acdc_slices
@@ -70,7 +70,19 @@ def _add(root: Path, dataset: Path, **kwargs) -> list[BankCase]:
 
 
 def _gallery(root: Path) -> dict:
-    return torch.load(root / "models" / "gallery.pt", weights_only=True)
+    """The bank as inference reads it: the training gallery, then the user's cases (``user_gallery.pt``)."""
+    parts = [
+        torch.load(root / "models" / name, weights_only=True)
+        for name in ("gallery.pt", "user_gallery.pt")
+        if (root / "models" / name).is_file()
+    ]
+    return {
+        "images": torch.cat([p["images"] for p in parts]),
+        "labels": torch.cat([p["labels"] for p in parts]),
+        "ids": [i for p in parts for i in p["ids"]],
+        "case_ids": [c for p in parts for c in p["case_ids"]],
+        "sources": {k: v for p in parts for k, v in p.get("sources", {}).items()},
+    }
 
 
 def _retriever(root: Path) -> Retriever:
@@ -104,6 +116,49 @@ def test_add_appends_the_new_slices_to_gallery_and_index_and_list_shows_them(ban
     listed = list_cases(bank, TRAIN_CONFIG)
     assert [c.case_id for c in listed[-3:]] == NEW_IDS and listed[-3:] == added
     assert all(c.source is None and c.slices == 6 for c in listed[:-3]) and len(listed) == 5
+
+
+def test_added_cases_live_beside_the_training_gallery_and_outlive_retraining(trained, new_cases, tmp_path):
+    """``add`` leaves gallery.pt as training wrote it and writes the cases to user_gallery.pt; a retraining (here
+    from scratch with another seed) rewrites gallery.pt, keeps the user's cases and saves an index holding them,
+    embedded by the new retriever."""
+    root = tmp_path / "run"
+    shutil.copytree(trained, root, symlinks=True)
+    training = torch.load(root / "models" / "gallery.pt", weights_only=True)
+    _add(root, new_cases)
+    assert torch.load(root / "models" / "gallery.pt", weights_only=True)["ids"] == training["ids"]
+    user = torch.load(root / "models" / "user_gallery.pt", weights_only=True)
+    assert list(dict.fromkeys(user["case_ids"])) == NEW_IDS and set(user["sources"]) == set(NEW_IDS)
+    old_retriever = weights_fingerprint(_retriever(root))
+    (root / "models" / "checkpoint.pt").unlink()
+    args = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "6"]
+    retrain = run_bundle(
+        "jras_segmentation",
+        "training",
+        ["configs/train.json"],
+        root,
+        *args,
+        "--epochs",
+        "1",
+        "--contrastive_candidates",
+        "8",
+        "--seed",
+        "1",
+        "--device",
+        "cpu",
+    )
+    assert retrain.returncode == 0, retrain.stderr[-2000:]
+    assert weights_fingerprint(_retriever(root)) != old_retriever
+    gallery = _gallery(root)
+    assert (
+        gallery["ids"][: len(training["ids"])] == training["ids"]
+        and gallery["ids"][len(training["ids"]) :] == user["ids"]
+    )
+    index = _index(root, gallery)  # refused unless it holds both parts, by the new model.pt's retriever
+    with torch.no_grad():
+        expected = F.normalize(_retriever(root)(user["images"]), dim=1)
+    assert torch.allclose(index.embeddings[len(training["ids"]) :], expected, atol=1e-5)
+    assert [c.case_id for c in list_cases(root, TRAIN_CONFIG)][-3:] == NEW_IDS
 
 
 def test_inference_retrieves_the_new_cases(bank, new_cases):
@@ -198,9 +253,9 @@ import os, sys
 import lmseg_components.files as files
 from lmseg_components.retrieval import add_cases
 real, calls = os.replace, []
-def dying(*args):  # the third rename of save_together: the gallery renamed, the index not yet
+def dying(*args):  # the fourth rename of save_together (journal, gallery, user's gallery): the index not yet
     calls.append(1)
-    if len(calls) == 3:
+    if len(calls) == 4:
         os._exit(9)
     return real(*args)
 files.os.replace = dying

@@ -33,6 +33,7 @@ from lmseg_components.files import finish_saves
 from lmseg_components.losses.mask_contrastive import MaskAgreementInfoNCE, sample_candidates
 from lmseg_components.metrics.overlap import integer_labels, pairwise_mask_dice
 from lmseg_components.retrieval.augmented import RetrievalAugmentedSegmenter
+from lmseg_components.retrieval.index import create_index
 
 __all__ = [
     "ContrastiveObjective",
@@ -132,9 +133,11 @@ class LoadRetrievalState:
 
     Args:
         network: the :class:`RetrievalAugmentedSegmenter` (or its DDP wrapper).
-        gallery_path: ``gallery.pt`` written by training or ``lmseg jras-bank``.
+        gallery_path: ``gallery.pt`` written by training.
         index_path: ``index.pt`` beside it.
         bundle_root: the bundle folder, for the rebuild command the error names.
+        user_gallery_path: the cases ``lmseg jras-bank add`` added (``user_gallery.pt``), after the training
+            gallery's; none when the file does not exist.
     """
 
     def __init__(
@@ -143,9 +146,10 @@ class LoadRetrievalState:
         gallery_path: str | Path,
         index_path: str | Path,
         bundle_root: str | Path = "<bundle folder>",
+        user_gallery_path: str | Path | None = None,
     ):
         self.network, self.gallery_path, self.index_path = network, Path(gallery_path), Path(index_path)
-        self.bundle_root = bundle_root
+        self.bundle_root, self.user_gallery_path = bundle_root, user_gallery_path
 
     def attach(self, engine: Engine) -> None:
         if _unwrap(self.network).uses_retrieval:
@@ -155,7 +159,7 @@ class LoadRetrievalState:
         model = _unwrap(self.network)
         for folder in {self.gallery_path.parent, self.index_path.parent}:
             finish_saves(folder)
-        model.load_gallery(self.gallery_path)
+        model.load_gallery(self.gallery_path, self.user_gallery_path)
         try:
             model.load_index(self.index_path)
         except (FileNotFoundError, ValueError) as e:
@@ -191,6 +195,9 @@ class RebuildIndex:
         save_path: where to persist the index; with ``save_on_best`` it is written only when the attached
             evaluator's key metric improves (the same moment ``BestModelSaver`` writes the best model).
         save_on_best: see ``save_path``.
+        user_gallery_path: the cases a user added to the bank (``lmseg jras-bank add``), when the file exists:
+            the persisted index holds them too, embedded by the same retriever after the training gallery's items,
+            so retraining keeps the user's bank (their retrieval never trains the network).
     """
 
     def __init__(
@@ -200,11 +207,12 @@ class RebuildIndex:
         interval: int = 1,
         save_path: str | Path | None = None,
         save_on_best: bool = True,
+        user_gallery_path: str | Path | None = None,
     ):
         if event not in ("epoch_started", "started"):
             raise ValueError(f"event must be 'epoch_started' or 'started', got {event!r}.")
         self.network, self.event, self.interval = network, event, interval
-        self.save_path, self.save_on_best = save_path, save_on_best
+        self.save_path, self.save_on_best, self.user_gallery_path = save_path, save_on_best, user_gallery_path
         self.restored = False
         self.logger = logging.getLogger(__name__)
 
@@ -231,7 +239,21 @@ class RebuildIndex:
         best = getattr(engine.state, "best_metric_epoch", None)
         if (self.save_on_best and best != engine.state.epoch) or not _is_rank0():
             return
-        _unwrap(self.network).save_index(self.save_path)
+        model = _unwrap(self.network)
+        if self.user_gallery_path is None or not Path(self.user_gallery_path).is_file():
+            model.save_index(self.save_path)
+            return
+        user = torch.load(self.user_gallery_path, map_location="cpu", weights_only=True)
+        embeddings = torch.cat(
+            [model.embed(model.gallery_images), model.embed(user["images"].to(model.gallery_images.device))]
+        )
+        index = create_index(embeddings.shape[1], model.index_backend)
+        index.add(
+            embeddings.float().cpu(),
+            model.gallery_ids + list(user["ids"]),
+            model.gallery_cases + list(user["case_ids"]),
+        )
+        index.save(self.save_path, model.retriever_fingerprint())
 
     def state_dict(self) -> dict:
         """The embeddings (N, E) the network's index holds now (empty before the first build)."""

@@ -190,13 +190,22 @@ class RetrievalAugmentedSegmenter(nn.Module):
             path,
         )
 
-    def load_gallery(self, path: str | Path) -> None:
-        """Load a gallery written by :meth:`save_gallery`."""
+    def load_gallery(self, path: str | Path, user_path: str | Path | None = None) -> None:
+        """Load a gallery written by :meth:`save_gallery`, followed by the user's cases of ``user_path`` when that
+        file exists (``lmseg jras-bank add`` writes it: the cases live beside the training gallery, which
+        retraining rewrites)."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no retrieval gallery at {path}: train the bundle first (it writes one).")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        self.set_gallery(state["images"], state["labels"], state["ids"], state["case_ids"])
+        parts = [torch.load(path, map_location="cpu", weights_only=True)]
+        if user_path is not None and Path(user_path).is_file():
+            parts.append(torch.load(user_path, map_location="cpu", weights_only=True))
+        self.set_gallery(
+            torch.cat([p["images"] for p in parts]),
+            torch.cat([p["labels"] for p in parts]),
+            [i for p in parts for i in p["ids"]],
+            [c for p in parts for c in p["case_ids"]],
+        )
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:

@@ -2,10 +2,13 @@
 them, remove them, rebuild the index, all without retraining.
 
 A trained ``bundles/jras_segmentation`` holds ``models/model.pt`` (``{segmenter, retriever}``), ``models/gallery.pt``
-(the training slices after the gallery's preprocessing) and ``models/index.pt`` (their embeddings by the saved
-retriever, with the retriever's weight fingerprint). :func:`add_cases` reads new cases of an ACDC folder with the
-bundle's reader and the gallery's own preprocessing (``gallery#dataset#transform`` of ``train.json``, parsed with
-``monai.bundle.ConfigParser``), embeds them with the saved retriever and appends them to both files;
+(the training slices after the gallery's preprocessing), ``models/user_gallery.pt`` (the cases users added, once
+there are some) and ``models/index.pt`` (the embeddings of both, training slices first, by the saved retriever,
+with the retriever's weight fingerprint). :func:`add_cases` reads new cases of an ACDC folder with the bundle's
+reader and the gallery's own preprocessing (``gallery#dataset#transform`` of ``train.json``, parsed with
+``monai.bundle.ConfigParser``), embeds them with the saved retriever and appends them to the user's gallery and the
+index. Retraining rewrites ``gallery.pt`` and leaves ``user_gallery.pt`` alone; the index it saves holds both,
+embedded by the new retriever, so the user's cases outlive it;
 :func:`remove_cases` drops every slice of the given cases; :func:`list_cases` tells what the bank holds. Inference
 (``LoadRetrievalState``) then retrieves from the new bank: the index keeps the retriever's fingerprint and the
 gallery's ids in order, which is what it checks.
@@ -67,6 +70,7 @@ class _Bank:
 
     parser: ConfigParser
     gallery_path: Path
+    user_gallery_path: Path
     index_path: Path
     gallery: dict
     retriever: nn.Module
@@ -114,6 +118,22 @@ def _read_gallery(path: Path) -> dict:
     return {**state, "sources": dict(state.get("sources", {}))}
 
 
+def _read_bank(gallery_path: Path, user_gallery_path: Path) -> dict:
+    """The training gallery followed by the user's (when there is one), as one gallery; ``sources`` names the
+    user's cases."""
+    gallery = _read_gallery(gallery_path)
+    if not user_gallery_path.is_file():
+        return gallery
+    user = _read_gallery(user_gallery_path)
+    return {
+        "images": torch.cat([gallery["images"], user["images"]]),
+        "labels": torch.cat([gallery["labels"], user["labels"]]),
+        "ids": gallery["ids"] + user["ids"],
+        "case_ids": gallery["case_ids"] + user["case_ids"],
+        "sources": {**gallery["sources"], **user["sources"]},
+    }
+
+
 def _load_retriever(parser: ConfigParser, device: torch.device) -> nn.Module:
     """``retriever_def`` with the weights of ``<ckpt_dir>/model.pt``, in eval mode on ``device``."""
     path = check_checkpoint_file(Path(parser.get_parsed_content("ckpt_dir")) / "model.pt")
@@ -150,12 +170,13 @@ def _open(
     index (``index`` None)."""
     parser = _config(bundle_root, config_file, overrides)
     gallery_path = Path(parser.get_parsed_content("gallery_path"))
+    user_gallery_path = Path(parser.get_parsed_content("user_gallery_path"))
     index_path = Path(parser.get_parsed_content("index_path"))
-    gallery = _read_gallery(gallery_path)
+    gallery = _read_bank(gallery_path, user_gallery_path)
     device = parser.get_parsed_content("torch_device")
     retriever = _load_retriever(parser, device)
     if not read_index:
-        return _Bank(parser, gallery_path, index_path, gallery, retriever, device, None)
+        return _Bank(parser, gallery_path, user_gallery_path, index_path, gallery, retriever, device, None)
     finish_saves(index_path.parent)
     try:
         index = load_index(index_path, weights_fingerprint(retriever))
@@ -169,7 +190,7 @@ def _open(
         rebuilt = _empty_like(index)
         rebuilt.add(_embed(retriever, gallery["images"], device), gallery["ids"], gallery["case_ids"])
         index = rebuilt
-    return _Bank(parser, gallery_path, index_path, gallery, retriever, device, index)
+    return _Bank(parser, gallery_path, user_gallery_path, index_path, gallery, retriever, device, index)
 
 
 def _keep_rows(bank: _Bank, rows: list[int]) -> None:
@@ -186,15 +207,29 @@ def _keep_rows(bank: _Bank, rows: list[int]) -> None:
 
 
 def _save(bank: _Bank) -> None:
-    """Write the gallery and the index (with the retriever's fingerprint) together: a kill leaves both old or both
-    new."""
-    if bank.gallery_path.parent.resolve() != bank.index_path.parent.resolve():
-        raise ValueError(
-            f"gallery_path {bank.gallery_path} and index_path {bank.index_path} must lie in one folder (they are "
-            "written together)."
-        )
-    gallery = {key: bank.gallery[key] for key in (*_GALLERY_KEYS, "sources")}
-    save_together({bank.gallery_path: gallery, bank.index_path: bank.index.state(weights_fingerprint(bank.retriever))})
+    """Write the training gallery, the user's gallery (the cases with a source folder) and the index (training
+    rows first, with the retriever's fingerprint) together: a kill leaves all old or all new."""
+    paths = (bank.gallery_path, bank.user_gallery_path, bank.index_path)
+    if len({path.parent.resolve() for path in paths}) > 1:
+        raise ValueError(f"{', '.join(map(str, paths))} must lie in one folder (they are written together).")
+    sources = bank.gallery["sources"]
+    user = [r for r, c in enumerate(bank.gallery["case_ids"]) if c in sources]
+    training = [r for r, c in enumerate(bank.gallery["case_ids"]) if c not in sources]
+    _keep_rows(bank, training + user)
+    gallery, split = bank.gallery, len(training)
+    parts = {}
+    for path, rows, part_sources in (
+        (bank.gallery_path, slice(None, split), {}),
+        (bank.user_gallery_path, slice(split, None), sources),
+    ):
+        parts[path] = {
+            "images": gallery["images"][rows],
+            "labels": gallery["labels"][rows],
+            "ids": gallery["ids"][rows],
+            "case_ids": gallery["case_ids"][rows],
+            "sources": part_sources,
+        }
+    save_together({**parts, bank.index_path: bank.index.state(weights_fingerprint(bank.retriever))})
 
 
 def _summary(gallery: dict, cases: Sequence[str] | None = None) -> list[BankCase]:
@@ -292,7 +327,8 @@ def list_cases(
 ) -> list[BankCase]:
     """The cases of a bundle's gallery, in gallery order, with their slice counts and source folders."""
     parser = _config(bundle_root, config_file, overrides)
-    return _summary(_read_gallery(Path(parser.get_parsed_content("gallery_path"))))
+    paths = (Path(parser.get_parsed_content(key)) for key in ("gallery_path", "user_gallery_path"))
+    return _summary(_read_bank(*paths))
 
 
 def remove_cases(
