@@ -84,3 +84,32 @@ def test_evaluating_and_inference_on_busi(trained):
         image = Image.open(record["image"])
         mask = Image.open(root / "eval" / "inference" / f"{Path(record['image']).stem}_mask.png")
         assert mask.size == image.size and set(np.unique(np.asarray(mask)).tolist()) <= {0, 1}
+
+
+def test_the_bank_takes_busi_cases(trained, tmp_path):
+    """``lmseg jras-bank add`` on a BUSI folder (with the bundle's busi.json): the images become gallery items of
+    the user's gallery, listed with their folder, and the index holds them."""
+    from lmseg_components.retrieval import add_cases, list_cases
+
+    root, _ = trained
+    new = tmp_path / "new"
+    make_synthetic_busi(new, seed=5, n_benign=2, n_malignant=1, n_normal=0, size=48)
+    for path in sorted(new.rglob("*.png")):  # new names: BUSI's ids are <class>/<image>, as training's are
+        path.rename(path.with_name(path.name.replace("(", "(new ")))
+    configs = ",".join(str(BUNDLES / "jras_segmentation" / c) for c in TRAIN)
+    bank = tmp_path / "bank"
+    (bank / "models").mkdir(parents=True)
+    for name in ("model.pt", "gallery.pt", "index.pt", "checkpoint.pt", "run_record.json"):
+        (bank / "models" / name).write_bytes((root / "models" / name).read_bytes())
+    added = add_cases(bank, new, config_file=configs)
+    assert [c.case_id for c in added] == [
+        "benign/benign (new 1)",
+        "benign/benign (new 2)",
+        "malignant/malignant (new 1)",
+    ]
+    user = torch.load(bank / "models" / "user_gallery.pt", weights_only=True)
+    assert user["images"].shape[1:] == (1, 32, 32) and set(user["labels"].unique().tolist()) <= {0, 1}
+    listed = list_cases(bank, configs)
+    assert listed[-3:] == added and all(c.source == str(new.resolve()) for c in added)
+    index = torch.load(bank / "models" / "index.pt", weights_only=True)
+    assert index["ids"][-3:] == user["ids"]

@@ -38,7 +38,8 @@ import torch
 from monai.bundle import ConfigParser
 from torch import nn
 
-from lmseg_components.data.acdc import read_acdc_slices
+from lmseg_components.data.acdc import read_acdc_slices, read_busi
+from lmseg_components.data.check import detect_layout
 from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
 from lmseg_components.export import trained_values
 from lmseg_components.files import finish_saves, save_together
@@ -78,15 +79,25 @@ class _Bank:
     index: RetrievalIndex | None
 
 
-def _config(bundle_root: str | Path, config_file: str | Path | None, overrides: dict | None) -> ConfigParser:
-    """``config_file`` (default ``<bundle_root>/configs/train.json``) with ``bundle_root`` set, the values the model
-    was trained with (the run record in ``<ckpt_dir>/checkpoint.pt``, when there is one) and ``overrides`` on top."""
+def _config(
+    bundle_root: str | Path, config_file: str | Path | Sequence[str | Path] | None, overrides: dict | None
+) -> ConfigParser:
+    """``config_file`` (default ``<bundle_root>/configs/train.json``; several, comma-separated or a list, are merged
+    in order, e.g. ``train.json,busi.json`` for a bundle trained on BUSI) with ``bundle_root`` set, the values the
+    model was trained with (the run record in ``<ckpt_dir>/checkpoint.pt``, when there is one) and ``overrides`` on
+    top."""
     root = Path(bundle_root)
-    config_file = Path(config_file) if config_file is not None else root / "configs" / "train.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"no bundle config {config_file}: pass config_file (the bundle's train.json).")
+    if config_file is None:
+        files = [root / "configs" / "train.json"]
+    elif isinstance(config_file, str | Path):
+        files = [Path(f) for f in str(config_file).split(",")]
+    else:
+        files = [Path(f) for f in config_file]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no bundle config {', '.join(missing)}: pass config_file (the bundle's train.json).")
     parser = ConfigParser()
-    parser.read_config(str(config_file))
+    parser.read_config([str(f) for f in files])
     parser["bundle_root"] = str(root)
     trained = trained_values(parser.get_parsed_content("ckpt_dir"))
     for key, value in trained.items():
@@ -275,18 +286,21 @@ def add_cases(
     config_file: str | Path | None = None,
     overrides: dict | None = None,
 ) -> list[BankCase]:
-    """Add every labelled case of an ACDC folder to a trained bundle's gallery and index, without retraining.
+    """Add every labelled case of an ACDC or BUSI folder to a trained bundle's gallery and index, without retraining.
 
-    Slices are read with :func:`~lmseg_components.data.read_acdc_slices` (ids ``patientXXX_frameYY_zNN``, case id
-    the patient), preprocessed by the config's ``gallery#dataset#transform`` (what training put in the gallery:
-    a raw image of another size is resized like the training images), embedded by the retriever of
-    ``<ckpt_dir>/model.pt`` and appended after the existing rows of ``gallery.pt`` and ``index.pt``.
+    ACDC slices are read with :func:`~lmseg_components.data.read_acdc_slices` (ids ``patientXXX_frameYY_zNN``, case
+    id the patient), BUSI images with :func:`~lmseg_components.data.read_busi` (case id ``<class>/<image>``; give the
+    bundle's ``busi.json`` in ``config_file``), preprocessed by the config's ``gallery#dataset#transform`` (what
+    training put in the gallery: a raw image of another size is resized like the training images), embedded by the
+    retriever of ``<ckpt_dir>/model.pt`` and appended to the user's gallery (``user_gallery.pt``) and ``index.pt``.
 
     Args:
         bundle_root: the trained bundle (``models/model.pt``, ``gallery.pt``, ``index.pt``).
-        dataset_dir: the ACDC folder of the new cases (``patientXXX/patientXXX_frameYY[_gt].nii.gz``).
+        dataset_dir: the folder of the new cases: ACDC (``patientXXX/patientXXX_frameYY[_gt].nii.gz``) or BUSI
+            (``benign/``, ``malignant/``, ``normal/`` with ``<image>_mask*.png``).
         replace: replace the slices of cases already in the bank; without it they are refused.
-        config_file: the bundle's training config (default ``<bundle_root>/configs/train.json``).
+        config_file: the bundle's training config (default ``<bundle_root>/configs/train.json``); several,
+            comma-separated, are merged (``configs/train.json,configs/busi.json`` for a bundle trained on BUSI).
         overrides: config values over the trained ones (the run record in ``<ckpt_dir>/checkpoint.pt``).
 
     Returns:
@@ -299,7 +313,7 @@ def add_cases(
         StaleIndexError: the index was built by another retriever than the one in ``model.pt``.
     """
     bank = _open(bundle_root, config_file, overrides)
-    records = read_acdc_slices(dataset_dir)
+    records = _read_cases(dataset_dir)
     new_cases = list(dict.fromkeys(r["case_id"] for r in records))
     in_bank = set(bank.gallery["case_ids"])
     present = [c for c in new_cases if c in in_bank]
@@ -320,6 +334,17 @@ def add_cases(
     gallery["sources"].update(dict.fromkeys(new_cases, str(Path(dataset_dir).resolve())))
     _save(bank)
     return _summary(gallery, new_cases)
+
+
+def _read_cases(dataset_dir: str | Path) -> list[dict]:
+    """The labelled cases of an ACDC or BUSI folder, one record per gallery item."""
+    layout = detect_layout(dataset_dir)
+    if layout == "acdc":
+        return read_acdc_slices(dataset_dir)
+    if layout == "busi":
+        return read_busi(dataset_dir)
+    found = f"it looks like {layout}" if layout else "no known layout"
+    raise ValueError(f"{dataset_dir}: the bank takes ACDC or BUSI folders ({found}; see lmseg check-data).")
 
 
 def list_cases(
@@ -395,7 +420,7 @@ def jras_bank(
 ) -> None:
     """Manage a trained J-RAS bundle's memory bank (gallery + retrieval index) without retraining.
 
-    ``add --bundle_root R --dataset_dir D [--replace]`` adds the labelled cases of the ACDC folder ``D``;
+    ``add --bundle_root R --dataset_dir D [--replace]`` adds the labelled cases of the ACDC or BUSI folder ``D``;
     ``list --bundle_root R`` prints case ids, slice counts and source folders; ``remove --bundle_root R --case_id
     X[,Y]`` removes cases; ``rebuild --bundle_root R`` re-embeds the gallery into a new index. Inference
     (``python -m monai.bundle run inference``) then retrieves from the new bank.
@@ -403,10 +428,11 @@ def jras_bank(
     Args:
         action: ``add``, ``list``, ``remove`` or ``rebuild``.
         bundle_root: the trained bundle (``models/model.pt``, ``gallery.pt``, ``index.pt``).
-        dataset_dir: with ``add``, the ACDC folder of the new cases.
+        dataset_dir: with ``add``, the ACDC or BUSI folder of the new cases.
         case_id: with ``remove``, one case id or a comma-separated list.
         replace: with ``add``, replace cases already in the bank.
-        config_file: the bundle's training config (default ``<bundle_root>/configs/train.json``).
+        config_file: the bundle's training config (default ``<bundle_root>/configs/train.json``); several,
+            comma-separated, are merged (``configs/train.json,configs/busi.json`` for a bundle trained on BUSI).
         overrides: config values, e.g. ``--device cpu``; the trained ones come from ``models/checkpoint.pt``.
     """
     try:
