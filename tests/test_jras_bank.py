@@ -118,6 +118,7 @@ def test_add_appends_the_new_slices_to_gallery_and_index_and_list_shows_them(ban
     assert all(c.source is None and c.slices == 6 for c in listed[:-3]) and len(listed) == 5
 
 
+@pytest.mark.slow  # a second training run (~45 s on 2 cores); nightly
 def test_added_cases_live_beside_the_training_gallery_and_outlive_retraining(trained, new_cases, tmp_path):
     """``add`` leaves gallery.pt as training wrote it and writes the cases to user_gallery.pt; a retraining (here
     from scratch with another seed) rewrites gallery.pt, keeps the user's cases and saves an index holding them,
