@@ -39,6 +39,7 @@ __all__ = [
     "ContrastiveObjective",
     "GalleryFromDataset",
     "IndexNeedsRebuildError",
+    "IndexState",
     "JRASTrainer",
     "LoadRetrievalState",
     "RebuildIndex",
@@ -184,9 +185,9 @@ def _is_rank0() -> bool:
 class RebuildIndex:
     """Rebuild the network's retrieval index from its current retriever.
 
-    In a training checkpoint (``ResumableCheckpoint``'s ``save_dict``) it keeps the embeddings of the index the
-    epoch is training with: a run resumed inside an epoch restores that index instead of rebuilding it from the
-    retriever it stopped with, so it retrieves what the uninterrupted run retrieved.
+    A run resumed inside an epoch whose index :class:`IndexState` restored from the checkpoint keeps that index
+    instead of rebuilding it from the retriever it stopped with, so it retrieves what the uninterrupted run
+    retrieved.
 
     Args:
         network: the :class:`RetrievalAugmentedSegmenter` (or its DDP wrapper).
@@ -213,7 +214,6 @@ class RebuildIndex:
             raise ValueError(f"event must be 'epoch_started' or 'started', got {event!r}.")
         self.network, self.event, self.interval = network, event, interval
         self.save_path, self.save_on_best, self.user_gallery_path = save_path, save_on_best, user_gallery_path
-        self.restored = False
         self.logger = logging.getLogger(__name__)
 
     def attach(self, engine: Engine) -> None:
@@ -226,7 +226,7 @@ class RebuildIndex:
 
     def rebuild(self, engine: Engine) -> None:
         model = _unwrap(self.network)
-        restored, self.restored = self.restored, False
+        restored, model.index_restored = model.index_restored, False
         if restored and engine.state.iteration % engine.state.epoch_length:
             return  # resumed inside an epoch: it goes on with the index it started with
         _broadcast_buffers_from_rank0(model.retriever)  # every rank builds the same index
@@ -255,16 +255,27 @@ class RebuildIndex:
         )
         index.save(self.save_path, model.retriever_fingerprint())
 
+
+class IndexState:
+    """The network's retrieval index as a checkpoint entry (``ResumableCheckpoint``'s ``save_dict``): the
+    embeddings (N, E) it holds, which a resumed run indexes again (the gallery must be set: ``GalleryFromDataset``
+    runs first). A run killed inside an epoch thus goes on with the index that epoch trained with (see
+    :class:`RebuildIndex`), not one rebuilt from the retriever it stopped with.
+
+    Args:
+        network: the :class:`RetrievalAugmentedSegmenter` (or its DDP wrapper).
+    """
+
+    def __init__(self, network: nn.Module):
+        self.network = network
+
     def state_dict(self) -> dict:
-        """The embeddings (N, E) the network's index holds now (empty before the first build)."""
         embeddings = _unwrap(self.network).index_embeddings
         return {"embeddings": torch.empty(0) if embeddings is None else embeddings}
 
     def load_state_dict(self, state: dict) -> None:
-        """Index the saved embeddings (the gallery must be set: ``GalleryFromDataset`` runs first)."""
         if state["embeddings"].numel():
-            _unwrap(self.network).rebuild_index(state["embeddings"])
-            self.restored = True
+            _unwrap(self.network).restore_index(state["embeddings"])
 
 
 @dataclass

@@ -104,6 +104,7 @@ class RetrievalAugmentedSegmenter(nn.Module):
         self._adjacent: dict[str, int] = {}
         self.index: RetrievalIndex | None = None
         self.index_embeddings: torch.Tensor | None = None
+        self.index_restored = False  # set by restore_index, consumed by the next scheduled rebuild
         self.last_indices: torch.Tensor | None = None
         self.last_scores: torch.Tensor | None = None
 
@@ -241,6 +242,12 @@ class RetrievalAugmentedSegmenter(nn.Module):
         index = create_index(embeddings.shape[1], self.index_backend)
         index.add(embeddings, self.gallery_ids, self.gallery_cases)
         self.index, self.index_embeddings = index, embeddings
+
+    def restore_index(self, embeddings: torch.Tensor) -> None:
+        """Index ``embeddings`` (N, E) saved with a training checkpoint, and mark the index as restored: the next
+        scheduled rebuild inside the same epoch keeps it."""
+        self.rebuild_index(embeddings)
+        self.index_restored = True
 
     def retriever_fingerprint(self) -> str:
         return weights_fingerprint(self.retriever)
