@@ -489,7 +489,6 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "verify-bundles": verify_bundles,
 }
 HELP_FLAGS = ("--help", "-h", "help")
-TEXT_BUNDLES = ("tirnet_lmis", "tgcnet_lmis", "tgcnet_ct_organs")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -591,7 +590,7 @@ def _check_options(name: str, command: Callable, args: list[str]) -> None:
 def _extra_options(name: str, args: list[str]) -> tuple[set[str] | None, str]:
     """The ``**`` options of a command: config ids of its bundle (None where no bundle is given or found) or, for
     ``label-app``, the bundle names it serves."""
-    from lmseg_components.locations import bundle_folder, config_ids
+    from lmseg_components.locations import TEXT_BUNDLES, bundle_folder, config_ids
 
     if name == "label-app":
         bundles = _option(args, "bundles") or ",".join(TEXT_BUNDLES)

@@ -19,6 +19,7 @@ from torch import nn
 from lmseg_components.engines.checkpoint import RUN_RECORD_FILE, trained_values
 from lmseg_components.engines.presence import PRESENCE_THRESHOLD, VALIDATION_AUROC
 from lmseg_components.files import atomic_write, prepare_output_file
+from lmseg_components.locations import BUNDLES_DIR
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -47,8 +48,6 @@ def _record_keys(bundle: Path) -> set[str]:
 
 def bundles_that_trained(ckpt_dir: str | Path) -> list[str]:
     """The bundles of this checkout whose run record holds every value recorded in ``ckpt_dir``."""
-    from lmseg_components.workflows import BUNDLES_DIR
-
     record = set(trained_values(ckpt_dir))
     candidates = sorted(p.parent.parent for p in BUNDLES_DIR.glob("*/configs/train.json"))
     return [b.name for b in candidates if record and record <= _record_keys(b)]

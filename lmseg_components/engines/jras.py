@@ -244,12 +244,12 @@ class RebuildIndex:
             model.save_index(self.save_path)
             return
         user = torch.load(self.user_gallery_path, map_location="cpu", weights_only=True)
-        embeddings = torch.cat(
-            [model.embed(model.gallery_images), model.embed(user["images"].to(model.gallery_images.device))]
-        )
-        index = create_index(embeddings.shape[1], model.index_backend)
+        # the training gallery's embeddings are those of the index this evaluator built at its start
+        trained = model.index_embeddings if model.index_embeddings is not None else model.embed(model.gallery_images)
+        added = model.embed(user["images"].to(model.gallery_images.device))
+        index = create_index(trained.shape[1], model.index_backend)
         index.add(
-            embeddings.float().cpu(),
+            torch.cat([trained.float().cpu(), added.float().cpu()]),
             model.gallery_ids + list(user["ids"]),
             model.gallery_cases + list(user["case_ids"]),
         )

@@ -24,10 +24,9 @@ import torch
 from lmseg_components.export import bundles_that_trained
 from lmseg_components.inference.predictor import TextBundlePredictor
 from lmseg_components.inference.segment import overlay_image
+from lmseg_components.locations import TEXT_BUNDLES
 
 __all__ = ["Segmentation", "Segmenter"]
-
-TEXT_BUNDLES = ("tirnet_lmis", "tgcnet_lmis", "tgcnet_ct_organs")
 
 
 @dataclass

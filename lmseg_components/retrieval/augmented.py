@@ -29,7 +29,7 @@ from lmseg_components.metrics.overlap import integer_labels, pairwise_mask_dice
 from lmseg_components.networks.jras.guided import GuidedSegmenter, blend_guides
 from lmseg_components.retrieval.index import RetrievalIndex, create_index, load_index
 
-__all__ = ["GUIDE_SOURCES", "RetrievalAugmentedSegmenter"]
+__all__ = ["GUIDE_SOURCES", "RetrievalAugmentedSegmenter", "concat_galleries"]
 
 GUIDE_SOURCES = ("retrieved", "oracle", "retriever_mask")
 
@@ -201,12 +201,8 @@ class RetrievalAugmentedSegmenter(nn.Module):
         parts = [torch.load(path, map_location="cpu", weights_only=True)]
         if user_path is not None and Path(user_path).is_file():
             parts.append(torch.load(user_path, map_location="cpu", weights_only=True))
-        self.set_gallery(
-            torch.cat([p["images"] for p in parts]),
-            torch.cat([p["labels"] for p in parts]),
-            [i for p in parts for i in p["ids"]],
-            [c for p in parts for c in p["case_ids"]],
-        )
+        gallery = concat_galleries(parts)
+        self.set_gallery(gallery["images"], gallery["labels"], gallery["ids"], gallery["case_ids"])
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -361,6 +357,18 @@ class RetrievalAugmentedSegmenter(nn.Module):
         b, k = rows.shape
         z = self.retriever(torch.cat([image, self.gallery_images[rows.flatten()]]))
         return (z[:b, None] * z[b:].reshape(b, k, -1)).sum(-1)
+
+
+def concat_galleries(parts: Sequence[dict]) -> dict:
+    """Galleries (``images``, ``labels``, ``ids``, ``case_ids``, optional ``sources``) as one, in order: the
+    training gallery, then the user's."""
+    return {
+        "images": torch.cat([p["images"] for p in parts]),
+        "labels": torch.cat([p["labels"] for p in parts]),
+        "ids": [i for p in parts for i in p["ids"]],
+        "case_ids": [c for p in parts for c in p["case_ids"]],
+        "sources": {case: source for p in parts for case, source in p.get("sources", {}).items()},
+    }
 
 
 def _retriever_state(path: str | Path) -> dict[str, torch.Tensor]:

@@ -44,6 +44,7 @@ from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
 from lmseg_components.export import trained_values
 from lmseg_components.files import finish_saves, save_together
 from lmseg_components.fingerprint import weights_fingerprint
+from lmseg_components.retrieval.augmented import concat_galleries
 from lmseg_components.retrieval.index import FaissIndex, RetrievalIndex, TorchIndex, create_index, load_index
 
 __all__ = ["BankCase", "add_cases", "jras_bank", "list_cases", "rebuild_index", "remove_cases", "rebuild_command"]
@@ -132,17 +133,8 @@ def _read_gallery(path: Path) -> dict:
 def _read_bank(gallery_path: Path, user_gallery_path: Path) -> dict:
     """The training gallery followed by the user's (when there is one), as one gallery; ``sources`` names the
     user's cases."""
-    gallery = _read_gallery(gallery_path)
-    if not user_gallery_path.is_file():
-        return gallery
-    user = _read_gallery(user_gallery_path)
-    return {
-        "images": torch.cat([gallery["images"], user["images"]]),
-        "labels": torch.cat([gallery["labels"], user["labels"]]),
-        "ids": gallery["ids"] + user["ids"],
-        "case_ids": gallery["case_ids"] + user["case_ids"],
-        "sources": {**gallery["sources"], **user["sources"]},
-    }
+    paths = [gallery_path] + ([user_gallery_path] if user_gallery_path.is_file() else [])
+    return concat_galleries([_read_gallery(path) for path in paths])
 
 
 def _load_retriever(parser: ConfigParser, device: torch.device) -> nn.Module:
