@@ -216,10 +216,10 @@ def test_small_settings():
         " --image_size 224  # trains\n"
         "python -m monai.bundle run evaluating --config_file \"['configs/train.json','configs/evaluate.json']\"\n"
     )
-    assert small(code, Path("/tmp/d"), {"image_size": 32, "features": [8, 16]}) == (
+    assert small(code, Path("synthetic"), {"image_size": 32, "features": [8, 16]}) == (
         "lmseg make-synthetic --out data/s --kind lvit --seed 0 --size 128 --n-train 8 --n-val 4 --n-test 4\n"
         "python -m monai.bundle run training --config_file \"['configs/train.json','configs/small.json']\"    "
-        "--dataset_dir /tmp/d/acdc --image_size 32 --features '[8, 16]'  # trains\n"
+        "--dataset_dir synthetic/acdc --image_size 32 --features '[8, 16]'  # trains\n"
         "python -m monai.bundle run evaluating --config_file "
         "\"['configs/train.json','configs/small.json','configs/evaluate.json']\" --image_size 32 --features '[8, 16]'\n"
     )
