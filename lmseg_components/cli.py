@@ -240,7 +240,10 @@ def segment(
     overwrite: bool = False,
     **overrides,
 ) -> None:
-    """Segment your own images with your own words: a trained text bundle on image files, in one command.
+    """Segment your own images with your own words: a trained text bundle on image files, in one command (or J-RAS
+    with its memory bank: ``lmseg segment --bundle jras_segmentation --model runs/j/models/model.pt
+    patient101_frame01.nii.gz``, one label volume per frame, ``results.json`` with each structure in mL and the
+    gallery cases that guided each slice).
 
     ``lmseg segment --bundle tirnet_lmis --model runs/x/models/model.pt chest.png --text "Bilateral pulmonary
     infection, two infected areas, lower left lung and lower right lung." --out masks/``. Writes, per image, the
@@ -251,8 +254,9 @@ def segment(
     a prompt not found gets an empty mask).
 
     Args:
-        images: image files or folders (PNG, JPEG, DICOM ``.dcm``; NIfTI for ``tgcnet_ct_organs``).
-        bundle: ``tirnet_lmis``, ``tgcnet_lmis``, ``tgcnet_ct_organs`` or a bundle folder.
+        images: image files or folders (PNG, JPEG, DICOM ``.dcm``; NIfTI for ``tgcnet_ct_organs`` and J-RAS's ACDC
+            frames; PNG for a J-RAS model trained on BUSI).
+        bundle: ``tirnet_lmis``, ``tgcnet_lmis``, ``tgcnet_ct_organs``, ``jras_segmentation`` or a bundle folder.
         model: the trained checkpoint, ``<run>/models/model.pt``.
         text: one prompt for every image.
         prompts: ``prompts.json`` (``{"image.png": "prompt", "default": "..."}``) or ``prompts.csv`` (columns
@@ -277,8 +281,20 @@ def segment(
         sys.exit(f"error: {e}")
     for r in results:
         mask = "empty mask" if r["empty"] else f"foreground {r['foreground_fraction']:.1%}"
-        print(f"{Path(r['image']).name}: {r['mask']} ({_decision(r)}, {mask}, {r['inference_ms']:.0f} ms)")
+        what = _structures(r) if "structures" in r else f"{_decision(r)}, {mask}"
+        print(f"{Path(r['image']).name}: {r['mask']} ({what}, {r['inference_ms']:.0f} ms)")
     print(f"masks, overlays and {RESULTS_FILE} in {Path(out).resolve()}")
+
+
+def _structures(result: dict) -> str:
+    """J-RAS's ``results.json`` entry in a few words: each structure's volume (mL) or pixels, and the gallery cases
+    of the slices' best guides."""
+    sizes = [
+        f"{name} {v['ml']:.1f} mL" if "ml" in v else f"{name} {v['voxels']} px"
+        for name, v in result["structures"].items()
+    ]
+    cases = dict.fromkeys(s["guides"][0]["case_id"] for s in result["slices"] if s["guides"])
+    return ", ".join(sizes) + (f"; guided by {', '.join(cases)}" if cases else "")
 
 
 def _decision(result: dict) -> str:

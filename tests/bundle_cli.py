@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,6 +64,11 @@ def bundle_args(workflow: str, configs: Sequence[str], root: Path, *extra: str, 
 def monai_bundle(bundle: str, *args: str) -> subprocess.CompletedProcess:
     """``python -m monai.bundle <args>`` in ``bundles/<bundle>`` (verify_net_in_out, ckpt_export, ...)."""
     return run_monai_bundle(BUNDLES / bundle, args)
+
+
+def lmseg(*args: str) -> subprocess.CompletedProcess:
+    """The ``lmseg`` command line (``python -m lmseg_components.cli``) with ``args``, output captured."""
+    return subprocess.run([sys.executable, "-m", "lmseg_components.cli", *args], capture_output=True, text=True)
 
 
 def train_and_export_tirnet(root: Path, seed: int = 0) -> Path:

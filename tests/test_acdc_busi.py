@@ -6,8 +6,11 @@ from PIL import Image
 from lmseg_components.data import (
     DatasetValidationError,
     make_synthetic_acdc,
+    read_acdc_frames,
     read_acdc_slices,
+    read_acdc_split,
     read_busi,
+    read_images_to_segment,
     split_by_case,
 )
 
@@ -40,6 +43,34 @@ def test_patient_split_has_no_overlap(acdc):
     assert split_by_case(records, (0.6, 0.2, 0.2), seed=3) == (train, val, test)
     with pytest.raises(ValueError, match="sum to 1"):
         split_by_case(records, (0.5, 0.2))
+
+
+def test_frames_of_a_part_are_its_slices_volumes(acdc):
+    frames = read_acdc_frames(acdc, "test", (0.6, 0.2, 0.2), seed=3)
+    slices = read_acdc_split(acdc, "test", (0.6, 0.2, 0.2), seed=3)
+    assert [f["image"] for f in frames] == list(dict.fromkeys(r["image"] for r in slices))
+    assert frames[0]["name"] == frames[0]["image"].rsplit("/", 1)[1].split(".")[0]
+    assert frames[0]["label"].endswith("_gt.nii.gz") and frames[0]["case_id"] == slices[0]["case_id"]
+
+
+def test_a_patients_folder_segments_its_frames_not_its_annotations(acdc, tmp_path):
+    patient = acdc / "patient001"
+    (patient / "patient001_4d.nii.gz").write_bytes((patient / "patient001_frame01.nii.gz").read_bytes())
+    names = [r["image"].rsplit("/", 1)[1] for r in read_images_to_segment(patient)]
+    (patient / "patient001_4d.nii.gz").unlink()
+    assert names == ["patient001_frame01.nii.gz", "patient001_frame12.nii.gz"]
+    gt = patient / "patient001_frame01_gt.nii.gz"
+    assert read_images_to_segment([gt]) == [{"image": str(gt)}]  # a file named is a file to segment
+    busi = tmp_path / "benign"
+    busi.mkdir()
+    for name in ("benign (1).png", "benign (1)_mask.png", "benign (1)_mask_1.png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(busi / name)
+    assert [r["image"].rsplit("/", 1)[1] for r in read_images_to_segment(busi)] == ["benign (1).png"]
+    empty = tmp_path / "only_gt"
+    empty.mkdir()
+    (empty / "a_gt.nii.gz").write_bytes(gt.read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"only_gt: no image to segment"):
+        read_images_to_segment(empty)
 
 
 def test_acdc_problems(tmp_path):

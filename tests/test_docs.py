@@ -40,6 +40,7 @@ MARKER = re.compile(r'<!-- docs-test: (?:(run(?: slow)?)|skip reason="([^"]+)") 
 SMALL = [
     (r"/data/QaTa-COV19", "{data}/lvit"),
     (r"/data/ACDC|/data/new_patients", "{data}/acdc"),
+    (r"patient101", "patient001"),  # a patient of ACDC's testing set -> one of the synthetic set
     (r"/data/x\.png", "{data}/x.png"),
     (r"--image_size 224", "--image_size 32"),
     (r" --n[-_](?:train|val|test|cases|patients) \d+", ""),

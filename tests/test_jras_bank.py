@@ -3,6 +3,7 @@ without retraining, listed, removed; inference retrieves them; wrong sizes, labe
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -14,9 +15,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from bundle_cli import BUNDLES, run_bundle
-from ignite.engine import Events
 
 from lmseg_components.data import make_synthetic_acdc, read_acdc_slices
+from lmseg_components.engines import RESULTS_LINES
 from lmseg_components.errors import user_input_error
 from lmseg_components.fingerprint import weights_fingerprint
 from lmseg_components.retrieval import (
@@ -165,23 +166,19 @@ def test_added_cases_live_beside_the_training_gallery_and_outlive_retraining(tra
 def test_inference_retrieves_the_new_cases(bank, new_cases):
     _add(bank, new_cases)
     overrides = {"bundle_root": str(bank), "dataset_dir": str(new_cases), "device": "$torch.device('cpu')", **TINY}
-    parser = load_bundle(BUNDLES / "jras_segmentation", ["inference.json"], overrides)
-    evaluator, network = parser.get_parsed_content("evaluator"), parser.get_parsed_content("network")
-    top1: dict[str, tuple[str, float]] = {}
-
-    @evaluator.on(Events.ITERATION_COMPLETED)
-    def record(engine):
-        for item, row, score in zip(
-            engine.state.batch, network.last_indices[:, 0], network.last_scores[:, 0], strict=True
-        ):
-            top1[item["name"]] = (network.gallery_ids[int(row)], float(score))
-
-    parser.get_parsed_content("inference")  # the bundle's `inference` workflow: LoadRetrievalState, then the run
+    load_bundle(BUNDLES / "jras_segmentation", ["inference.json"], overrides).get_parsed_content("inference")
+    out = bank / "eval" / "inference"
+    top1: dict[str, tuple[str, float]] = {}  # slice name -> (its best guide, similarity), as results.jsonl says
+    for line in (out / RESULTS_LINES).read_text().splitlines():
+        result = json.loads(line)
+        frame = Path(result["image"]).name.split(".")[0]
+        for s in result["slices"]:
+            top1[f"{frame}_z{s['slice']:02d}"] = (s["guides"][0]["id"], s["guides"][0]["similarity"])
     queries = {r["name"] for r in read_acdc_slices(new_cases) if r["case_id"] in NEW_IDS}
     assert top1 and set(top1) <= queries  # the test part of the new folder
     for name, (guide, score) in top1.items():  # each new slice retrieves itself from the bank (cosine 1)
         assert guide == name and score > 0.999, (name, guide, score)
-    assert len(list((bank / "eval" / "inference").glob("*_panel.png"))) == len(top1)
+    assert len(list(out.glob("*_panel.png"))) == len(top1)
 
 
 def test_remove_restores_the_original_bank(bank, new_cases):

@@ -1,9 +1,11 @@
 """The J-RAS bundle through ``python -m monai.bundle``: joint training that learns, a persisted gallery and
-index that match the model, evaluation, inference with panels, a stale index refused, verify and export."""
+index that match the model, evaluation, inference on whole frames (label volumes, mL, the guides of each slice),
+a stale index refused, verify and export."""
 
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 from functools import partial
@@ -13,9 +15,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_cli import BUNDLES, CPU, MLFLOW, mlflow_runs, monai_bundle, run_bundle
+from bundle_cli import BUNDLES, CPU, MLFLOW, lmseg, mlflow_runs, monai_bundle, run_bundle
 
-from lmseg_components.data import make_synthetic_acdc, read_acdc_split
+from lmseg_components.data import make_synthetic_acdc, read_acdc_frames, read_acdc_split
+from lmseg_components.engines import RESULTS_LINES
 from lmseg_components.metrics import hd95_penalty
 from lmseg_components.workflows import load_bundle
 
@@ -99,19 +102,78 @@ def test_evaluating_writes_metrics_and_per_slice_csv(trained):
     assert frames == sorted({r["name"].rsplit("_z", 1)[0] for r in test}) + ["mean", "std"]
 
 
-def test_inference_writes_masks_and_guide_panels(trained):
+def test_inference_writes_label_volumes_on_the_frames_grid_with_the_guides_of_each_slice(trained):
     root, _ = trained
     run = _bundle("inference", ["configs/inference.json"], root)
     assert run.returncode == 0, run.stderr[-3000:]
     from PIL import Image
 
     out = root / "eval" / "inference"
-    n = len(read_acdc_split(root / "data", "test"))
-    masks, panels = sorted(out.glob("*_mask.png")), sorted(out.glob("*_panel.png"))
-    assert len(masks) == n and len(panels) == n
-    mask = np.asarray(Image.open(masks[0]))
-    assert mask.shape == (32, 32) and set(np.unique(mask).tolist()) <= {0, 1, 2, 3}
-    assert Image.open(panels[0]).width >= 4 * 256  # query, 2 guides, prediction side by side, 256 px each
+    frames = read_acdc_frames(root / "data", "test")
+    results = [json.loads(line) for line in (out / RESULTS_LINES).read_text().splitlines()]
+    assert [r["image"] for r in results] == [f["image"] for f in frames]
+    for frame, result in zip(frames, results, strict=True):
+        image = nib.load(frame["image"])
+        seg = nib.load(out / f"{frame['name']}_seg.nii.gz")  # one label volume on the frame's grid and affine
+        assert seg.shape == image.shape and np.allclose(seg.affine, image.affine)
+        labels = np.asarray(seg.dataobj)
+        assert set(np.unique(labels).tolist()) <= {0, 1, 2, 3}
+        voxel_ml = float(np.prod(image.header.get_zooms()[:3])) / 1000
+        for value, name in ((1, "right ventricle"), (2, "myocardium"), (3, "left ventricle")):
+            voxels = int((labels == value).sum())
+            assert result["structures"][name] == {"voxels": voxels, "ml": pytest.approx(voxels * voxel_ml, abs=1e-3)}
+        assert [s["slice"] for s in result["slices"]] == list(range(image.shape[2]))
+        for s in result["slices"]:  # k = 2 guides per slice from the training gallery, never the frame's patient
+            assert len(s["guides"]) == 2 and all(g["case_id"] != frame["case_id"] for g in s["guides"])
+            assert s["guides"][0]["similarity"] >= s["guides"][1]["similarity"]
+            panel = Image.open(out / f"{frame['name']}_z{s['slice']:02d}_panel.png")
+            assert panel.width >= 4 * 256  # query, 2 guides, prediction side by side, 256 px each
+
+
+def test_lmseg_segment_on_a_frame_equals_the_bundles_inference(trained, tmp_path):
+    """``lmseg segment --bundle jras_segmentation`` on a NIfTI frame: the bundle inference's label volume and
+    results (the trained values from the run record, the bank beside the checkpoint)."""
+    root, _ = trained
+    frame = read_acdc_frames(root / "data", "test")[0]
+    expected = root / "eval" / "inference" / f"{frame['name']}_seg.nii.gz"
+    if not expected.is_file():
+        assert _bundle("inference", ["configs/inference.json"], root).returncode == 0
+    run = lmseg(
+        "segment",
+        "--bundle",
+        "jras_segmentation",
+        "--model",
+        str(root / "models" / "model.pt"),
+        frame["image"],
+        "--out",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"{frame['name']}_seg.nii.gz (right ventricle " in run.stdout and "; guided by patient" in run.stdout
+    seg = nib.load(tmp_path / "out" / f"{frame['name']}_seg.nii.gz")
+    assert np.array_equal(np.asarray(seg.dataobj), np.asarray(nib.load(expected).dataobj))
+    (result,) = json.loads((tmp_path / "out" / "results.json").read_text())
+    lines = (root / "eval" / "inference" / RESULTS_LINES).read_text().splitlines()
+    bundle_result = next(r for r in map(json.loads, lines) if r["image"] == frame["image"])
+    assert result["structures"] == bundle_result["structures"] and result["slices"] == bundle_result["slices"]
+    assert (tmp_path / "out" / f"{frame['name']}_overlay.png").is_file()
+    refused = lmseg(
+        "segment",
+        "--bundle",
+        "jras_segmentation",
+        "--model",
+        str(root / "models" / "model.pt"),
+        frame["image"],
+        "--text",
+        "the left ventricle",
+        "--out",
+        str(tmp_path / "text"),
+    )
+    assert refused.returncode != 0 and refused.stderr.strip().splitlines()[-1] == (
+        "error: jras_segmentation takes no text prompt: it is guided by the cases of its memory bank"
+    )
 
 
 def test_index_from_another_retriever_is_refused(trained, tmp_path):

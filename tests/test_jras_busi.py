@@ -5,10 +5,12 @@ own size, and a case's several masks are read as their union."""
 from __future__ import annotations
 
 import csv
+import json
 import re
 from functools import partial
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,7 @@ from monai.transforms import Compose, Resize
 from PIL import Image
 
 from lmseg_components.data import make_synthetic_busi, read_busi_split
+from lmseg_components.engines import RESULTS_LINES
 from lmseg_components.workflows import load_bundle
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
@@ -80,10 +83,45 @@ def test_evaluating_and_inference_on_busi(trained):
     assert run.returncode == 0, run.stderr[-3000:]
     masks = sorted((root / "eval" / "inference").glob("*_mask.png"))
     assert len(masks) == len(test)
+    results = {
+        Path(r["image"]).stem: r
+        for r in map(json.loads, (root / "eval" / "inference" / RESULTS_LINES).read_text().splitlines())
+    }
+    assert len(results) == len(test)
     for record in test:
         image = Image.open(record["image"])
         mask = Image.open(root / "eval" / "inference" / f"{Path(record['image']).stem}_mask.png")
         assert mask.size == image.size and set(np.unique(np.asarray(mask)).tolist()) <= {0, 1}
+        result = results[Path(record["image"]).stem]  # the lesion's pixels and the 2 gallery images that guided it
+        assert result["structures"] == {"lesion": {"voxels": int((np.asarray(mask) > 0).sum())}}
+        (only,) = result["slices"]
+        assert len(only["guides"]) == 2 and all(g["case_id"] != record["case_id"] for g in only["guides"])
+
+
+def test_lmseg_segment_on_busi_images_equals_the_bundles_inference(trained, tmp_path):
+    """``segment`` (``lmseg segment``) with the BUSI model: the 2D inference config (the run record's two classes),
+    the bundle inference's masks and guides; a volume is refused, naming it."""
+    from lmseg_components.inference.segment import segment
+
+    root, _ = trained
+    out = root / "eval" / "inference"
+    if not (out / RESULTS_LINES).is_file():
+        assert _bundle("inference", INFERENCE, root).returncode == 0
+    test = read_busi_split(root / "data", "test")[:2]
+    results = segment([r["image"] for r in test], "jras_segmentation", root / "models" / "model.pt", tmp_path / "o")
+    bundle_results = {r["image"]: r for r in map(json.loads, (out / RESULTS_LINES).read_text().splitlines())}
+    for record, result in zip(test, results, strict=True):
+        stem = Path(record["image"]).stem
+        mine = np.asarray(Image.open(tmp_path / "o" / result["mask"])) > 0
+        assert result["mask"] == f"{stem}_mask.png" and np.array_equal(
+            mine, np.asarray(Image.open(out / f"{stem}_mask.png")) > 0
+        )
+        expected = bundle_results[str(Path(record["image"]).resolve())]
+        assert result["structures"] == expected["structures"] and result["slices"] == expected["slices"]
+    volume = tmp_path / "frame.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 3), np.float32), np.eye(4)), volume)
+    with pytest.raises(ValueError, match=r"frame\.nii\.gz is a 3-D volume; this jras_segmentation model segments 2-D"):
+        segment([volume], "jras_segmentation", root / "models" / "model.pt", tmp_path / "v")
 
 
 def test_the_bank_takes_busi_cases(trained, tmp_path):

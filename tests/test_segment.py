@@ -151,7 +151,9 @@ def test_bad_input_is_named_and_nothing_is_overwritten(tmp_path):
         segment(image, "tirnet_lmis", model, tmp_path / "a", text=PROMPT, overrides={"width": 8})
     with pytest.raises(ValueError, match=r"x.png: no text prompt"):
         segment(image, "tirnet_lmis", model, tmp_path / "b")
-    with pytest.raises(ValueError, match="jras_segmentation takes no text prompt: the text bundles are"):
+    with pytest.raises(
+        ValueError, match="jras_segmentation takes no text prompt: it is guided by the cases of its memory bank"
+    ):
         segment(image, "jras_segmentation", model, tmp_path / "f", text=PROMPT)
     with pytest.raises(FileNotFoundError, match=r"no bundle 'tirnet' under .*: choose one of \['jras_segmentation'"):
         segment(image, "tirnet", model, tmp_path / "g", text=PROMPT)

@@ -10,10 +10,12 @@ from lmseg_components.data.acdc import (
     check_acdc,
     check_busi,
     load_slices,
+    read_acdc_frames,
     read_acdc_slices,
     read_acdc_split,
     read_busi,
     read_busi_split,
+    read_images_to_segment,
 )
 from lmseg_components.data.check import check_dataset, detect_layout
 from lmseg_components.data.lvit import (
@@ -60,6 +62,8 @@ __all__ = [
     "make_synthetic_busi",
     "read_acdc_slices",
     "read_acdc_split",
+    "read_acdc_frames",
+    "read_images_to_segment",
     "ACDC_PARTS",
     "check_acdc",
     "check_busi",
@@ -69,6 +73,7 @@ __all__ = [
     "AsGreyd",
     "AuxiliaryPromptd",
     "BinaryMaskd",
+    "PerSliced",
     "SelectSliced",
     "UniteChannelsd",
     "OneHotForegroundd",
@@ -126,7 +131,15 @@ def __getattr__(name: str):
         from lmseg_components.data import text_transforms
 
         return getattr(text_transforms, name)
-    if name in ("AsGreyd", "BinaryMaskd", "SelectSliced", "OneHotForegroundd", "MultiLabelToIndexd", "UniteChannelsd"):
+    if name in (
+        "AsGreyd",
+        "BinaryMaskd",
+        "PerSliced",
+        "SelectSliced",
+        "OneHotForegroundd",
+        "MultiLabelToIndexd",
+        "UniteChannelsd",
+    ):
         from lmseg_components.data import image_transforms
 
         return getattr(image_transforms, name)

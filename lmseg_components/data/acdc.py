@@ -24,6 +24,7 @@ import numpy as np
 from lmseg_components.data.lvit import _check_pair
 from lmseg_components.data.msd import nifti_volume_problem
 from lmseg_components.data.problems import DataProblem, DatasetValidationError
+from lmseg_components.data.prompted import IMAGE_SUFFIXES, read_prompted_images
 from lmseg_components.data.splits import PARTS, select_part, split_problems
 
 __all__ = [
@@ -32,7 +33,9 @@ __all__ = [
     "check_acdc",
     "check_busi",
     "load_slices",
+    "read_acdc_frames",
     "read_acdc_slices",
+    "read_images_to_segment",
     "read_acdc_split",
     "read_busi",
     "read_busi_split",
@@ -42,6 +45,7 @@ ACDC_LABELS = {0: "background", 1: "right ventricle", 2: "myocardium", 3: "left 
 ACDC_PARTS = PARTS
 _FRAME = re.compile(r"^(patient\d+)_frame(\d+)\.nii(\.gz)?$")
 _BUSI_MASK = re.compile(r"^(?P<stem>.+)_mask(_\d+)?\.png$")
+_ANNOTATION = re.compile(r"(_gt|_4d)\.nii(\.gz)?$|_mask(_\d+)?\.png$", re.IGNORECASE)
 
 
 def read_acdc_slices(root: str | Path, min_foreground: int = 0, with_labels: bool = True) -> list[dict]:
@@ -211,6 +215,43 @@ def read_acdc_split(
     :func:`~lmseg_components.data.splits.split_by_case` (same ``fractions`` and ``seed`` give the same split in
     every workflow)."""
     return select_part(read_acdc_slices(root, min_foreground), part, fractions, seed, root)
+
+
+def read_acdc_frames(
+    root: str | Path, part: str, fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0
+) -> list[dict]:
+    """The frames of the ``train``, ``val`` or ``test`` patients of an ACDC folder (the split of
+    :func:`read_acdc_split`), one record per frame in file order: ``image`` (the frame), ``label`` (its ``_gt``),
+    ``case_id`` (patient) and ``name`` (``patientXXX_frameYY``), for inference on whole volumes."""
+    frames: dict[str, dict] = {}
+    for record in read_acdc_split(root, part, fractions, seed):
+        name = record["name"].rsplit("_z", 1)[0]
+        frames.setdefault(name, {k: record[k] for k in ("image", "label", "case_id")} | {"name": name})
+    return list(frames.values())
+
+
+def read_images_to_segment(images: str | Path | Sequence[str | Path]) -> list[dict]:
+    """The records ``{"image": path}`` of the images to segment: files as given; in a folder (sorted by name),
+    every image except the annotations the ACDC and BUSI layouts keep beside them (``*_gt.nii.gz`` ground truth,
+    ``*_4d.nii.gz`` cine series, ``*_mask.png`` / ``*_mask_N.png`` masks), so a patient's folder can be given as
+    it is.
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`~lmseg_components.data.read_prompted_images`, naming the path.
+    """
+    paths = [Path(images)] if isinstance(images, str | Path) else [Path(p) for p in images]
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                p for p in path.iterdir() if p.name.lower().endswith(IMAGE_SUFFIXES) and not _ANNOTATION.search(p.name)
+            )
+            if not found:
+                raise FileNotFoundError(f"input {path}: no image to segment (annotations such as *_gt.nii.gz skipped)")
+            files += found
+        else:
+            files.append(path)
+    return [{"image": r["image"]} for r in read_prompted_images(files)]
 
 
 def load_slices(records: Sequence[dict], intensity_scale: float | None = None) -> list[dict]:

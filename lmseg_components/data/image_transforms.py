@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 
 import torch
@@ -12,7 +12,15 @@ from monai.utils import convert_to_dst_type
 
 from lmseg_components.data.lvit import binary_mask_problem
 
-__all__ = ["AsGreyd", "BinaryMaskd", "MultiLabelToIndexd", "OneHotForegroundd", "SelectSliced", "UniteChannelsd"]
+__all__ = [
+    "AsGreyd",
+    "BinaryMaskd",
+    "MultiLabelToIndexd",
+    "OneHotForegroundd",
+    "PerSliced",
+    "SelectSliced",
+    "UniteChannelsd",
+]
 
 
 class AsGreyd(MapTransform):
@@ -84,6 +92,42 @@ class SelectSliced(MapTransform):
                 meta["filename_or_obj"] = str(Path(source).with_name(f"{stem}_z{z:02d}"))
                 meta["spatial_shape"] = tuple(out.shape[1:])
             d[key] = out
+        return d
+
+
+class PerSliced(MapTransform):
+    """Apply a 2D array ``transform`` to each axial slice of channel-first volumes on its own: (C, X, Y, Z) ->
+    (C, X, Y, Z), slice ``z`` being ``transform(volume[..., z])``. Metadata is kept.
+
+    A 2D network trained on slices that were each scaled by their own intensity percentiles (ACDC with
+    :class:`SelectSliced`) needs a volume's slices scaled the same way; MONAI's intensity transforms scale the
+    whole volume or each channel.
+
+    Args:
+        keys: the volume keys.
+        transform: a MONAI array transform of (C, X, Y) slices that keeps their shape (e.g.
+            ``ScaleIntensityRangePercentiles``).
+    """
+
+    def __init__(self, keys: KeysCollection, transform: Callable, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        if not callable(transform):
+            raise TypeError(f"transform must be callable, got {type(transform).__name__}.")
+        self.transform = transform
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            volume = d[key]
+            if volume.ndim != 4:
+                raise ValueError(
+                    f"{_source(d, key)}: expected a channel-first volume (C, X, Y, Z), got shape {tuple(volume.shape)}."
+                )
+            slices = [
+                torch.as_tensor(self.transform(volume[..., z])).as_subclass(torch.Tensor)
+                for z in range(volume.shape[-1])
+            ]
+            d[key] = convert_to_dst_type(torch.stack(slices, -1), volume, dtype=slices[0].dtype)[0]
         return d
 
 

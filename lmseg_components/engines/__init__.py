@@ -2,7 +2,7 @@
 
 from lmseg_components.engines.checkpoint import BestModelSaver, ResumableCheckpoint, RunMismatchError, epoch_seed
 from lmseg_components.engines.checkpoint_loader import CheckedCheckpointLoader, check_checkpoint_file
-from lmseg_components.engines.inferers import TextSliceInferer
+from lmseg_components.engines.inferers import RetrievalSliceInferer, TextSliceInferer
 from lmseg_components.engines.jras import (
     ContrastiveObjective,
     GalleryFromDataset,
@@ -14,7 +14,9 @@ from lmseg_components.engines.jras import (
     RetrievalHitRate,
     RetrieverViews,
     SaveGuidePanels,
+    SaveRetrievalResults,
     augment_views,
+    describe_retrieval,
     random_shift,
 )
 from lmseg_components.engines.outputs import OutputNameCollisionError, prepare_output_names, writer_layouts
@@ -46,6 +48,8 @@ __all__ = [
     "JRASTrainer",
     "LoadRetrievalState",
     "SaveGuidePanels",
+    "SaveRetrievalResults",
+    "describe_retrieval",
     "RebuildIndex",
     "ResumableCheckpoint",
     "RetrievalHitRate",
@@ -58,6 +62,7 @@ __all__ = [
     "SaveResultsd",
     "recorded_presence_threshold",
     "SaveOverlayd",
+    "RetrievalSliceInferer",
     "TextSliceInferer",
     "ThroughputMeter",
     "augment_views",

@@ -12,6 +12,7 @@ improves, so the saved index always matches the saved best model.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from monai.utils import CommonKeys as Keys
 from torch import nn
 
 from lmseg_components.engines.overlay import render_overlay
+from lmseg_components.engines.presence import RESULTS_LINES
 from lmseg_components.errors import UserInputError
 from lmseg_components.files import finish_saves
 from lmseg_components.losses.mask_contrastive import MaskAgreementInfoNCE, sample_candidates
@@ -46,7 +48,9 @@ __all__ = [
     "RetrievalHitRate",
     "RetrieverViews",
     "SaveGuidePanels",
+    "SaveRetrievalResults",
     "augment_views",
+    "describe_retrieval",
     "gallery_agreement",
     "random_shift",
 ]
@@ -642,12 +646,15 @@ class RetrievalHitRate:
 
 class SaveGuidePanels:
     """After each iteration, write ``<output_dir>/<name>_panel.png`` per query: the query, its top-k guides with
-    their masks and similarities, and the prediction (labels in colour).
+    their masks and similarities, and the prediction (labels in colour). A volume that
+    :class:`~lmseg_components.engines.RetrievalSliceInferer` segmented slice by slice gets one panel per slice,
+    ``<name>_z<NN>_panel.png``.
 
     Args:
         network: the :class:`RetrievalAugmentedSegmenter` (or its DDP wrapper).
         output_dir: folder for the panels.
-        image_key, pred_key: batch / output keys; ``pred`` is the argmax label map (1, H, W) or logits (K, H, W).
+        image_key, pred_key: batch / output keys; ``pred`` is the argmax label map (1, H, W[, D]) or logits
+            (K, H, W[, D]) on the network's grid.
     """
 
     def __init__(self, network: nn.Module, output_dir: str | Path, image_key: str = "image", pred_key: str = "pred"):
@@ -660,25 +667,137 @@ class SaveGuidePanels:
 
     def __call__(self, engine: Engine) -> None:
         model = _unwrap(self.network)
-        batch = engine.state.batch if isinstance(engine.state.batch, list) else [engine.state.batch]
-        outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        for q, (item, output) in enumerate(zip(batch, outputs, strict=True)):
-            rows = model.last_indices[q].tolist()
-            scores = model.last_scores[q].tolist()
+        for q, (item, output) in enumerate(_items(engine)):
+            image = torch.as_tensor(item[self.image_key]).detach().cpu()
             pred = torch.as_tensor(output[self.pred_key]).detach().cpu()
-            pred = pred.argmax(0) if pred.shape[0] > 1 else pred[0]
-            tiles = [render_overlay(_grey(item[self.image_key]), np.zeros(pred.shape[::-1], int), "query")]
-            for rank, (row, score) in enumerate(zip(rows, scores, strict=True)):
-                tiles.append(
-                    render_overlay(
-                        _grey(model.gallery_images[row]),
-                        model.gallery_labels[row, 0].cpu().numpy().T,
-                        f"guide {rank + 1}: {model.gallery_ids[row]} (cos {score:.2f})",
-                    )
+            pred = pred.argmax(0, keepdim=True) if pred.shape[0] > 1 else pred
+            name = _item_name(item, self.image_key, q)
+            if image.ndim == 4:  # a volume: one query per slice
+                for z in range(image.shape[-1]):
+                    panel = self._panel(model, image[..., z], pred[0, ..., z], z)
+                    panel.save(self.output_dir / f"{name}_z{z:02d}_panel.png")
+            else:
+                self._panel(model, image, pred[0], q).save(self.output_dir / f"{name}_panel.png")
+
+    @staticmethod
+    def _panel(model: RetrievalAugmentedSegmenter, image: torch.Tensor, pred: torch.Tensor, query: int):
+        tiles = [render_overlay(_grey(image), np.zeros(pred.shape[::-1], int), "query")]
+        rows, scores = model.last_indices[query].tolist(), model.last_scores[query].tolist()
+        for rank, (row, score) in enumerate(zip(rows, scores, strict=True)):
+            tiles.append(
+                render_overlay(
+                    _grey(model.gallery_images[row]),
+                    model.gallery_labels[row, 0].cpu().numpy().T,
+                    f"guide {rank + 1}: {model.gallery_ids[row]} (cos {score:.2f})",
                 )
-            tiles.append(render_overlay(_grey(item[self.image_key]), pred.long().numpy().T, "prediction"))
-            _hstack(tiles).save(self.output_dir / f"{item.get('name', f'item{q}')}_panel.png")
+            )
+        tiles.append(render_overlay(_grey(image), pred.long().numpy().T, "prediction"))
+        return _hstack(tiles)
+
+
+def describe_retrieval(
+    model: RetrievalAugmentedSegmenter, pred: torch.Tensor, class_names: Sequence[str], first_query: int = 0
+) -> dict:
+    """What one segmented image or volume holds and which gallery cases guided it.
+
+    Args:
+        model: the network after the forward that segmented it (``last_indices`` / ``last_scores``: one row per
+            query of the batch, or per slice after :class:`~lmseg_components.engines.RetrievalSliceInferer`).
+        pred: the label map on the input's grid, (1, H, W) or (1, H, W, D); a MetaTensor's affine gives the
+            voxel size.
+        class_names: the labels' names, background first.
+        first_query: the row of ``last_indices`` of this image (its index in a 2D batch).
+
+    Returns:
+        ``structures``: per foreground class its ``voxels`` (pixels of a 2D image) and, for a volume, ``ml``
+        (voxel count x voxel volume from the affine); ``slices``: per slice (one for a 2D image) the ``guides``
+        retrieved, best first, each ``{"id", "case_id", "similarity"}`` (empty without retrieval).
+    """
+    labels = torch.as_tensor(pred).detach().cpu().round().long()
+    volume = labels.ndim == 4
+    if labels.ndim not in (3, 4) or labels.shape[0] != 1:
+        raise ValueError(f"pred must be a (1, H, W) or (1, H, W, D) label map, got shape {tuple(labels.shape)}.")
+    voxel_ml = (
+        float(np.prod(np.asarray(pred.pixdim, dtype=float)[:3])) / 1000.0
+        if volume and hasattr(pred, "pixdim")
+        else None
+    )
+    structures = {}
+    for value, name in enumerate(class_names):
+        if value == 0:
+            continue
+        count = int((labels == value).sum())
+        structures[name] = {"voxels": count} | ({"ml": round(count * voxel_ml, 3)} if voxel_ml is not None else {})
+    queries = range(first_query, first_query + (labels.shape[-1] if volume else 1))
+    slices = []
+    for z, query in enumerate(queries):
+        guides = []
+        if model.last_indices is not None:
+            for row, score in zip(model.last_indices[query].tolist(), model.last_scores[query].tolist(), strict=True):
+                guides.append(
+                    {"id": model.gallery_ids[row], "case_id": model.gallery_cases[row], "similarity": round(score, 4)}
+                )
+        slices.append({"slice": z, "guides": guides})
+    return {"structures": structures, "slices": slices}
+
+
+class SaveRetrievalResults:
+    """After each iteration, append one line per image to ``<output_dir>/results.jsonl`` (written as each image
+    completes, so a crash keeps the lines before it; the first image of a run starts the file afresh):
+    ``image`` (the input file), then :func:`describe_retrieval`'s ``structures`` (voxels and mL per structure)
+    and ``slices`` (per slice, the retrieved gallery cases and their similarity: *which* prior cases guided the
+    mask).
+
+    Args:
+        network: the :class:`RetrievalAugmentedSegmenter` (or its DDP wrapper).
+        output_dir: the folder of ``results.jsonl`` (the bundle's ``output_dir``, beside the masks).
+        class_names: the labels' names, background first (the metadata's output ``channel_def``).
+        image_key, pred_key: batch / output keys; ``pred`` is the postprocessed label map on the input's grid.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        output_dir: str | Path,
+        class_names: Sequence[str],
+        image_key: str = "image",
+        pred_key: str = "pred",
+    ):
+        self.network, self.path = network, Path(output_dir) / RESULTS_LINES
+        self.class_names, self.image_key, self.pred_key = list(class_names), image_key, pred_key
+        self._started = False
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        model = _unwrap(self.network)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for q, (item, output) in enumerate(_items(engine)):
+            meta = getattr(item[self.image_key], "meta", {})
+            source = meta.get("source_filename", meta.get("filename_or_obj", ""))
+            description = describe_retrieval(model, output[self.pred_key], self.class_names, first_query=q)
+            lines.append(json.dumps({"image": str(source), **description}) + "\n")
+        with self.path.open("a" if self._started else "w") as f:
+            f.writelines(lines)
+        self._started = True
+
+
+def _items(engine: Engine) -> list[tuple[dict, dict]]:
+    """(batch item, output item) pairs of the engine's last iteration (MONAI decollates both into lists)."""
+    batch = engine.state.batch if isinstance(engine.state.batch, list) else [engine.state.batch]
+    outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
+    return list(zip(batch, outputs, strict=True))
+
+
+def _item_name(item: dict, image_key: str, q: int) -> str:
+    """The record's ``name``, else its input file's name without extensions."""
+    if item.get("name"):
+        return str(item["name"])
+    source = getattr(item[image_key], "meta", {}).get("filename_or_obj")
+    return Path(str(source)).name.split(".")[0] if source else f"item{q}"
 
 
 def _grey(image) -> np.ndarray:

@@ -7,12 +7,15 @@ from lmseg_components.inference.predictor import (
     class_names,
     class_prompts,
     find_bundle,
+    takes_text,
 )
+from lmseg_components.inference.retrieval import RetrievalBundlePredictor
 from lmseg_components.inference.segmenter import Segmentation, Segmenter
 from lmseg_components.inference.writer import check_mask_paths, describe_mask, mask_path, write_mask
 
 __all__ = [
     "EXPORTED_CONFIG",
+    "RetrievalBundlePredictor",
     "Segmentation",
     "Segmenter",
     "TextBundlePredictor",
@@ -22,5 +25,6 @@ __all__ = [
     "describe_mask",
     "find_bundle",
     "mask_path",
+    "takes_text",
     "write_mask",
 ]

@@ -16,7 +16,15 @@ from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
 from lmseg_components.export import OnnxNetwork, check_trained_with, load_trained_bundle, trained_values
 from lmseg_components.workflows import FILE_WRITERS, bundle_dir, device_expression, load_bundle
 
-__all__ = ["EXPORTED_CONFIG", "VOLUME_SUFFIXES", "TextBundlePredictor", "class_names", "class_prompts", "find_bundle"]
+__all__ = [
+    "EXPORTED_CONFIG",
+    "VOLUME_SUFFIXES",
+    "TextBundlePredictor",
+    "class_names",
+    "class_prompts",
+    "find_bundle",
+    "takes_text",
+]
 
 EXPORTED_CONFIG = "inference_exported.json"
 VOLUME_SUFFIXES = (".nii", ".nii.gz")
@@ -51,6 +59,13 @@ def find_bundle(path: str | Path) -> Path:
     return found[0]
 
 
+def takes_text(bundle: str | Path) -> bool:
+    """Whether the bundle (a folder, or the name of one of lmseg's) segments by a text prompt: its network's inputs
+    (``network_data_format``) hold ``text``; J-RAS's do not."""
+    meta = json.loads((find_bundle(bundle) / "configs" / "metadata.json").read_text())
+    return "text" in meta["network_data_format"]["inputs"]
+
+
 class TextBundlePredictor:
     """A bundle as a function ``record -> record``.
 
@@ -78,11 +93,10 @@ class TextBundlePredictor:
         model: str | Path | None = None,
     ):
         self.bundle = find_bundle(bundle)
-        inputs = json.loads((self.bundle / "configs" / "metadata.json").read_text())["network_data_format"]["inputs"]
-        if "text" not in inputs:
+        if not takes_text(self.bundle):
             raise ValueError(
                 f"{self.bundle.name} takes no text prompt: the text bundles are tirnet_lmis, tgcnet_lmis and "
-                "tgcnet_ct_organs (J-RAS runs with its memory bank: python -m monai.bundle run inference)"
+                "tgcnet_ct_organs (J-RAS runs with its memory bank: RetrievalBundlePredictor)"
             )
         extra = dict(overrides or {})
         if device is not None:

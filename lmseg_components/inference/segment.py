@@ -1,13 +1,16 @@
-"""``lmseg segment``: a trained text bundle on a user's own images and sentences, in one command.
+"""``lmseg segment``: a trained bundle on a user's own images (and, for the text bundles, sentences), in one command.
 
     lmseg segment --bundle tirnet_lmis --model runs/x/models/model.pt chest.png --text "..." --out masks/
+    lmseg segment --bundle jras_segmentation --model runs/j/models/model.pt patient101_frame01.nii.gz --out masks/
 
 Each image goes through the bundle's own ``inference.json`` (its preprocessing, network, inferer and
 postprocessing, so the masks are those ``python -m monai.bundle run inference --images DIR --prompts FILE``
 writes) with the config values the model was trained with (``run_record.json`` beside the checkpoint). Written
 to ``out``: the mask on the input's own grid (``<name>_mask.png`` at the input's size for 2D images,
 ``<name>_seg.nii.gz`` on the input's grid and affine for volumes), ``<name>_overlay.png`` (image, mask and the
-prompt as caption; for a volume its axial slice with the most foreground) and ``results.json``.
+prompt as caption; for a volume its axial slice with the most foreground) and ``results.json``. J-RAS segments
+with its memory bank (gallery and index beside the checkpoint): an ACDC frame slice by slice with retrieval per
+slice, into one label volume; ``results.json`` names the gallery cases that guided each slice.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 import shutil
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +29,12 @@ from monai.data import FolderLayout
 from monai.transforms import EnsureChannelFirst, LoadImage, ScaleIntensity
 from tqdm import tqdm
 
+from lmseg_components.data.acdc import read_images_to_segment
 from lmseg_components.data.prompted import read_prompted_images
 from lmseg_components.engines.overlay import render_overlay
 from lmseg_components.files import atomic_write, prepare_output_dir
-from lmseg_components.inference.predictor import VOLUME_SUFFIXES, TextBundlePredictor
+from lmseg_components.inference.predictor import VOLUME_SUFFIXES, TextBundlePredictor, takes_text
+from lmseg_components.inference.retrieval import RetrievalBundlePredictor
 from lmseg_components.inference.writer import check_mask_paths, describe_mask, write_mask
 from lmseg_components.text.base import TextEncoder
 
@@ -93,12 +99,12 @@ def segment(
     Args:
         images: an image file, a folder, or a list of files (PNG, JPEG, DICOM, NIfTI; see
             :func:`~lmseg_components.data.read_prompted_images`).
-        bundle: one of lmseg's text bundles by name (``tirnet_lmis``, ``tgcnet_lmis``, ``tgcnet_ct_organs``) or a
-            bundle folder.
+        bundle: one of lmseg's bundles by name (``tirnet_lmis``, ``tgcnet_lmis``, ``tgcnet_ct_organs``,
+            ``jras_segmentation``) or a bundle folder.
         model: the trained checkpoint (``<run>/models/model.pt``); the config values it was trained with are read
             from ``run_record.json`` beside it.
         out: the output folder: new or empty unless ``overwrite``; never one that holds an input.
-        text: one prompt for every image.
+        text: one prompt for every image (text bundles only).
         prompts: a ``prompts.json`` / ``prompts.csv`` (default: the one in the images' folder). The CT organs
             bundle prompts every organ it knows when an image has no prompt.
         device: ``cpu``, ``cuda`` or ``cuda:N`` (default: CUDA when available).
@@ -112,14 +118,22 @@ def segment(
     foreground); ``score`` (the presence score of the prompt, or one per prompt: the sigmoid of the mean of the
     highest 0.25 % of the logits); ``found`` (score at or above the ``presence_threshold`` chosen on validation
     data when the model was trained; a prompt not found gets an empty mask; None for a model without one); and
-    ``inference_ms`` (preprocessing + network + postprocessing of that image, wall time).
+    ``inference_ms`` (preprocessing + network + postprocessing of that image, wall time). J-RAS's entries have no
+    text, score or found, and instead of ``voxels``: ``structures`` (per structure its ``voxels`` and, for a
+    volume, ``ml``) and ``slices`` (per slice the retrieved ``guides``, best first: ``id``, ``case_id``,
+    ``similarity``).
 
     Raises:
         FileNotFoundError / ValueError / FileExistsError: a missing image, model or prompts file; a bad prompt;
             an image the bundle cannot read; an output folder that is not empty (the message names the file).
             A call that fails removes the output folder it made (one that existed keeps what it held).
     """
-    records = read_prompted_images(images, prompts, text)
+    if takes_text(bundle):
+        records = read_prompted_images(images, prompts, text)
+    elif text is not None or prompts is not None:
+        raise ValueError(f"{Path(bundle).name} takes no text prompt: it is guided by the cases of its memory bank")
+    else:  # a patient's folder as it is: its ground truth and 4D files are no frames to segment
+        records = read_images_to_segment(images)
     model = Path(model)
     new_folder = not Path(out).exists()
     out = prepare_output_dir(out, overwrite, sources=[model, *(r["image"] for r in records)])
@@ -137,7 +151,13 @@ def _segment_into(
     """:func:`segment`'s work, into the prepared folder ``out``."""
     # the caches of text features (and CLIP weights) go to the run the model came from
     run_root = model.parent.parent if model.parent.name == "models" else model.parent
-    predictor = TextBundlePredictor(bundle, device, {"bundle_root": str(run_root), **(overrides or {})}, model=model)
+    run_overrides = {"bundle_root": str(run_root), **(overrides or {})}
+    if takes_text(bundle):
+        predictor = TextBundlePredictor(bundle, device, run_overrides, model=model)
+        describe = partial(_text_entry, predictor)
+    else:
+        predictor = RetrievalBundlePredictor(bundle, model, device, run_overrides)
+        describe = _retrieval_entry
     for record in records:
         predictor.check_kind(record["image"])
     for spatial_dims in (2, 3):  # NIfTI volumes get NIfTI masks, 2D images PNG masks; names checked before writing
@@ -152,25 +172,34 @@ def _segment_into(
         except RuntimeError as e:  # a reader's or a transform's failure: name the image, not the stack
             raise ValueError(f"{record['image']}: {predictor.bundle.name} cannot segment it ({e})") from e
         milliseconds = (time.perf_counter() - start) * 1000
-        pred = item["pred"]
-        prompt = item["text"]
-        read = _text_read(predictor.text_encoder, record["image"], prompt)
-        caption = prompt if isinstance(prompt, str) else "; ".join(prompt)
-        mask = write_mask(pred, out)
-        overlay = write_overlay(record["image"], pred, caption, out)
-        results.append(
-            {
-                "image": record["image"],
-                "text": prompt,
-                "text_read": read,
-                "mask": mask.name,
-                "overlay": overlay.name,
-                **describe_mask(pred),
-                "score": item["score"],
-                "found": item["found"],
-                "inference_ms": round(milliseconds, 1),
-            }
-        )
+        entry, caption = describe(record, item)
+        mask = write_mask(item["pred"], out)
+        overlay = write_overlay(record["image"], item["pred"], caption, out)
+        entry = {"image": record["image"], **entry, "mask": mask.name, "overlay": overlay.name}
+        results.append({**entry, "inference_ms": round(milliseconds, 1)})
     atomic_write(out / RESULTS_FILE, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=1)))
     logging.getLogger(__name__).info("wrote %d mask(s) and %s to %s", len(results), RESULTS_FILE, out)
     return results
+
+
+def _text_entry(predictor: TextBundlePredictor, record: dict, item: dict) -> tuple[dict, str]:
+    """A text bundle's ``results.json`` entry of one image (without file names and time), and its overlay caption."""
+    prompt = item["text"]
+    entry = {
+        "text": prompt,
+        "text_read": _text_read(predictor.text_encoder, record["image"], prompt),
+        **describe_mask(item["pred"]),
+        "score": item["score"],
+        "found": item["found"],
+    }
+    return entry, prompt if isinstance(prompt, str) else "; ".join(prompt)
+
+
+def _retrieval_entry(record: dict, item: dict) -> tuple[dict, str]:
+    """J-RAS's ``results.json`` entry of one image or volume (the structures with their voxels and mL, and the
+    gallery cases that guided each slice), and its overlay caption (the cases of the slices' best guides)."""
+    described = describe_mask(item["pred"])
+    cases = dict.fromkeys(s["guides"][0]["case_id"] for s in item["retrieval"]["slices"] if s["guides"])
+    caption = f"guided by {', '.join(cases)}" if cases else "no retrieval"
+    entry = {k: described[k] for k in ("foreground_fraction", "empty")} | item["retrieval"]
+    return entry, caption
