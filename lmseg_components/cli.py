@@ -378,7 +378,9 @@ def label_app(
 
     ``lmseg label-app --out apps/lmseg --bundles tirnet_lmis --tirnet_lmis runs/tirnet/models/model.pt``, then
     ``monailabel start_server --app apps/lmseg --studies /data/images --conf models tirnet_lmis``; infer with
-    ``POST /infer/tirnet_lmis?image=<id>`` and form field ``params={"text": "..."}``. Needs ``lmseg[label]``.
+    ``POST /infer/tirnet_lmis?image=<id>`` and form field ``params={"text": "..."}``. J-RAS
+    (``--bundles jras_segmentation --jras_segmentation runs/j/models/model.pt``) is served with the memory bank
+    beside its checkpoint; ``PUT /datastore/label`` adds a saved label to that bank. Needs ``lmseg[label]``.
 
     Args:
         out: the app folder: new or empty (see ``overwrite``).

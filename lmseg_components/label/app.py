@@ -1,4 +1,5 @@
-"""A MONAI Label app serving local text-guided bundles (no Model Zoo download)."""
+"""A MONAI Label app serving local lmseg bundles (no Model Zoo download): the text-guided ones and J-RAS, whose
+memory bank grows with the labels the annotators save."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import logging
 from pathlib import Path
 
 from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.datastore import DefaultLabelTag
 
+from lmseg_components.inference.predictor import takes_text
 from lmseg_components.label.infer import TextBundleInferTask
+from lmseg_components.label.retrieval import RetrievalBundleInferTask
 
 __all__ = ["LmsegLabelApp"]
 
@@ -18,8 +22,10 @@ class LmsegLabelApp(MONAILabelApp):
     """Serves every bundle under ``<app_dir>/model/<name>`` that has ``configs/inference.json`` and a trained
     ``models/model.pt``, as infer model ``<name>``; ``--conf models a,b`` serves a subset.
 
-    Request params: ``text`` (the prompt; a list of prompts for one-prompt-per-organ bundles), optional
-    ``aux_text``.
+    Request params of the text bundles: ``text`` (the prompt; a list of prompts for one-prompt-per-organ bundles),
+    optional ``aux_text``. J-RAS (:class:`RetrievalBundleInferTask`) takes none; a label saved for an image
+    (``PUT /datastore/label``, MONAI Label's "submit label") is added to the bank of every J-RAS bundle served, as
+    the case named by the image id, and the response says so (``bank``: per bundle the case and its gallery items).
     """
 
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]):
@@ -42,9 +48,23 @@ class LmsegLabelApp(MONAILabelApp):
     def init_infers(self):
         infers = {}
         for name in self.models:
-            task = TextBundleInferTask(str(self.model_dir / name), self.conf)
+            path = self.model_dir / name
+            text = takes_text(path)
+            task = TextBundleInferTask(str(path), self.conf) if text else RetrievalBundleInferTask(path, self.conf)
             if not task.is_valid():
-                raise ValueError(f"{self.model_dir / name}: no models/model.pt or configs/inference.json to serve")
+                needs = "models/model.pt" if text else "models/model.pt, gallery.pt and index.pt"
+                raise ValueError(f"{path}: no {needs} or configs/inference.json to serve")
             infers[name] = task
-            logger.info(f"+++ serving text-guided bundle {name}")
+            logger.info(f"+++ serving {'text-guided' if text else 'retrieval-augmented'} bundle {name}")
         return infers
+
+    def on_save_label(self, image_id: str, label_id: str) -> dict:
+        """Add the saved label and its image to the bank of each J-RAS bundle served (case id: the image id)."""
+        banks = {}
+        for name, task in self._infers.items():  # MONAILabelApp keeps its infer tasks there
+            if isinstance(task, RetrievalBundleInferTask):
+                image = self.datastore().get_image_uri(image_id)
+                label = self.datastore().get_label_uri(label_id, DefaultLabelTag.FINAL)
+                banks[name] = task.add_label(image, label, image_id)
+                logger.info(f"label of {image_id} added to the bank of {name}: {banks[name]}")
+        return {"bank": banks} if banks else super().on_save_label(image_id, label_id) or {}

@@ -8,11 +8,15 @@ from pathlib import Path
 
 from lmseg_components.export import trained_overrides
 from lmseg_components.files import prepare_output_dir
+from lmseg_components.inference.predictor import takes_text
 from lmseg_components.workflows import BUNDLES_DIR, copy_bundle
 
 __all__ = ["make_label_app"]
 
-MAIN_PY = '''"""MONAI Label app for lmseg text-guided bundles (written by `lmseg label-app`).
+# copied from beside a checkpoint: J-RAS's memory bank, and the run record of the values it was trained with
+BANK_FILES = ("gallery.pt", "user_gallery.pt", "index.pt", "run_record.json")
+
+MAIN_PY = '''"""MONAI Label app for lmseg bundles (written by `lmseg label-app`).
 
     monailabel start_server --app {app} --studies /path/to/images --conf models {models}
 """
@@ -40,7 +44,9 @@ def make_label_app(
             or a checkpoint it copies.
         bundles: bundle names under ``bundles_dir`` (default: this checkout's ``bundles/``).
         models: bundle name -> trained checkpoint to install as ``models/model.pt`` (default: the bundle's own
-            ``models/model.pt`` when it has one). A bundle without a checkpoint is copied but not served.
+            ``models/model.pt`` when it has one), with the files beside it that it needs (J-RAS: ``gallery.pt``,
+            ``index.pt`` and ``user_gallery.pt``; ``run_record.json``). A bundle without a checkpoint is copied but
+            not served.
         bundles_dir: where the bundles live.
         overrides: bundle name -> top-level config values (e.g. ``{"tirnet_lmis": {"device": "cpu"}}``), written
             into the copied ``configs/inference.json`` with the values the checkpoint was trained with (read from
@@ -72,6 +78,11 @@ def make_label_app(
         checkpoints[name] = Path(models[name]) if name in models else bundle / "models" / "model.pt"
         if name in models and not checkpoints[name].is_file():
             raise FileNotFoundError(f"checkpoint for {name} not found: {checkpoints[name]}")
+        missing = [f for f in ("gallery.pt", "index.pt") if not (checkpoints[name].parent / f).is_file()]
+        if checkpoints[name].is_file() and not takes_text(bundle) and missing:
+            raise FileNotFoundError(
+                f"{name} is served with its memory bank: no {', '.join(missing)} beside {checkpoints[name]}"
+            )
     inputs = [source / name for name in bundles] + [Path(models[name]) for name in models]
     out = prepare_output_dir(out, overwrite, sources=inputs)
     for name, checkpoint in checkpoints.items():
@@ -82,5 +93,8 @@ def make_label_app(
         if checkpoint.is_file():
             (target / "models").mkdir(parents=True, exist_ok=True)
             shutil.copy2(checkpoint, target / "models" / "model.pt")
+            for extra in BANK_FILES:  # J-RAS's memory bank and the values it was trained with travel with it
+                if (checkpoint.parent / extra).is_file():
+                    shutil.copy2(checkpoint.parent / extra, target / "models" / extra)
     (out / "main.py").write_text(MAIN_PY.format(app=out, models=",".join(bundles)))
     return out

@@ -13,7 +13,16 @@ from lmseg_components.retrieval.index import (
 )
 from lmseg_components.retrieval.retriever import RETRIEVER_BACKBONES, MaskEmbeddingRetriever, Retriever
 
-_BANK = ("BankCase", "add_cases", "jras_bank", "list_cases", "rebuild_command", "rebuild_index", "remove_cases")
+_BANK = (
+    "BankCase",
+    "add_cases",
+    "add_labelled_image",
+    "jras_bank",
+    "list_cases",
+    "rebuild_command",
+    "rebuild_index",
+    "remove_cases",
+)
 
 
 def __getattr__(name: str):
@@ -29,6 +38,7 @@ def __getattr__(name: str):
 __all__ = [
     "BankCase",
     "add_cases",
+    "add_labelled_image",
     "jras_bank",
     "list_cases",
     "rebuild_command",

@@ -47,7 +47,16 @@ from lmseg_components.fingerprint import weights_fingerprint
 from lmseg_components.retrieval.augmented import concat_galleries
 from lmseg_components.retrieval.index import FaissIndex, RetrievalIndex, TorchIndex, create_index, load_index
 
-__all__ = ["BankCase", "add_cases", "jras_bank", "list_cases", "rebuild_index", "remove_cases", "rebuild_command"]
+__all__ = [
+    "BankCase",
+    "add_cases",
+    "add_labelled_image",
+    "jras_bank",
+    "list_cases",
+    "rebuild_index",
+    "remove_cases",
+    "rebuild_command",
+]
 
 ACTIONS = ("add", "list", "remove", "rebuild")
 _GALLERY_KEYS = ("images", "labels", "ids", "case_ids")
@@ -305,13 +314,62 @@ def add_cases(
         StaleIndexError: the index was built by another retriever than the one in ``model.pt``.
     """
     bank = _open(bundle_root, config_file, overrides)
-    records = _read_cases(dataset_dir)
+    return _add_records(bank, _read_cases(dataset_dir), str(Path(dataset_dir).resolve()), replace)
+
+
+def add_labelled_image(
+    bundle_root: str | Path,
+    image: str | Path,
+    label: str | Path,
+    case_id: str,
+    replace: bool = False,
+    config_file: str | Path | None = None,
+    overrides: dict | None = None,
+) -> BankCase:
+    """Add one labelled image to a trained bundle's bank (what MONAI Label's "save label" gives: an image and the
+    annotator's label). A NIfTI volume becomes one gallery item per slice (``<case_id>_zNN``), a 2D image one item
+    (``case_id``); preprocessing, embedding and saving as :func:`add_cases`.
+
+    Args:
+        bundle_root: the trained bundle.
+        image, label: the image file and its label map on the same grid (labels in ``range(num_classes)``).
+        case_id: the case's id in the bank (retrieval never guides a query with its own case).
+        replace: replace a case of this id already in the bank; without it, it is refused.
+        config_file, overrides: as :func:`add_cases`.
+
+    Raises:
+        ValueError / FileNotFoundError: as :func:`add_cases`; a missing file; an image and label of other shapes.
+    """
+    import nibabel as nib
+
+    image, label = Path(image), Path(label)
+    for path in (image, label):
+        if not path.is_file():
+            raise FileNotFoundError(f"no file {path}")
+    bank = _open(bundle_root, config_file, overrides)
+    if image.name.lower().endswith((".nii", ".nii.gz")):
+        shape, label_shape = nib.load(str(image)).shape, nib.load(str(label)).shape
+        if tuple(shape) != tuple(label_shape):
+            raise ValueError(f"{label}: label shape {label_shape} differs from the image's {shape} ({image})")
+        records = [
+            {"image": str(image), "label": str(label), "slice": z, "case_id": case_id, "name": f"{case_id}_z{z:02d}"}
+            for z in range(shape[2])
+        ]
+    else:
+        records = [{"image": str(image), "label": str(label), "case_id": case_id, "name": case_id}]
+    (added,) = _add_records(bank, records, str(image.resolve()), replace)
+    return added
+
+
+def _add_records(bank: _Bank, records: list[dict], source: str, replace: bool) -> list[BankCase]:
+    """Preprocess, embed and append ``records`` (one per gallery item, with ``case_id`` and ``name``) to the bank and
+    save it; ``source`` is where the new cases came from."""
     new_cases = list(dict.fromkeys(r["case_id"] for r in records))
     in_bank = set(bank.gallery["case_ids"])
     present = [c for c in new_cases if c in in_bank]
     if present and not replace:
         raise ValueError(
-            f"{dataset_dir}: cases {present} are already in the bank {bank.gallery_path}; pass --replace to replace "
+            f"{source}: cases {present} are already in the bank {bank.gallery_path}; pass --replace to replace "
             "their slices, or rename the new cases."
         )
     images, labels = _preprocess(bank, records)
@@ -323,7 +381,7 @@ def add_cases(
     gallery["images"] = torch.cat([gallery["images"], images])
     gallery["labels"] = torch.cat([gallery["labels"], labels])
     gallery["ids"], gallery["case_ids"] = gallery["ids"] + ids, gallery["case_ids"] + case_ids
-    gallery["sources"].update(dict.fromkeys(new_cases, str(Path(dataset_dir).resolve())))
+    gallery["sources"].update(dict.fromkeys(new_cases, source))
     _save(bank)
     return _summary(gallery, new_cases)
 
