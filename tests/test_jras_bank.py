@@ -11,6 +11,8 @@ from functools import partial
 from pathlib import Path
 
 import fire
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -25,6 +27,7 @@ from lmseg_components.retrieval import (
     FaissIndex,
     Retriever,
     add_cases,
+    add_labelled_image,
     jras_bank,
     list_cases,
     load_index,
@@ -161,6 +164,34 @@ def test_added_cases_live_beside_the_training_gallery_and_outlive_retraining(tra
         expected = F.normalize(_retriever(root)(user["images"]), dim=1)
     assert torch.allclose(index.embeddings[len(training["ids"]) :], expected, atol=1e-5)
     assert [c.case_id for c in list_cases(root, TRAIN_CONFIG)][-3:] == NEW_IDS
+
+
+def test_one_labelled_frame_joins_the_bank_slice_by_slice(bank, new_cases):
+    """What MONAI Label's "submit label" gives: one image and its label, added as a case of its own, preprocessed
+    as ``add_cases`` preprocesses the same slices."""
+    frame = new_cases / "patient101" / "patient101_frame01.nii.gz"
+    gt = frame.with_name("patient101_frame01_gt.nii.gz")
+    by_folder = bank / "by_folder"
+    shutil.copytree(bank / "models", by_folder / "models")
+    n0 = len(_gallery(bank)["ids"])
+    added = add_labelled_image(bank, frame, gt, "scan_7", config_file=TRAIN_CONFIG)
+    assert added == BankCase("scan_7", 3, str(frame.resolve()))
+    after = _gallery(bank)
+    assert after["ids"][n0:] == ["scan_7_z00", "scan_7_z01", "scan_7_z02"] and after["case_ids"][n0:] == ["scan_7"] * 3
+    _add(by_folder, new_cases)
+    folder = _gallery(by_folder)
+    rows = [r for r, i in enumerate(folder["ids"]) if i.startswith("patient101_frame01_")]
+    assert torch.equal(after["labels"][n0:], folder["labels"][rows])
+    assert torch.allclose(after["images"][n0:], folder["images"][rows])
+    assert _index(bank, after).ids == after["ids"]
+    with pytest.raises(ValueError, match=r"cases \['scan_7'\] are already in the bank"):
+        add_labelled_image(bank, frame, gt, "scan_7", config_file=TRAIN_CONFIG)
+    add_labelled_image(bank, frame, gt, "scan_7", replace=True, config_file=TRAIN_CONFIG)  # a corrected label
+    assert _gallery(bank)["ids"][n0:] == ["scan_7_z00", "scan_7_z01", "scan_7_z02"]
+    wrong = bank / "wrong_gt.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((40, 40, 2), np.uint8), np.eye(4)), wrong)
+    with pytest.raises(ValueError, match=r"wrong_gt\.nii\.gz: label shape \(40, 40, 2\) differs from the image's"):
+        add_labelled_image(bank, frame, wrong, "scan_8", config_file=TRAIN_CONFIG)
 
 
 def test_inference_retrieves_the_new_cases(bank, new_cases):
