@@ -413,20 +413,23 @@ def deploy_app(out: str, bundle: str, model: str | None = None, overwrite: bool 
     Args:
         out: the application folder: new or empty (see ``overwrite``); never one that holds the bundle, the model
             or ``lmseg_components`` (e.g. not the repository root).
-        bundle: the bundle folder (``configs/inference_exported.json``).
+        bundle: the bundle folder (``configs/inference_exported.json``; J-RAS: ``configs/inference.json``).
         model: the exported network: ``model.pt2`` (``lmseg export``) or ``model.ts`` (``ckpt_export``);
-            default the bundle's own ``models/`` file.
+            default the bundle's own ``models/`` file. J-RAS: the trained ``model.pt`` with its memory bank
+            (``gallery.pt``, ``index.pt``, ``user_gallery.pt``) beside it.
         overwrite: write into a non-empty ``out`` (files of the same names are replaced, others stay).
         overrides: other top-level config values, e.g. ``--device cpu``.
     """
     from lmseg_components.deploy import make_deploy_app
+    from lmseg_components.inference.predictor import takes_text
 
     try:
         app = make_deploy_app(out, bundle, model, overrides, overwrite=overwrite)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         sys.exit(f"error: {e}")
     print(f"MONAI Deploy app written to {app}")
-    print(f"run:     python {app}/app.py -i <image or folder with prompts.json> -o <output> -m {app}/models")
+    inputs = "image or folder with prompts.json" if takes_text(bundle) else "frame, image or folder"
+    print(f"run:     python {app}/app.py -i <{inputs}> -o <output> -m {app}/models")
     print(f"package: monai-deploy package {app} -c {app}/app.yaml -m {app}/models -t <tag> --platform x86_64")
 
 

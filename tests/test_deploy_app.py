@@ -18,7 +18,13 @@ from bundle_cli import BUNDLES, EXPORTED_INFERENCE, TIRNET_TINY, run_bundle, tra
 from PIL import Image
 
 from lmseg_components.bundle_checks import cli_overrides
-from lmseg_components.data import make_synthetic_msd, read_lvit_split, read_msd_split
+from lmseg_components.data import (
+    make_synthetic_acdc,
+    make_synthetic_msd,
+    read_acdc_frames,
+    read_lvit_split,
+    read_msd_split,
+)
 from lmseg_components.deploy import make_deploy_app
 from lmseg_components.export import export_bundle
 
@@ -123,3 +129,35 @@ def test_app_segments_ct_volumes_with_the_organ_prompts(tmp_path):
     (inputs / "prompts.json").write_text(json.dumps({"default": "A computerized tomography of a liver"}))
     run = _run_app(app, inputs, root / "out_one")
     assert run.returncode == 1 and "tgcnet_ct_organs takes 3 prompts (one per class" in run.stderr
+
+
+def test_app_segments_acdc_frames_with_the_memory_bank(tmp_path):
+    """J-RAS as a MONAI Deploy app: the trained checkpoint with its gallery and index, a patient's folder in (its
+    ground truth skipped), one label volume per frame out, equal to the bundle's own inference, and results.json
+    with each structure's mL and the guides of each slice."""
+    root = tmp_path
+    make_synthetic_acdc(root / "data", seed=0, n_patients=6, shape=(32, 32, 4))
+    tiny = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "4"]
+    run = run_bundle("jras_segmentation", "training", ["configs/train.json"], root, *tiny, "--epochs", "2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    run = run_bundle("jras_segmentation", "inference", ["configs/inference.json"], root, *tiny)
+    assert run.returncode == 0, run.stderr[-3000:]
+    app = make_deploy_app(root / "app", BUNDLES / "jras_segmentation", root / "models" / "model.pt")
+    frames = read_acdc_frames(root / "data", "test")
+    patient = Path(frames[0]["image"]).parent  # frames and their _gt files, as ACDC ships them
+    run = _run_app(app, patient, root / "out")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads((root / "out" / "results.json").read_text())
+    mine = [f for f in frames if Path(f["image"]).parent == patient]
+    assert [Path(r["image"]).name for r in results] == [Path(f["image"]).name for f in mine]
+    lines = (root / "eval" / "inference" / "results.jsonl").read_text().splitlines()
+    bundle_results = {r["image"]: r for r in map(json.loads, lines)}
+    for result in results:
+        out = nib.load(str(root / "out" / result["mask"]))
+        image = nib.load(result["image"])
+        assert out.shape == image.shape and np.allclose(out.affine, image.affine)
+        expected = np.asarray(nib.load(str(root / "eval" / "inference" / result["mask"])).dataobj)
+        assert (np.asarray(out.dataobj) == expected).all()
+        same = bundle_results[str(Path(result["image"]).resolve())]
+        assert result["structures"] == same["structures"] and result["slices"] == same["slices"]
+        assert all(len(s["guides"]) == 2 for s in result["slices"])

@@ -127,7 +127,7 @@ def test_make_deploy_app_writes_the_folder(tirnet_exported, tmp_path):
 
 def test_make_deploy_app_errors(tirnet_exported, tmp_path):
     ts = tirnet_exported / "models" / "model.ts"
-    with pytest.raises(FileNotFoundError, match="no configs/inference_exported.json"):
+    with pytest.raises(FileNotFoundError, match="jras_segmentation runs with its memory bank: no gallery.pt, index.pt"):
         make_deploy_app(tmp_path / "a", BUNDLES / "jras_segmentation", ts)
     with pytest.raises(ValueError, match=r"loads \['model.ts'\], not model.pt"):
         make_deploy_app(tmp_path / "a", BUNDLES / "tirnet_lmis", tirnet_exported / "models" / "model.pt")

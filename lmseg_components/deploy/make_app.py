@@ -9,17 +9,21 @@ import shutil
 from importlib import metadata
 from pathlib import Path
 
-from lmseg_components.export import trained_overrides
+from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
+from lmseg_components.export import check_trained_with, trained_overrides
 from lmseg_components.files import prepare_output_dir
+from lmseg_components.inference.predictor import takes_text
 from lmseg_components.workflows import copy_bundle
 
-__all__ = ["EXPORTED_FILES", "make_deploy_app"]
+__all__ = ["BANK_FILES", "EXPORTED_FILES", "make_deploy_app"]
 
 EXPORTED_FILES = ("model.pt2", "model.ts")
+# J-RAS runs its trained checkpoint with the memory bank beside it (and the values it was trained with)
+BANK_FILES = ("gallery.pt", "index.pt", "user_gallery.pt", "run_record.json")
 
 APP_PY = '''"""MONAI Deploy application for the lmseg bundle {bundle} (written by `lmseg deploy-app`).
 
-Run as plain Python:   python app.py -i <image or folder with prompts.json> -o <output> -m models
+Run as plain Python:   python app.py -i <{inputs}> -o <output> -m models
 Package into a MAP:    monai-deploy package {out} -c {out}/app.yaml -m {out}/models -t lmseg-{bundle}:0.1.0 \\
                            --platform x86_64
 """
@@ -27,7 +31,7 @@ Package into a MAP:    monai-deploy package {out} -c {out}/app.yaml -m {out}/mod
 from lmseg_components.deploy.app import main
 
 if __name__ == "__main__":
-    main()
+    main(retrieval={retrieval})
 '''
 
 MAIN_PY = '''"""Entry point of the packaged application (`python3 <app folder>`)."""
@@ -40,7 +44,7 @@ main()
 APP_YAML = """%YAML 1.2
 ---
 application:
-  title: lmseg text-guided segmentation ({bundle})
+  title: lmseg segmentation ({bundle})
   version: {version}
   inputFormats: ["file"]
   outputFormats: ["file"]
@@ -79,9 +83,11 @@ def make_deploy_app(
     Args:
         out: the application folder: new or empty unless ``overwrite``; never one that is, holds or lies inside
             ``bundle``, ``model`` or the ``lmseg_components`` package it copies.
-        bundle: a bundle folder (``configs/inference_exported.json``).
+        bundle: a bundle folder (``configs/inference_exported.json``; J-RAS: ``configs/inference.json``).
         model: the exported network (``model.pt2`` from ``lmseg export`` or ``model.ts`` from ``ckpt_export``);
-            default the bundle's own ``models/model.pt2`` or ``models/model.ts``.
+            default the bundle's own ``models/model.pt2`` or ``models/model.ts``. J-RAS runs its trained
+            ``model.pt`` (default the bundle's own) with the memory bank beside it (``gallery.pt``, ``index.pt``,
+            ``user_gallery.pt``) and its ``run_record.json``, all copied into the app.
         overrides: top-level config values, written into the copied ``configs/inference_exported.json`` with the
             values the model was trained with (the ``run_record.json`` beside it, which training writes and
             ``lmseg export`` leaves beside ``model.pt2``; an override that contradicts one is refused).
@@ -96,6 +102,8 @@ def make_deploy_app(
         ValueError: ``out`` overlaps an input, or the model is not the one the bundle loads.
     """
     bundle = Path(bundle)
+    if not takes_text(bundle):
+        return _make_retrieval_app(out, bundle, model, overrides, overwrite)
     exported_config = bundle / "configs" / "inference_exported.json"
     if not exported_config.is_file():
         raise FileNotFoundError(f"{bundle}: no configs/inference_exported.json (no exported-network inference)")
@@ -122,6 +130,37 @@ def make_deploy_app(
     target = copy_bundle(bundle, out / "models" / bundle.name, {"inference_exported.json": values}, overwrite)
     (target / "models").mkdir(exist_ok=True)
     shutil.copy2(model, target / "models" / model.name)
+    return _write_app(out, bundle, package, retrieval=False)
+
+
+def _make_retrieval_app(
+    out: str | Path, bundle: Path, model: str | Path | None, overrides: dict | None, overwrite: bool
+) -> Path:
+    """:func:`make_deploy_app` for J-RAS: the trained checkpoint (default ``<bundle>/models/model.pt``) with the
+    memory bank beside it (``gallery.pt``, ``index.pt``; ``user_gallery.pt`` when there is one) and its
+    ``run_record.json``; the trained values go into the copied ``configs/inference.json``."""
+    model = Path(model) if model is not None else bundle / "models" / "model.pt"
+    if not model.is_file():
+        raise FileNotFoundError(f"trained checkpoint not found: {model} (train the bundle first, or pass --model)")
+    missing = [name for name in ("gallery.pt", "index.pt") if not (model.parent / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{bundle.name} runs with its memory bank: no {', '.join(missing)} beside {model}")
+    check_checkpoint_file(model)
+    check_trained_with(bundle, model.parent)
+    package = Path(__file__).resolve().parents[1]
+    out = prepare_output_dir(out, overwrite, sources=[package, bundle, model])
+    values = trained_overrides(bundle, ["inference.json"], model.parent, overrides)
+    target = copy_bundle(bundle, out / "models" / bundle.name, {"inference.json": values}, overwrite)
+    (target / "models").mkdir(exist_ok=True)
+    shutil.copy2(model, target / "models" / "model.pt")
+    for name in BANK_FILES:
+        if (model.parent / name).is_file():
+            shutil.copy2(model.parent / name, target / "models" / name)
+    return _write_app(out, bundle, package, retrieval=True)
+
+
+def _write_app(out: Path, bundle: Path, package: Path, retrieval: bool) -> Path:
+    """The application's own files and the copy of ``lmseg_components`` in ``out``."""
     shutil.copytree(
         package,
         out / "lmseg_components",
@@ -129,7 +168,8 @@ def make_deploy_app(
         dirs_exist_ok=True,
     )
     version = json.loads((bundle / "configs" / "metadata.json").read_text()).get("version", "0.1.0")
-    (out / "app.py").write_text(APP_PY.format(bundle=bundle.name, out=out))
+    inputs = "frame, image or folder" if retrieval else "image or folder with prompts.json"
+    (out / "app.py").write_text(APP_PY.format(bundle=bundle.name, out=out, inputs=inputs, retrieval=retrieval))
     (out / "__main__.py").write_text(MAIN_PY)
     (out / "app.yaml").write_text(APP_YAML.format(bundle=bundle.name, version=version))
     (out / "requirements.txt").write_text("\n".join(_requirements()) + "\n")

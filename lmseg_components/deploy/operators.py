@@ -1,8 +1,9 @@
-"""MONAI Deploy operators for text-guided bundles (need the ``deploy`` extra: ``monai-deploy-app-sdk``).
+"""MONAI Deploy operators for lmseg bundles (need the ``deploy`` extra: ``monai-deploy-app-sdk``).
 
 ``PromptedImageLoaderOperator`` -> ``TextBundleInferenceOperator`` -> ``MaskWriterOperator``: the records
 ``{"image", "text"}`` of the input folder, the exported bundle's prediction for each, the masks and a
-``results.json`` in the output folder.
+``results.json`` in the output folder. J-RAS: ``PromptedImageLoaderOperator(prompts=False)`` ->
+``RetrievalBundleInferenceOperator`` (the trained checkpoint with its memory bank) -> ``MaskWriterOperator``.
 """
 
 from __future__ import annotations
@@ -13,31 +14,41 @@ from pathlib import Path
 
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
+from lmseg_components.data.acdc import read_images_to_segment
 from lmseg_components.data.prompted import read_prompted_images
-from lmseg_components.inference.predictor import TextBundlePredictor
+from lmseg_components.inference.predictor import TextBundlePredictor, find_bundle
+from lmseg_components.inference.retrieval import RetrievalBundlePredictor
 from lmseg_components.inference.writer import check_mask_paths, describe_mask, write_mask
 
-__all__ = ["MaskWriterOperator", "PromptedImageLoaderOperator", "TextBundleInferenceOperator"]
+__all__ = [
+    "MaskWriterOperator",
+    "PromptedImageLoaderOperator",
+    "RetrievalBundleInferenceOperator",
+    "TextBundleInferenceOperator",
+]
 
 RESULTS_FILE = "results.json"
 
 
 class PromptedImageLoaderOperator(Operator):
-    """Emits the records of an input file or folder (see :func:`~lmseg_components.data.read_prompted_images`).
+    """Emits the records of an input file or folder (see :func:`~lmseg_components.data.read_prompted_images`;
+    with ``prompts=False``, :func:`~lmseg_components.data.read_images_to_segment`: no prompts, a patient's
+    ground-truth and 4D files skipped).
 
     Named output:
         records: list of ``{"image": path, "text": prompt}`` (``text`` absent where ``prompts.json`` has none).
     """
 
-    def __init__(self, fragment: Fragment, *args, input_path: str | Path, **kwargs):
+    def __init__(self, fragment: Fragment, *args, input_path: str | Path, prompts: bool = True, **kwargs):
         self.input_path = Path(input_path)
+        self.read = read_prompted_images if prompts else read_images_to_segment
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec):
         spec.output("records")
 
     def compute(self, op_input, op_output, context):
-        records = read_prompted_images(self.input_path)
+        records = self.read(self.input_path)
         logging.getLogger(__name__).info("%d image(s) to segment from %s", len(records), self.input_path)
         op_output.emit(records, "records")
 
@@ -89,11 +100,63 @@ class TextBundleInferenceOperator(Operator):
         op_output.emit(predictions, "predictions")
 
 
+class RetrievalBundleInferenceOperator(Operator):
+    """Runs J-RAS (:class:`~lmseg_components.inference.RetrievalBundlePredictor`: the bundle's ``models/model.pt``
+    with the memory bank beside it, checked against its retriever) on each record: an ACDC frame slice by slice
+    into a label volume, or a 2D image for a model trained on BUSI. Loaded on the first call, like
+    :class:`TextBundleInferenceOperator`.
+
+    Named input:
+        records: list of ``{"image"}``.
+    Named output:
+        predictions: list of ``{"image": path, "pred": label map on the input's grid, "retrieval": structures and
+        the guides of each slice}``.
+    """
+
+    def __init__(
+        self,
+        fragment: Fragment,
+        *args,
+        bundle_path: str | Path,
+        device: str | None = None,
+        overrides: dict | None = None,
+        **kwargs,
+    ):
+        self.bundle_path = Path(bundle_path)
+        self.device = device
+        self.overrides = dict(overrides or {})
+        self._predictor: RetrievalBundlePredictor | None = None
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec):
+        spec.input("records")
+        spec.output("predictions")
+
+    @property
+    def predictor(self) -> RetrievalBundlePredictor:
+        if self._predictor is None:
+            bundle = find_bundle(self.bundle_path)
+            overrides = {"bundle_root": str(bundle), **self.overrides}
+            self._predictor = RetrievalBundlePredictor(bundle, bundle / "models" / "model.pt", self.device, overrides)
+        return self._predictor
+
+    def compute(self, op_input, op_output, context):
+        records = op_input.receive("records")
+        for record in records:  # every image of the wrong kind refused before the first prediction
+            self.predictor.check_kind(record["image"])
+        predictions = []
+        for record in records:
+            out = self.predictor(record)
+            predictions.append({"image": record["image"], "pred": out["pred"], "retrieval": out["retrieval"]})
+        op_output.emit(predictions, "predictions")
+
+
 class MaskWriterOperator(Operator):
     """Writes each prediction's mask (:func:`~lmseg_components.inference.write_mask`) to the output folder and
     lists them in ``results.json`` (image, prompt(s), mask file,
     :func:`~lmseg_components.inference.describe_mask`, the presence ``score`` and ``found``: a prompt not found
-    has an empty mask). The mask names are checked first
+    has an empty mask; for J-RAS, the foreground fraction, ``structures`` with voxels and mL, and the retrieved
+    ``guides`` of each slice, as ``lmseg segment`` writes them). The mask names are checked first
     (:func:`~lmseg_components.inference.check_mask_paths`): nothing is written when two images would share a mask.
 
     Named input:
@@ -115,12 +178,17 @@ class MaskWriterOperator(Operator):
             check_mask_paths(names, self.output_folder, predictions[0]["pred"].ndim - 1)
         for item in predictions:
             mask = write_mask(item["pred"], self.output_folder)
+            described = describe_mask(item["pred"])
+            if "retrieval" in item:
+                shown = {k: described[k] for k in ("foreground_fraction", "empty")}
+                results.append({"image": item["image"], "mask": mask.name, **shown, **item["retrieval"]})
+                continue
             results.append(
                 {
                     "image": item["image"],
                     "text": item["text"],
                     "mask": mask.name,
-                    **describe_mask(item["pred"]),
+                    **described,
                     "score": item["score"],
                     "found": item["found"],
                 }
