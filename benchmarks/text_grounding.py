@@ -7,8 +7,8 @@ unrelated sentence; one extra test image per test image, half of each kind), the
 mask from the network, the presence AUROC, and the fraction the presence decision finds (with the threshold
 training chose on the validation split: a prompt not found gets an empty mask). Variants: the bundle's
 ablations, ``text_dropout``, ``no_text_aug`` (no report rewrites, no training prompts that name nothing: the
-bundles before them) and ``more_negatives`` (twice the training prompts that name nothing), and for TIRNet ``bs_mean`` (background
-suppression averaged over the decoder stages instead of summed: the loss before bundle 0.2.0).
+bundles before them), ``more_negatives`` (twice the training prompts that name nothing) and, for TIRNet,
+``bs_mean`` (background suppression averaged over the decoder stages instead of summed: the loss before 0.2.0).
 
 Every variant is trained through the bundle's own ``train.json`` (in-process, same as
 ``python -m monai.bundle run training``) on the same data (``--data_seed``) once per training seed (``--seeds``);

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from lmseg_components.workflows import BUNDLES_DIR, SMALL_CONFIG, run_monai_bundle
@@ -69,6 +72,38 @@ def monai_bundle(bundle: str, *args: str) -> subprocess.CompletedProcess:
 def lmseg(*args: str) -> subprocess.CompletedProcess:
     """The ``lmseg`` command line (``python -m lmseg_components.cli``) with ``args``, output captured."""
     return subprocess.run([sys.executable, "-m", "lmseg_components.cli", *args], capture_output=True, text=True)
+
+
+@contextlib.contextmanager
+def label_server(app: Path, studies: Path, models: str, log_path: Path, env: dict | None = None) -> Iterator[str]:
+    """``monailabel start_server`` for ``app`` on a free loopback port, serving ``models``; yields its URL once
+    ``/info/`` answers and stops it on exit (its output in ``log_path``)."""
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies", str(studies)]
+    command += ["--conf", "models", models, "--host", "127.0.0.1", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=log_path.parent, env=env)
+        try:
+            for _ in range(240):
+                if process.poll() is not None:
+                    raise AssertionError(log_path.read_text()[-3000:])
+                try:
+                    if requests.get(f"{url}/info/", timeout=2).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass
+                time.sleep(1)
+            else:
+                raise AssertionError("server did not start: " + log_path.read_text()[-3000:])
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
 
 
 def train_and_export_tirnet(root: Path, seed: int = 0) -> Path:

@@ -138,18 +138,8 @@ def test_lmseg_segment_on_a_frame_equals_the_bundles_inference(trained, tmp_path
     expected = root / "eval" / "inference" / f"{frame['name']}_seg.nii.gz"
     if not expected.is_file():
         assert _bundle("inference", ["configs/inference.json"], root).returncode == 0
-    run = lmseg(
-        "segment",
-        "--bundle",
-        "jras_segmentation",
-        "--model",
-        str(root / "models" / "model.pt"),
-        frame["image"],
-        "--out",
-        str(tmp_path / "out"),
-        "--device",
-        "cpu",
-    )
+    segment = ["segment", "--bundle", "jras_segmentation", "--model", str(root / "models" / "model.pt"), frame["image"]]
+    run = lmseg(*segment, "--out", str(tmp_path / "out"), "--device", "cpu")
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"{frame['name']}_seg.nii.gz (right ventricle " in run.stdout and "; guided by patient" in run.stdout
     seg = nib.load(tmp_path / "out" / f"{frame['name']}_seg.nii.gz")
@@ -159,18 +149,7 @@ def test_lmseg_segment_on_a_frame_equals_the_bundles_inference(trained, tmp_path
     bundle_result = next(r for r in map(json.loads, lines) if r["image"] == frame["image"])
     assert result["structures"] == bundle_result["structures"] and result["slices"] == bundle_result["slices"]
     assert (tmp_path / "out" / f"{frame['name']}_overlay.png").is_file()
-    refused = lmseg(
-        "segment",
-        "--bundle",
-        "jras_segmentation",
-        "--model",
-        str(root / "models" / "model.pt"),
-        frame["image"],
-        "--text",
-        "the left ventricle",
-        "--out",
-        str(tmp_path / "text"),
-    )
+    refused = lmseg(*segment, "--text", "the left ventricle", "--out", str(tmp_path / "text"))
     assert refused.returncode != 0 and refused.stderr.strip().splitlines()[-1] == (
         "error: jras_segmentation takes no text prompt: it is guided by the cases of its memory bank"
     )

@@ -10,16 +10,13 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_cli import CPU, lmseg, run_bundle
+from bundle_cli import CPU, label_server, lmseg, run_bundle
 
 pytestmark = [pytest.mark.label, pytest.mark.bundle, pytest.mark.timeout(2400)]
 
@@ -29,14 +26,6 @@ pytest.importorskip("monailabel")
 from lmseg_components.data import make_synthetic_acdc, read_acdc_frames  # noqa: E402
 
 TINY = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "4", *CPU]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -49,39 +38,17 @@ def server(tmp_path_factory):
     made = lmseg("label-app", "--out", str(app), "--bundles", "jras_segmentation", "--jras_segmentation",
                  str(root / "models" / "model.pt"))  # fmt: skip
     assert made.returncode == 0, made.stderr
-    assert {"gallery.pt", "index.pt", "run_record.json"} <= {
-        p.name for p in (app / "model" / "jras_segmentation" / "models").iterdir()
-    }
+    served = {p.name for p in (app / "model" / "jras_segmentation" / "models").iterdir()}
+    assert {"gallery.pt", "index.pt", "run_record.json"} <= served
     studies = root / "studies"
     studies.mkdir()
     frames = read_acdc_frames(root / "data", "test")
     for frame in frames:  # the frames to label, without their ground truth
         shutil.copy(frame["image"], studies / f"{frame['name']}.nii.gz")
-    port = _free_port()
-    command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies", str(studies)]
-    command += ["--conf", "models", "jras_segmentation", "--host", "127.0.0.1", "--port", str(port)]
-    log = (root / "server.log").open("w")
     # inference in a pool of 4 threads (MONAI Label runs it in the request's event loop otherwise, one at a time)
     env = dict(os.environ, MONAI_LABEL_INFER_CONCURRENCY="4")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            if process.poll() is not None:
-                raise AssertionError((root / "server.log").read_text()[-3000:])
-            try:
-                if requests.get(f"{url}/info/", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(1)
-        else:
-            raise AssertionError("server did not start: " + (root / "server.log").read_text()[-3000:])
+    with label_server(app, studies, "jras_segmentation", root / "server.log", env) as url:
         yield url, app / "model" / "jras_segmentation", frames
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-        log.close()
 
 
 def _infer(url: str, image_id: str, output: str) -> requests.Response:

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
-from bundle_cli import run_bundle
+from bundle_cli import label_server, run_bundle
 from PIL import Image
 
 pytestmark = [pytest.mark.label, pytest.mark.bundle, pytest.mark.timeout(2400)]
@@ -24,12 +22,6 @@ requests = pytest.importorskip("requests")
 pytest.importorskip("monailabel")
 
 from lmseg_components.data import make_synthetic_lvit, read_lvit_split  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -48,29 +40,8 @@ def server(tmp_path_factory):
     test = read_lvit_split(root / "data", "Test")
     for record in test:
         Image.open(record["image"]).save(studies / Path(record["image"]).name)
-    port = _free_port()
-    command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies", str(studies)]
-    command += ["--conf", "models", "tirnet_lmis", "--host", "127.0.0.1", "--port", str(port)]
-    log = (root / "server.log").open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            if process.poll() is not None:
-                raise AssertionError((root / "server.log").read_text()[-3000:])
-            try:
-                if requests.get(f"{url}/info/", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(1)
-        else:
-            raise AssertionError("server did not start: " + (root / "server.log").read_text()[-3000:])
+    with label_server(app, studies, "tirnet_lmis", root / "server.log") as url:
         yield url, root, test
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-        log.close()
 
 
 def _infer(url: str, image_id: str, params: dict, output: str = "image") -> requests.Response:

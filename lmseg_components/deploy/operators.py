@@ -53,16 +53,11 @@ class PromptedImageLoaderOperator(Operator):
         op_output.emit(records, "records")
 
 
-class TextBundleInferenceOperator(Operator):
-    """Runs an exported bundle (:class:`~lmseg_components.inference.TextBundlePredictor`) on each record.
+class _BundleInferenceOperator(Operator):
+    """A bundle predictor run on each record, loaded on the first call so that composing the application (e.g. for
+    packaging) needs no model. Subclasses make the predictor and keep the keys of each prediction."""
 
-    The bundle is loaded on the first call, so composing the application (e.g. for packaging) needs no model.
-
-    Named input:
-        records: list of ``{"image", "text"}``.
-    Named output:
-        predictions: list of ``{"image": path, "text": prompt(s), "pred": MetaTensor on the input's grid}``.
-    """
+    KEYS: tuple[str, ...] = ("pred",)
 
     def __init__(
         self,
@@ -76,7 +71,7 @@ class TextBundleInferenceOperator(Operator):
         self.bundle_path = Path(bundle_path)
         self.device = device
         self.overrides = dict(overrides or {})
-        self._predictor: TextBundlePredictor | None = None
+        self._predictor = None
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec):
@@ -84,10 +79,13 @@ class TextBundleInferenceOperator(Operator):
         spec.output("predictions")
 
     @property
-    def predictor(self) -> TextBundlePredictor:
+    def predictor(self):
         if self._predictor is None:
-            self._predictor = TextBundlePredictor(self.bundle_path, self.device, self.overrides)
+            self._predictor = self.load()
         return self._predictor
+
+    def load(self):
+        raise NotImplementedError(f"{type(self).__name__} must say how its predictor is loaded")
 
     def compute(self, op_input, op_output, context):
         records = op_input.receive("records")
@@ -96,15 +94,30 @@ class TextBundleInferenceOperator(Operator):
         predictions = []
         for record in records:
             out = self.predictor(record)
-            predictions.append({"image": record["image"], **{k: out[k] for k in ("text", "pred", "score", "found")}})
+            predictions.append({"image": record["image"], **{k: out[k] for k in self.KEYS}})
         op_output.emit(predictions, "predictions")
 
 
-class RetrievalBundleInferenceOperator(Operator):
+class TextBundleInferenceOperator(_BundleInferenceOperator):
+    """Runs an exported bundle (:class:`~lmseg_components.inference.TextBundlePredictor`) on each record.
+
+    Named input:
+        records: list of ``{"image", "text"}``.
+    Named output:
+        predictions: list of ``{"image": path, "text": prompt(s), "pred": MetaTensor on the input's grid, "score",
+        "found"}``.
+    """
+
+    KEYS = ("text", "pred", "score", "found")
+
+    def load(self) -> TextBundlePredictor:
+        return TextBundlePredictor(self.bundle_path, self.device, self.overrides)
+
+
+class RetrievalBundleInferenceOperator(_BundleInferenceOperator):
     """Runs J-RAS (:class:`~lmseg_components.inference.RetrievalBundlePredictor`: the bundle's ``models/model.pt``
     with the memory bank beside it, checked against its retriever) on each record: an ACDC frame slice by slice
-    into a label volume, or a 2D image for a model trained on BUSI. Loaded on the first call, like
-    :class:`TextBundleInferenceOperator`.
+    into a label volume, or a 2D image for a model trained on BUSI.
 
     Named input:
         records: list of ``{"image"}``.
@@ -113,42 +126,12 @@ class RetrievalBundleInferenceOperator(Operator):
         the guides of each slice}``.
     """
 
-    def __init__(
-        self,
-        fragment: Fragment,
-        *args,
-        bundle_path: str | Path,
-        device: str | None = None,
-        overrides: dict | None = None,
-        **kwargs,
-    ):
-        self.bundle_path = Path(bundle_path)
-        self.device = device
-        self.overrides = dict(overrides or {})
-        self._predictor: RetrievalBundlePredictor | None = None
-        super().__init__(fragment, *args, **kwargs)
+    KEYS = ("pred", "retrieval")
 
-    def setup(self, spec: OperatorSpec):
-        spec.input("records")
-        spec.output("predictions")
-
-    @property
-    def predictor(self) -> RetrievalBundlePredictor:
-        if self._predictor is None:
-            bundle = find_bundle(self.bundle_path)
-            overrides = {"bundle_root": str(bundle), **self.overrides}
-            self._predictor = RetrievalBundlePredictor(bundle, bundle / "models" / "model.pt", self.device, overrides)
-        return self._predictor
-
-    def compute(self, op_input, op_output, context):
-        records = op_input.receive("records")
-        for record in records:  # every image of the wrong kind refused before the first prediction
-            self.predictor.check_kind(record["image"])
-        predictions = []
-        for record in records:
-            out = self.predictor(record)
-            predictions.append({"image": record["image"], "pred": out["pred"], "retrieval": out["retrieval"]})
-        op_output.emit(predictions, "predictions")
+    def load(self) -> RetrievalBundlePredictor:
+        bundle = find_bundle(self.bundle_path)
+        overrides = {"bundle_root": str(bundle), **self.overrides}
+        return RetrievalBundlePredictor(bundle, bundle / "models" / "model.pt", self.device, overrides)
 
 
 class MaskWriterOperator(Operator):

@@ -36,14 +36,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "BankCase",
-    "add_cases",
-    "add_labelled_image",
-    "jras_bank",
-    "list_cases",
-    "rebuild_command",
-    "rebuild_index",
-    "remove_cases",
+    *_BANK,
     "RETRIEVER_BACKBONES",
     "MaskEmbeddingRetriever",
     "Retriever",
