@@ -253,7 +253,7 @@ def test_wrong_size_label_set_and_duplicate_ids_are_refused_and_leave_the_bank_u
     assert len(_index(bank, replaced)) == len(replaced["ids"])
 
 
-def test_index_from_another_retriever_is_refused(bank, new_cases):
+def test_the_bank_refuses_an_index_from_another_retriever(bank, new_cases):
     state = torch.load(bank / "models" / "model.pt", weights_only=True)
     name = next(iter(state["retriever"]))
     state["retriever"][name] = state["retriever"][name] + 0.01

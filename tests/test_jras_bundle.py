@@ -155,7 +155,7 @@ def test_lmseg_segment_on_a_frame_equals_the_bundles_inference(trained, tmp_path
     )
 
 
-def test_index_from_another_retriever_is_refused(trained, tmp_path):
+def test_inference_refuses_an_index_from_another_retriever(trained, tmp_path):
     root, _ = trained
     shutil.copytree(root / "models", tmp_path / "models")
     shutil.copytree(root / "data", tmp_path / "data")

@@ -133,7 +133,7 @@ class ResumableCheckpoint:
         save_dict: objects with ``state_dict`` / ``load_state_dict``; must include the engine to resume its
             iteration and epoch (and a :class:`BestModelSaver` to keep the best score).
         filename: checkpoint file name.
-        save_interval: iterations between saves (0: only at epoch ends and on exceptions).
+        save_interval: iterations between saves (0: only at epoch ends).
         resume: load an existing checkpoint at start.
         map_location: where tensors are loaded (``cpu`` lets GPU checkpoints resume on CPU).
         seed: the run's seed; None leaves the random streams alone (a resumed run then differs).

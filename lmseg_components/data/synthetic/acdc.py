@@ -125,8 +125,8 @@ def make_synthetic_acdc(
     a compressed contrast curve; a 0-4000 range; stronger bias field and noise). ``difficulty="hard"`` lowers
     the myocardium contrast, blurs more (partial volume), strengthens bias and noise and varies the shapes
     (papillary muscles, irregular RV, empty slices beyond the apex, slice misalignment); anatomy it adds comes
-    from its own random stream, so it too is the same on every scanner. Scanner ``A`` with ``standard``
-    difficulty is the set this generator has always written.
+    from its own random stream, so it too is the same on every scanner. The defaults, scanner ``A`` and
+    ``standard`` difficulty, give the set of the quick start.
 
     Args:
         out: dataset root.
