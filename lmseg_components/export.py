@@ -191,7 +191,7 @@ class OnnxNetwork(nn.Module):
             session = onnxruntime.InferenceSession(str(path), providers=list(providers))
         except Exception as e:  # onnxruntime's own exception types: InvalidProtobuf, Fail, ...
             raise ValueError(f"{path}: not a readable ONNX model ({e})") from e
-        object.__setattr__(self, "_session", session)
+        self._session = session
         self.input_names = [i.name for i in session.get_inputs()]
         self.batch_one = session.get_inputs()[0].shape[0] == 1
 
@@ -219,6 +219,8 @@ class ExportedNetwork(nn.Module):
         super().__init__()
         if not Path(path).is_file():
             raise FileNotFoundError(f"no exported program at {path}: run `lmseg export` first.")
+        # kept out of the module tree: the engines call train() / eval(), which an exported program refuses
+        # ("Calling train() is not supported yet") and which would otherwise reach it as a submodule
         object.__setattr__(self, "_program", torch.export.load(str(path)).module())
 
     def forward(self, *inputs: torch.Tensor, **named: torch.Tensor) -> torch.Tensor:
