@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmseg_components.data.lvit import _check_pair
+from lmseg_components.data.lvit import check_image_mask_pair
 from lmseg_components.data.msd import nifti_volume_problem
 from lmseg_components.data.problems import DataProblem, DatasetValidationError
 from lmseg_components.data.prompted import IMAGE_SUFFIXES, read_prompted_images
@@ -156,7 +156,7 @@ def check_busi(root: str | Path, classes: Sequence[str] = ("benign", "malignant"
     records, problems = _read_busi(Path(root), classes)
     for record in records:
         for mask in record["label"]:
-            _check_pair(Path(record["image"]), Path(mask), None, True, problems)
+            check_image_mask_pair(Path(record["image"]), Path(mask), row=None, strict_masks=True, problems=problems)
     return problems
 
 

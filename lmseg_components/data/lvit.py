@@ -31,6 +31,7 @@ __all__ = [
     "LVIT_SPLITS",
     "TRAINING_SPLITS",
     "binary_mask_problem",
+    "check_image_mask_pair",
     "check_images_readable",
     "find_text_table",
     "read_text_table",
@@ -182,7 +183,11 @@ def _open_image(path: Path, problems: list[DataProblem], row: int | None) -> np.
         return None
 
 
-def _check_pair(image: Path, mask: Path, row: int, strict_masks: bool, problems: list[DataProblem]) -> None:
+def check_image_mask_pair(
+    image: Path, mask: Path, row: int | None, strict_masks: bool, problems: list[DataProblem]
+) -> None:
+    """Append to ``problems`` what is wrong with an image and its mask: unreadable, sizes that differ, a mask that
+    is not binary (with ``strict_masks``) or whose colour channels differ; ``row`` is the text table's row."""
     img = _open_image(image, problems, row)
     msk = _open_image(mask, problems, row)
     if img is None or msk is None:
@@ -233,7 +238,7 @@ def read_lvit_split(
     Raises:
         DatasetValidationError: listing every problem found, each naming its file and row.
     """
-    records, problems = _read_split(Path(root), split, text_file, validate, strict_masks)
+    records, problems = _read_split(Path(root), split, text_file, validate=validate, strict_masks=strict_masks)
     if problems:
         raise DatasetValidationError(problems)
     return records
@@ -250,7 +255,7 @@ def check_lvit(root: str | Path, strict_masks: bool = True) -> list[DataProblem]
         if s not in present
     ]
     for split in present:
-        problems += _read_split(root, split, None, True, strict_masks)[1]
+        problems += _read_split(root, split, text_file=None, validate=True, strict_masks=strict_masks)[1]
     return problems
 
 
@@ -294,7 +299,7 @@ def _read_split(
             continue
         seen[image.name] = row
         if validate:
-            _check_pair(image, mask, row, strict_masks, problems)
+            check_image_mask_pair(image, mask, row, strict_masks, problems)
         record = {
             "image": str(image.resolve()),
             "label": str(mask.resolve()),
