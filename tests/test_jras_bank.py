@@ -33,6 +33,7 @@ from lmseg_components.retrieval import (
     load_index,
     remove_cases,
 )
+from lmseg_components.retrieval.augmented import concat_galleries
 from lmseg_components.workflows import load_bundle
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
@@ -75,18 +76,8 @@ def _add(root: Path, dataset: Path, **kwargs) -> list[BankCase]:
 
 def _gallery(root: Path) -> dict:
     """The bank as inference reads it: the training gallery, then the user's cases (``user_gallery.pt``)."""
-    parts = [
-        torch.load(root / "models" / name, weights_only=True)
-        for name in ("gallery.pt", "user_gallery.pt")
-        if (root / "models" / name).is_file()
-    ]
-    return {
-        "images": torch.cat([p["images"] for p in parts]),
-        "labels": torch.cat([p["labels"] for p in parts]),
-        "ids": [i for p in parts for i in p["ids"]],
-        "case_ids": [c for p in parts for c in p["case_ids"]],
-        "sources": {k: v for p in parts for k, v in p.get("sources", {}).items()},
-    }
+    names = [n for n in ("gallery.pt", "user_gallery.pt") if (root / "models" / n).is_file()]
+    return concat_galleries([torch.load(root / "models" / n, weights_only=True) for n in names])
 
 
 def _retriever(root: Path) -> Retriever:

@@ -13,13 +13,12 @@ from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
 from lmseg_components.export import check_trained_with, trained_overrides
 from lmseg_components.files import prepare_output_dir
 from lmseg_components.inference.predictor import takes_text
+from lmseg_components.inference.retrieval import bank_files
 from lmseg_components.workflows import copy_bundle
 
-__all__ = ["BANK_FILES", "EXPORTED_FILES", "make_deploy_app"]
+__all__ = ["EXPORTED_FILES", "make_deploy_app"]
 
 EXPORTED_FILES = ("model.pt2", "model.ts")
-# J-RAS runs its trained checkpoint with the memory bank beside it (and the values it was trained with)
-BANK_FILES = ("gallery.pt", "index.pt", "user_gallery.pt", "run_record.json")
 
 APP_PY = '''"""MONAI Deploy application for the lmseg bundle {bundle} (written by `lmseg deploy-app`).
 
@@ -142,9 +141,7 @@ def _make_retrieval_app(
     model = Path(model) if model is not None else bundle / "models" / "model.pt"
     if not model.is_file():
         raise FileNotFoundError(f"trained checkpoint not found: {model} (train the bundle first, or pass --model)")
-    missing = [name for name in ("gallery.pt", "index.pt") if not (model.parent / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{bundle.name} runs with its memory bank: no {', '.join(missing)} beside {model}")
+    bank = bank_files(model, bundle.name)
     check_checkpoint_file(model)
     check_trained_with(bundle, model.parent)
     package = Path(__file__).resolve().parents[1]
@@ -153,9 +150,8 @@ def _make_retrieval_app(
     target = copy_bundle(bundle, out / "models" / bundle.name, {"inference.json": values}, overwrite)
     (target / "models").mkdir(exist_ok=True)
     shutil.copy2(model, target / "models" / "model.pt")
-    for name in BANK_FILES:
-        if (model.parent / name).is_file():
-            shutil.copy2(model.parent / name, target / "models" / name)
+    for path in bank:
+        shutil.copy2(path, target / "models" / path.name)
     return _write_app(out, bundle, package, retrieval=True)
 
 

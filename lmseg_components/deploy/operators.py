@@ -17,7 +17,7 @@ from monai.deploy.core import Fragment, Operator, OperatorSpec
 from lmseg_components.data.acdc import read_images_to_segment
 from lmseg_components.data.prompted import read_prompted_images
 from lmseg_components.inference.predictor import TextBundlePredictor, find_bundle
-from lmseg_components.inference.retrieval import RetrievalBundlePredictor
+from lmseg_components.inference.retrieval import RetrievalBundlePredictor, describe_prediction
 from lmseg_components.inference.writer import check_mask_paths, describe_mask, write_mask
 
 __all__ = [
@@ -161,17 +161,15 @@ class MaskWriterOperator(Operator):
             check_mask_paths(names, self.output_folder, predictions[0]["pred"].ndim - 1)
         for item in predictions:
             mask = write_mask(item["pred"], self.output_folder)
-            described = describe_mask(item["pred"])
             if "retrieval" in item:
-                shown = {k: described[k] for k in ("foreground_fraction", "empty")}
-                results.append({"image": item["image"], "mask": mask.name, **shown, **item["retrieval"]})
+                results.append({"image": item["image"], "mask": mask.name, **describe_prediction(item)})
                 continue
             results.append(
                 {
                     "image": item["image"],
                     "text": item["text"],
                     "mask": mask.name,
-                    **described,
+                    **describe_mask(item["pred"]),
                     "score": item["score"],
                     "found": item["found"],
                 }

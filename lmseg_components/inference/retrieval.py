@@ -10,16 +10,54 @@ import torch
 from monai.data import decollate_batch, list_data_collate
 from monai.transforms import Compose
 
-from lmseg_components.engines.checkpoint import trained_values
+from lmseg_components.engines.checkpoint import RUN_RECORD_FILE, trained_values
 from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
 from lmseg_components.engines.jras import LoadRetrievalState, describe_retrieval
 from lmseg_components.export import check_trained_with, load_trained_bundle
 from lmseg_components.inference.predictor import VOLUME_SUFFIXES, find_bundle
+from lmseg_components.inference.writer import describe_mask
 from lmseg_components.workflows import FILE_WRITERS, device_expression
 
-__all__ = ["BUSI_CONFIG", "RetrievalBundlePredictor"]
+__all__ = [
+    "BANK_FILES",
+    "BUSI_CONFIG",
+    "REQUIRED_BANK_FILES",
+    "RetrievalBundlePredictor",
+    "bank_files",
+    "describe_prediction",
+    "segments_volumes",
+]
 
 BUSI_CONFIG = "busi_inference.json"  # the 2D (BUSI) overlay of the J-RAS inference config
+# what travels with a J-RAS checkpoint (the memory bank and the values it was trained with); the first two it needs
+REQUIRED_BANK_FILES = ("gallery.pt", "index.pt")
+BANK_FILES = (*REQUIRED_BANK_FILES, "user_gallery.pt", RUN_RECORD_FILE)
+
+
+def bank_files(model: str | Path, bundle: str = "jras_segmentation", required: bool = True) -> list[Path]:
+    """The files of :data:`BANK_FILES` beside the checkpoint ``model`` of ``bundle`` (to copy with it into an app).
+
+    Raises:
+        FileNotFoundError: with ``required``, ``gallery.pt`` or ``index.pt`` is not beside ``model``.
+    """
+    folder = Path(model).parent
+    missing = [name for name in REQUIRED_BANK_FILES if not (folder / name).is_file()]
+    if required and missing:
+        raise FileNotFoundError(f"{bundle} runs with its memory bank: no {', '.join(missing)} beside {model}")
+    return [folder / name for name in BANK_FILES if (folder / name).is_file()]
+
+
+def segments_volumes(ckpt_dir: str | Path) -> bool:
+    """Whether the J-RAS model in ``ckpt_dir`` segments ACDC frames (volumes) rather than 2D images: a model trained
+    with two classes (``busi.json``) takes 2D images."""
+    return int(trained_values(ckpt_dir).get("num_classes", 4)) != 2
+
+
+def describe_prediction(item: dict) -> dict:
+    """The results entry of one J-RAS prediction (``lmseg segment``, the Deploy app): ``foreground_fraction``,
+    ``empty``, and the ``structures`` and ``slices`` of its ``retrieval``."""
+    described = describe_mask(item["pred"])
+    return {k: described[k] for k in ("foreground_fraction", "empty")} | item["retrieval"]
 
 
 class RetrievalBundlePredictor:
@@ -54,7 +92,7 @@ class RetrievalBundlePredictor:
         extra = {"ckpt_dir": str(ckpt_dir), **(overrides or {})}
         if device is not None:
             extra["device"] = device_expression(str(device))
-        self.segments_volumes = int(trained_values(ckpt_dir).get("num_classes", 4)) != 2
+        self.segments_volumes = segments_volumes(ckpt_dir)
         configs = ["inference.json"] if self.segments_volumes else ["inference.json", BUSI_CONFIG]
         parser = load_trained_bundle(self.bundle, configs, ckpt_dir, extra)
         self.network = parser.get_parsed_content("network")

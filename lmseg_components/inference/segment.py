@@ -34,7 +34,7 @@ from lmseg_components.data.prompted import read_prompted_images
 from lmseg_components.engines.overlay import render_overlay
 from lmseg_components.files import atomic_write, prepare_output_dir
 from lmseg_components.inference.predictor import VOLUME_SUFFIXES, TextBundlePredictor, takes_text
-from lmseg_components.inference.retrieval import RetrievalBundlePredictor
+from lmseg_components.inference.retrieval import RetrievalBundlePredictor, describe_prediction
 from lmseg_components.inference.writer import check_mask_paths, describe_mask, write_mask
 from lmseg_components.text.base import TextEncoder
 
@@ -198,8 +198,5 @@ def _text_entry(predictor: TextBundlePredictor, record: dict, item: dict) -> tup
 def _retrieval_entry(record: dict, item: dict) -> tuple[dict, str]:
     """J-RAS's ``results.json`` entry of one image or volume (the structures with their voxels and mL, and the
     gallery cases that guided each slice), and its overlay caption (the cases of the slices' best guides)."""
-    described = describe_mask(item["pred"])
     cases = dict.fromkeys(s["guides"][0]["case_id"] for s in item["retrieval"]["slices"] if s["guides"])
-    caption = f"guided by {', '.join(cases)}" if cases else "no retrieval"
-    entry = {k: described[k] for k in ("foreground_fraction", "empty")} | item["retrieval"]
-    return entry, caption
+    return describe_prediction(item), f"guided by {', '.join(cases)}" if cases else "no retrieval"

@@ -9,12 +9,10 @@ from pathlib import Path
 from lmseg_components.export import trained_overrides
 from lmseg_components.files import prepare_output_dir
 from lmseg_components.inference.predictor import takes_text
+from lmseg_components.inference.retrieval import bank_files
 from lmseg_components.workflows import BUNDLES_DIR, copy_bundle
 
 __all__ = ["make_label_app"]
-
-# copied from beside a checkpoint: J-RAS's memory bank, and the run record of the values it was trained with
-BANK_FILES = ("gallery.pt", "user_gallery.pt", "index.pt", "run_record.json")
 
 MAIN_PY = '''"""MONAI Label app for lmseg bundles (written by `lmseg label-app`).
 
@@ -78,11 +76,11 @@ def make_label_app(
         checkpoints[name] = Path(models[name]) if name in models else bundle / "models" / "model.pt"
         if name in models and not checkpoints[name].is_file():
             raise FileNotFoundError(f"checkpoint for {name} not found: {checkpoints[name]}")
-        missing = [f for f in ("gallery.pt", "index.pt") if not (checkpoints[name].parent / f).is_file()]
-        if checkpoints[name].is_file() and not takes_text(bundle) and missing:
-            raise FileNotFoundError(
-                f"{name} is served with its memory bank: no {', '.join(missing)} beside {checkpoints[name]}"
-            )
+    # J-RAS's memory bank and the run record travel with the checkpoint (a J-RAS bundle without its bank is refused)
+    extras = {
+        name: bank_files(checkpoint, name, required=not takes_text(source / name)) if checkpoint.is_file() else []
+        for name, checkpoint in checkpoints.items()
+    }
     inputs = [source / name for name in bundles] + [Path(models[name]) for name in models]
     out = prepare_output_dir(out, overwrite, sources=inputs)
     for name, checkpoint in checkpoints.items():
@@ -93,8 +91,7 @@ def make_label_app(
         if checkpoint.is_file():
             (target / "models").mkdir(parents=True, exist_ok=True)
             shutil.copy2(checkpoint, target / "models" / "model.pt")
-            for extra in BANK_FILES:  # J-RAS's memory bank and the values it was trained with travel with it
-                if (checkpoint.parent / extra).is_file():
-                    shutil.copy2(checkpoint.parent / extra, target / "models" / extra)
+            for path in extras[name]:
+                shutil.copy2(path, target / "models" / path.name)
     (out / "main.py").write_text(MAIN_PY.format(app=out, models=",".join(bundles)))
     return out

@@ -15,13 +15,10 @@ from monai.transforms import SaveImage
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from lmseg_components.devices import is_device_name
-from lmseg_components.engines.checkpoint import trained_values
 from lmseg_components.inference.predictor import class_names
-from lmseg_components.inference.retrieval import RetrievalBundlePredictor
+from lmseg_components.inference.retrieval import REQUIRED_BANK_FILES, RetrievalBundlePredictor, segments_volumes
 
 __all__ = ["RetrievalBundleInferTask"]
-
-BANK_FILES = ("model.pt", "gallery.pt", "index.pt")  # what a served J-RAS bundle needs under models/
 
 
 class RetrievalBundleInferTask(InferTask):
@@ -47,8 +44,7 @@ class RetrievalBundleInferTask(InferTask):
         self.path = Path(path)
         self.conf = dict(conf or {})
         meta = json.loads((self.path / "configs" / "metadata.json").read_text())
-        models = self.path / "models"
-        self.segments_volumes = int(trained_values(models).get("num_classes", 4)) != 2 if models.is_dir() else True
+        self.segments_volumes = segments_volumes(self.path / "models")  # no run record yet: ACDC frames
         names = class_names(meta) if self.segments_volumes else ["background", "lesion"]
         super().__init__(
             type=InferType.SEGMENTATION,
@@ -61,7 +57,7 @@ class RetrievalBundleInferTask(InferTask):
         self._predictor: RetrievalBundlePredictor | None = None
 
     def is_valid(self) -> bool:
-        return all((self.path / "models" / name).is_file() for name in BANK_FILES)
+        return all((self.path / "models" / name).is_file() for name in ("model.pt", *REQUIRED_BANK_FILES))
 
     def _loaded(self) -> RetrievalBundlePredictor:
         """The predictor, loaded on first use and after each change of the bank (call under the lock)."""
