@@ -1,5 +1,5 @@
-"""The ``lmseg`` command line: ``make-synthetic``, ``check-data``, ``demo``, ``segment``, ``verify-bundles``,
-``export``, ``publish``, ``label-app``, ``deploy-app``, ``jras-bank``.
+"""The ``lmseg`` command line: ``make-synthetic``, ``check-data``, ``demo``, ``segment``, ``serve``,
+``verify-bundles``, ``export``, ``publish``, ``label-app``, ``deploy-app``, ``jras-bank``.
 
 :func:`main` answers ``--help`` / ``--version`` and refuses an unknown command or option (naming the closest
 valid one) with the standard library alone, then hands the command to python-fire; each command imports torch
@@ -12,6 +12,7 @@ import difflib
 import importlib.metadata
 import inspect
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable
@@ -26,6 +27,7 @@ __all__ = [
     "check_data",
     "demo",
     "segment",
+    "serve",
     "verify_bundles",
     "export",
     "label_app",
@@ -307,6 +309,51 @@ def _decision(result: dict) -> str:
     return f"score {score:.2f}" if found is None else f"{'found' if found else 'not found'}, score {score:.2f}"
 
 
+def serve(
+    model: str,
+    bundle: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    device: str | None = None,
+    **overrides,
+) -> None:
+    """Try a trained model in your browser: a local web page to upload an image, type prompts and see the overlays.
+
+    ``lmseg serve --model runs/demo/models/model.pt``, then open http://127.0.0.1:8765/: upload a PNG, JPEG, DICOM
+    or (CT and cardiac bundles) NIfTI file, type one prompt per line, and see each prompt's overlay side by side
+    (a slice slider for volumes); download each mask and results.json. The masks are those lmseg segment writes.
+    Ctrl-C stops it.
+
+    Args:
+        model: the trained checkpoint, ``<run>/models/model.pt`` (its ``run_record.json`` beside it).
+        bundle: the bundle that trained it (default: told from the run record).
+        host: the address to listen on; the default serves this machine only (another address lets others
+            on the network upload images: do so only on a network you trust).
+        port: the port (0: a free one; the address is printed).
+        device: ``cpu``, ``cuda`` or ``cuda:N`` (default CUDA when available).
+        overrides: other bundle config values, e.g. ``--text_cache_dir /tmp/cache``.
+    """
+    from lmseg_components.serve import SegmentService, make_server
+    from lmseg_components.serve.server import is_local
+
+    try:
+        service = SegmentService(model, bundle, device, overrides)
+        server = make_server(service, host, port)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        sys.exit(f"error: {e}")
+    address, bound = server.server_address[:2]
+    where = f"http://{address if ':' not in address else f'[{address}]'}:{bound}/"
+    if not is_local(host):
+        print(f"warning: listening on {host}: anyone who can reach this machine can upload images", file=sys.stderr)
+    print(f"lmseg serve: {service.name} ({model}) at {where} (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 def export(
     bundle: str,
     ckpt: str | None = None,
@@ -502,6 +549,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "check-data": check_data,
     "demo": demo,
     "segment": segment,
+    "serve": serve,
     "export": export,
     "publish": publish,
     "label-app": label_app,
@@ -516,17 +564,17 @@ def main(argv: list[str] | None = None) -> None:
     """Run one ``lmseg`` command; ``argv`` (default: the process's arguments) as typed after ``lmseg``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in HELP_FLAGS:
-        print(_overview())
+        _print(_overview())
         return
     if argv[0] == "--version":
-        print(f"lmseg {importlib.metadata.version('lmseg')}")
+        _print(f"lmseg {importlib.metadata.version('lmseg')}")
         return
     name, args = argv[0], argv[1:]
     if name not in COMMANDS:
         _refuse(f"unknown command {name!r}", name, COMMANDS, "", "lmseg --help lists the commands")
     command = COMMANDS[name]
     if any(a in HELP_FLAGS for a in args):
-        print(_command_help(name, command))
+        _print(_command_help(name, command))
         return
     _check_options(name, command, args)
     _quiet_third_party()
@@ -535,12 +583,19 @@ def main(argv: list[str] | None = None) -> None:
     fire.Fire(command, command=args, name=f"lmseg {name}")
 
 
+def _print(text: str) -> None:
+    """Print ``text``; a reader that stops early (``lmseg segment --help | head``) ends the output, not with a stack."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the interpreter's final flush goes nowhere
+
+
 def _quiet_third_party() -> None:
     """Keep the console to what concerns the user's data: notices of optional GPU decoders that are absent, a
     missing patient orientation in a 2-D DICOM (the 2-D bundles need no affine; volumes come as NIfTI) and the
     weight-loading bar of Hugging Face encoders say nothing about it."""
     import logging
-    import os
     import warnings
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read by huggingface_hub and transformers on import

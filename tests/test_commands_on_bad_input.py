@@ -28,6 +28,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     model = _model(root / "run", "tirnet_lmis")
     Image.fromarray(_chest()).save(root / "x.png")
     Image.fromarray(np.full((1, 40), 100, np.uint8)).save(root / "line.png")
+    (root / "broken.png").write_bytes(b"not a PNG at all")
     nib.save(nib.Nifti1Image(np.zeros((16, 16, 4), np.float32), np.eye(4)), str(root / "ct.nii.gz"))
     (root / "latin").mkdir()
     Image.fromarray(_chest()).save(root / "latin" / "x.png")
@@ -43,6 +44,7 @@ CASES = {
     "segment: missing image": ["segment", "--model", "{model}", "{root}/nope.png", "--text", PROMPT],
     "segment: a volume to a 2-D bundle": ["segment", "--model", "{model}", "{root}/ct.nii.gz", "--text", PROMPT],
     "segment: a side of one pixel": ["segment", "--model", "{model}", "{root}/line.png", "--text", PROMPT],
+    "segment: a file that is not an image": ["segment", "--model", "{model}", "{root}/broken.png", "--text", PROMPT],
     "segment: prompts.csv not UTF-8": ["segment", "--model", "{model}", "{root}/latin"],
     "segment: another bundle's checkpoint": ["segment", "--model", "{jras}", "{root}/x.png", "--text", PROMPT],
     "segment: a threshold outside [0, 1]": [
@@ -65,6 +67,8 @@ EXPECTED = {
     "segment: missing image": "nope.png does not exist",
     "segment: a volume to a 2-D bundle": "ct.nii.gz is a 3-D volume",
     "segment: a side of one pixel": "line.png: 40 x 1 pixels",
+    "segment: a file that is not an image": "broken.png: tirnet_lmis cannot segment it (not a readable PNG / JPEG "
+    "file: cannot identify image file",
     "segment: prompts.csv not UTF-8": "prompts.csv: not UTF-8 text",
     "segment: another bundle's checkpoint": "it was trained with jras_segmentation",
     "segment: a threshold outside [0, 1]": "presence_threshold must be a number in [0, 1]",

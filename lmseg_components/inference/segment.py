@@ -17,16 +17,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+import pydicom
 import torch
 from monai.data import FolderLayout
 from monai.transforms import EnsureChannelFirst, LoadImage, ScaleIntensity
+from PIL import Image
 from tqdm import tqdm
 
 from lmseg_components.data.acdc import read_images_to_segment
@@ -38,25 +42,62 @@ from lmseg_components.inference.retrieval import RetrievalBundlePredictor, descr
 from lmseg_components.inference.writer import check_mask_paths, describe_mask, write_mask
 from lmseg_components.text.base import TextEncoder
 
-__all__ = ["RESULTS_FILE", "READERS", "overlay_image", "segment", "write_overlay"]
+__all__ = [
+    "RESULTS_FILE",
+    "READERS",
+    "busiest_slice",
+    "load_predictor",
+    "overlay_image",
+    "root_cause",
+    "segment",
+    "segment_records",
+    "slice_overlays",
+    "unreadable_reason",
+    "write_overlay",
+]
 
 RESULTS_FILE = "results.json"
 READERS = ("PILReader", "PydicomReader", "NibabelReader")  # PNG / JPEG, DICOM, NIfTI: chosen by file suffix
+
+
+def _picture(image: str | Path) -> np.ndarray:
+    """``image`` as read from its file, intensities scaled to [0, 1], channels averaged: (W, H) or (X, Y, Z)."""
+    array = EnsureChannelFirst()(LoadImage(reader=list(READERS), image_only=True)(str(image)))
+    return ScaleIntensity()(array.float()).mean(0).numpy()
+
+
+def _mask_on(image: str | Path, picture: np.ndarray, pred: torch.Tensor) -> np.ndarray:
+    mask = torch.as_tensor(pred).detach().cpu().numpy()[0]
+    if mask.shape != picture.shape:
+        raise ValueError(f"{image}: prediction {mask.shape} is not on the image's grid {picture.shape}")
+    return mask
 
 
 def overlay_image(image: str | Path, pred: torch.Tensor, caption: str):
     """The overlay of ``pred`` on the input ``image`` as read from its file (intensities scaled to [0, 1], channels
     averaged) as an RGB PIL image: ``pred`` on the same grid ((1, W, H) as MONAI reads a 2D image, or (1, X, Y, Z):
     the axial slice with the most foreground) and ``caption`` below."""
-    array = EnsureChannelFirst()(LoadImage(reader=list(READERS), image_only=True)(str(image)))
-    picture = ScaleIntensity()(array.float()).mean(0).numpy()
-    mask = torch.as_tensor(pred).detach().cpu().numpy()[0]
-    if mask.shape != picture.shape:
-        raise ValueError(f"{image}: prediction {mask.shape} is not on the image's grid {picture.shape}")
+    picture = _picture(image)
+    mask = _mask_on(image, picture, pred)
     if mask.ndim == 3:
-        z = int(np.argmax((mask > 0).sum(axis=(0, 1))))
+        z = busiest_slice(mask)
         picture, mask, caption = picture[..., z], mask[..., z], f"{caption} (slice {z})"
     return render_overlay(picture.T, mask.T, caption)
+
+
+def slice_overlays(image: str | Path, pred: torch.Tensor, caption: str) -> list:
+    """One overlay per axial slice of a volume ``image`` with ``pred`` (1, X, Y, Z) on its grid: RGB PIL images,
+    captioned ``caption (slice z)``."""
+    picture = _picture(image)
+    mask = _mask_on(image, picture, pred)
+    if mask.ndim != 3:
+        raise ValueError(f"{image}: slice overlays need a volume, got a {mask.ndim}-D image")
+    return [render_overlay(picture[..., z].T, mask[..., z].T, f"{caption} (slice {z})") for z in range(mask.shape[2])]
+
+
+def busiest_slice(mask: np.ndarray) -> int:
+    """The axial slice of ``mask`` (X, Y, Z) with the most foreground (the first one when all are empty)."""
+    return int(np.argmax((np.asarray(mask) > 0).sum(axis=(0, 1))))
 
 
 def write_overlay(image: str | Path, pred: torch.Tensor, caption: str, output_dir: str | Path) -> Path:
@@ -138,25 +179,41 @@ def segment(
     new_folder = not Path(out).exists()
     out = prepare_output_dir(out, overwrite, sources=[model, *(r["image"] for r in records)])
     try:
-        return _segment_into(out, records, bundle, model, device, overrides)
+        return segment_records(out, records, load_predictor(bundle, model, device, overrides))
     except BaseException:
         if new_folder:  # a folder this call made holds only what it wrote: a failed call leaves nothing behind
             shutil.rmtree(out, ignore_errors=True)
         raise
 
 
-def _segment_into(
-    out: Path, records: list[dict], bundle: str | Path, model: Path, device: str | None, overrides: dict | None
-) -> list[dict]:
-    """:func:`segment`'s work, into the prepared folder ``out``."""
-    # the caches of text features (and CLIP weights) go to the run the model came from
+Predictor = TextBundlePredictor | RetrievalBundlePredictor
+
+
+def load_predictor(
+    bundle: str | Path, model: str | Path, device: str | None = None, overrides: dict | None = None
+) -> Predictor:
+    """The predictor of ``bundle``'s trained ``model``: :class:`TextBundlePredictor` for the text bundles,
+    :class:`RetrievalBundlePredictor` (with the memory bank beside the checkpoint) for J-RAS. The caches of text
+    features and CLIP weights go to the run the model came from."""
+    model = Path(model)
     run_root = model.parent.parent if model.parent.name == "models" else model.parent
     run_overrides = {"bundle_root": str(run_root), **(overrides or {})}
     if takes_text(bundle):
-        predictor = TextBundlePredictor(bundle, device, run_overrides, model=model)
+        return TextBundlePredictor(bundle, device, run_overrides, model=model)
+    return RetrievalBundlePredictor(bundle, model, device, run_overrides)
+
+
+def segment_records(out: Path, records: list[dict], predictor: Predictor) -> list[dict]:
+    """Segment ``records`` (``image`` and, for the text bundles, ``text``) with ``predictor`` into the prepared
+    folder ``out``: masks, overlays and ``results.json``; returns its entries (see :func:`segment`).
+
+    Raises:
+        ValueError: an image of the other kind, a bad prompt, or an image the bundle cannot read (the message names
+            the image and the reader's cause).
+    """
+    if isinstance(predictor, TextBundlePredictor):
         describe = partial(_text_entry, predictor)
     else:
-        predictor = RetrievalBundlePredictor(bundle, model, device, run_overrides)
         describe = _retrieval_entry
     for record in records:
         predictor.check_kind(record["image"])
@@ -169,8 +226,10 @@ def _segment_into(
         start = time.perf_counter()
         try:
             item = predictor(record)
-        except RuntimeError as e:  # a reader's or a transform's failure: name the image, not the stack
-            raise ValueError(f"{record['image']}: {predictor.bundle.name} cannot segment it ({e})") from e
+        except RuntimeError as e:  # a reader's or a transform's failure: name the image and the cause, not the stack
+            raise ValueError(
+                f"{record['image']}: {predictor.bundle.name} cannot segment it ({root_cause(record['image'], e)})"
+            ) from e
         milliseconds = (time.perf_counter() - start) * 1000
         entry, caption = describe(record, item)
         mask = write_mask(item["pred"], out)
@@ -180,6 +239,44 @@ def _segment_into(
     atomic_write(out / RESULTS_FILE, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=1)))
     logging.getLogger(__name__).info("wrote %d mask(s) and %s to %s", len(results), RESULTS_FILE, out)
     return results
+
+
+def root_cause(image: str | Path, error: BaseException) -> str:
+    """Why ``image`` could not be segmented, in one line: the reading library's own complaint when the file is not
+    readable as its kind (MONAI's reader chain reports "cannot find a suitable reader" and the last reader's error,
+    which for a broken PNG is pydicom's), else the innermost cause of ``error`` (MONAI wraps a transform's failure
+    as "applying transform <object at 0x...>", which says nothing to the user)."""
+    reason = unreadable_reason(image)
+    if reason is not None:
+        return reason
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return _first_line(error)
+
+
+def unreadable_reason(image: str | Path) -> str | None:
+    """Why ``image`` cannot be read by the library of its kind (PIL for PNG / JPEG, pydicom for DICOM with its
+    pixel data decoded, nibabel for NIfTI), or None when it can."""
+    name = str(image).lower()
+    try:
+        if name.endswith(VOLUME_SUFFIXES):
+            kind = "NIfTI"
+            nib.load(str(image)).get_fdata()
+        elif name.endswith(".dcm"):
+            kind = "DICOM"
+            pydicom.dcmread(str(image)).pixel_array  # noqa: B018 (decoding the pixels is the check)
+        else:
+            kind = "PNG / JPEG"
+            with Image.open(image) as picture:
+                picture.load()
+    except Exception as e:  # any library's refusal is the answer here
+        return f"not a readable {kind} file: {_first_line(e)}"
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    message = (str(error).strip() or type(error).__name__).splitlines()[0]
+    return re.sub(r"<[\w.]+ object at 0x[0-9a-f]+>", "a transform", message)
 
 
 def _text_entry(predictor: TextBundlePredictor, record: dict, item: dict) -> tuple[dict, str]:
