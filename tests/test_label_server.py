@@ -107,3 +107,19 @@ def test_fifty_concurrent_requests(server):
         responses = list(pool.map(lambda job: _infer(url, job[0], {"text": job[1]}), jobs[:50]))
     assert [r.status_code for r in responses] == [200] * 50
     assert all(_mask(r).shape == (64, 64) for r in responses)
+
+
+def test_the_prompt_is_the_option_clients_show_and_send(server):
+    """3D Slicer and OHIF list a model's config from ``/info`` as editable options and send them as the request's
+    params: the prompt is such an option, so a client user types it there."""
+    url, _, test = server
+    config = requests.get(f"{url}/info/", timeout=10).json()["models"]["tirnet_lmis"]["config"]
+    assert config["text"] == ""  # an empty text field for the report-style prompt
+    image_id = Path(test[0]["image"]).stem
+    typed = _infer(url, image_id, {**config, "text": test[0]["text"]}, output="json")
+    assert typed.status_code == 200, typed.text[:500]
+    assert isinstance(typed.json()["found"], bool)
+    as_sent = _mask(_infer(url, image_id, {**config, "text": test[0]["text"]}))
+    assert np.array_equal(as_sent, _mask(_infer(url, image_id, {"text": test[0]["text"]})))
+    untouched = _infer(url, image_id, config)  # the option left empty: one line naming it, no mask
+    assert untouched.status_code == 422 and "param 'text' is empty" in untouched.text, untouched.text[:500]

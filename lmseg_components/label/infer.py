@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,6 +15,8 @@ from monailabel.tasks.infer.bundle import BundleInferTask
 from torch import nn
 
 from lmseg_components.devices import is_device_name
+from lmseg_components.engines.checkpoint import trained_values
+from lmseg_components.inference.predictor import class_prompts
 from lmseg_components.workflows import FILE_WRITERS
 
 __all__ = ["MAX_PROMPTS", "MAX_TEXT_LENGTH", "TextBundleInferTask", "TextConditionedNetwork", "validate_text_request"]
@@ -95,6 +99,11 @@ class TextBundleInferTask(BundleInferTask):
     into the config). Requests run one at a time per task (the base task edits ``sys.path`` and the parsed config
     per request).
 
+    The prompt is also the task's ``text`` config option, which ``/info`` lists and MONAI Label clients (3D Slicer,
+    OHIF) show as an editable field and send with each request: empty for the bundles whose prompt describes the
+    image, the organ prompts separated by ``;`` for a bundle with one prompt per class (a string option stays a
+    text field in the clients; a list would become a drop-down).
+
     Args:
         path: the bundle folder (``configs/inference.json``, ``configs/metadata.json``, ``models/model.pt``).
         conf: the app's ``conf`` (``preload`` etc.).
@@ -117,13 +126,34 @@ class TextBundleInferTask(BundleInferTask):
         self.labels = {name: value + 1 for name, value in self.labels.items()}
         self._config["result_dtype"] = "uint8"
         self.text_keys = dict(text_keys or {"text": "text_features", "aux_text": "aux_text_features"})
+        meta = json.loads((Path(path) / "configs" / "metadata.json").read_text())
+        self.class_prompts = class_prompts(meta)
+        self._config["text"] = "; ".join(self.class_prompts or [])
+        # an empty prompt means "every finding" only to a model trained with text dropout
+        self.takes_empty_text = bool(trained_values(Path(path) / "models").get("text_dropout"))
         self._lock = threading.Lock()
 
     def __call__(self, request, callbacks=None):
-        request = validate_text_request(request, self.text_keys)
+        request = validate_text_request(self._prompts(request), self.text_keys)
         _check_model_filename(request, list(self._config.get("model_filename", [])))
         with self._lock:
             return super().__call__(request, callbacks)
+
+    def _prompts(self, request: Mapping[str, Any]) -> dict:
+        """``request`` with its ``text`` as the bundle takes it: a ``;``-separated string (the config option)
+        becomes the list of prompts of a bundle with one prompt per class (empty: every class); an empty prompt
+        is refused unless the model was trained with text dropout."""
+        request = dict(request)
+        text = request.get("text")
+        if not isinstance(text, str):
+            return request
+        if self.class_prompts is not None:
+            request["text"] = [p.strip() for p in text.split(";") if p.strip()] or list(self.class_prompts)
+        elif not text.strip() and not self.takes_empty_text:
+            raise HTTPException(
+                422, "param 'text' is empty: type the prompt (the model's 'text' option in MONAI Label clients)."
+            )
+        return request
 
     def post_transforms(self, data=None):
         post = list(super().post_transforms(data))
