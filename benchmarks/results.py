@@ -6,9 +6,11 @@ device, wall time), and the docs' result tables are rendered from those files be
     ... the rendered table ...
     <!-- /results -->
 
-``python benchmarks/results.py`` rewrites every marked table of the README and the bundle docs;
-``--check`` lists the tables that differ from their rendering (``tests/test_results_tables.py`` runs it). A table
-measured at another bundle version than today's says so in its caption.
+A marker may select variants and columns, ``<!-- results: NAME variants=full columns=correct_mdice,shuffled_mdice
+-->`` (the README's short tables). ``python benchmarks/results.py`` rewrites every marked table of the README, its
+``docs/`` pages and the bundle docs; ``--check`` lists the tables that differ from their rendering
+(``tests/test_results_tables.py`` runs it). A table measured at another bundle version than today's says so in its
+caption.
 """
 
 from __future__ import annotations
@@ -26,8 +28,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
-DOCS = (ROOT / "README.md", *sorted((ROOT / "bundles").glob("*/docs/README.md")))
-BLOCK = re.compile(r"(?P<open><!-- results: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(?P<close><!-- /results -->)", re.S)
+DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "bundles").glob("*/docs/README.md")))
+BLOCK = re.compile(
+    r"(?P<open><!-- results: (?P<name>[\w.-]+)(?P<options>(?: \w+=[\w,.-]+)*) -->\n)"
+    r"(?P<body>.*?)(?P<close><!-- /results -->)",
+    re.S,
+)
 
 
 def bundle_version(bundle: str) -> str:
@@ -164,6 +170,34 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+def select(result: dict, options: str) -> dict:
+    """``result`` with only the variants and columns a marker's ``variants=a,b columns=x,y`` options name (in their
+    order); without options, all of them.
+
+    Raises:
+        ValueError: an unknown option, variant or column (naming it and the choices).
+    """
+    chosen = dict(option.split("=", 1) for option in options.split())
+    unknown = sorted(set(chosen) - {"variants", "columns"})
+    if unknown:
+        raise ValueError(f"unknown options {unknown}; a marker takes variants=... and columns=...")
+    result = dict(result)
+    if "variants" in chosen:
+        names = chosen["variants"].split(",")
+        missing = [n for n in names if n not in result["variants"]]
+        if missing:
+            raise ValueError(f"no variants {missing}; the file has {list(result['variants'])}")
+        result["variants"] = {n: result["variants"][n] for n in names}
+    if "columns" in chosen:
+        titles = dict(result["columns"])
+        keys = chosen["columns"].split(",")
+        missing = [k for k in keys if k not in titles]
+        if missing:
+            raise ValueError(f"no columns {missing}; the file has {list(titles)}")
+        result["columns"] = [[k, titles[k]] for k in keys]
+    return result
+
+
 def render_docs(docs: Sequence[Path] = DOCS, directory: Path = RESULTS_DIR, check: bool = False) -> list[str]:
     """Render every ``<!-- results: NAME -->`` block of ``docs`` from ``<directory>/NAME.json``; with ``check``,
     change nothing and return ``file: NAME`` for each block that differs from its rendering (or names no file)."""
@@ -183,7 +217,10 @@ def _rendered(match: re.Match, doc: Path, directory: Path, differing: list[str])
     if not path.is_file():
         differing.append(f"{_shown(doc)}: {match['name']} (no {_shown(path)})")
         return match[0]
-    body = render(json.loads(path.read_text()))
+    try:
+        body = render(select(json.loads(path.read_text()), match["options"]))
+    except ValueError as e:
+        raise ValueError(f"{_shown(doc)}: results block {match['name']}: {e}") from None
     if body != match["body"]:
         differing.append(f"{_shown(doc)}: {match['name']}")
     return match["open"] + body + match["close"]

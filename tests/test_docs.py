@@ -1,4 +1,4 @@
-"""Every documented command works as written: each fenced ``bash`` block of ``README.md`` and
+"""Every documented command works as written: each fenced ``bash`` block of ``README.md``, ``docs/*.md`` and
 ``bundles/*/docs/README.md`` is marked ``<!-- docs-test: run -->`` (run here), ``<!-- docs-test: run slow -->``
 (run by the slow job) or ``<!-- docs-test: skip reason="..." -->`` (network, Docker, GPU or its own venv).
 
@@ -33,7 +33,8 @@ from lmseg_components.cli import run_script
 from lmseg_components.workflows import BUNDLES_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", *sorted(BUNDLES_DIR.glob("*/docs/README.md"))]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted(BUNDLES_DIR.glob("*/docs/README.md"))]
+BUNDLE_DOCS = sorted(BUNDLES_DIR.glob("*/docs/README.md"))
 MARKER = re.compile(r'<!-- docs-test: (?:(run(?: slow)?)|skip reason="([^"]+)") -->')
 
 # (pattern, replacement) applied to every line of a run block; {data} is the folder of the synthetic sets
@@ -161,7 +162,7 @@ def _copy_repository(dest: Path) -> Path:
 
 def _run_doc(doc: Path, modes: tuple[str, ...], tmp_path: Path, data: Path) -> None:
     repo = _copy_repository(tmp_path / "repo")
-    cwd = repo / doc.parent.relative_to(REPO).parent if doc.parent.name == "docs" else repo
+    cwd = repo / doc.parent.relative_to(REPO).parent if doc in BUNDLE_DOCS else repo
     blocks = [b for b in bash_blocks(doc) if b.mode in modes]
     assert blocks, f"no block of {doc} is run"
     for block in blocks:
@@ -176,7 +177,7 @@ SLOW_DOCS = [d for d in DOCS if any(b.mode == "run slow" for b in bash_blocks(d)
 
 
 def _doc_id(doc: Path) -> str:
-    return str(doc.relative_to(REPO).parent) if doc.parent.name == "docs" else doc.name
+    return str(doc.relative_to(REPO).parent) if doc in BUNDLE_DOCS else str(doc.relative_to(REPO))
 
 
 @pytest.mark.bundle  # runs the documented monai.bundle / lmseg commands
@@ -198,10 +199,11 @@ NIGHTLY_QUICK_STARTS = {"tgcnet_lmis", "tgcnet_ct_organs"}
 def test_every_bash_block_is_marked():
     unmarked = [str(b) for b in BLOCKS if b.mode is None]
     assert not unmarked, f"bash blocks without <!-- docs-test: run --> or skip reason: {unmarked}"
-    # the README's Bundles, Data, Synthetic and Development blocks and each bundle's quick start run by default,
-    # TGC-Net's nightly (their bundle tests run the same train -> evaluate -> infer workflows by default)
-    for doc, heading in [(REPO / "README.md", h) for h in ("## Bundles", "## Data", "## Development")] + [
-        (doc, "## Quick start") for doc in DOCS[1:]
+    # the README's training, segmenting and data blocks, the development checks and each bundle's quick start run
+    # by default, TGC-Net's nightly (their bundle tests run the same train -> evaluate -> infer workflows by default)
+    readme = [(REPO / "README.md", h) for h in ("## Train on your data", "## Segment your own images", "## Data")]
+    for doc, heading in [*readme, (REPO / "docs" / "development.md", "## Checks")] + [
+        (doc, "## Quick start") for doc in BUNDLE_DOCS
     ]:
         text = doc.read_text()
         section = text[text.index(heading) :]

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from benchmarks.results import DOCS, RESULTS_DIR, ROOT, bundle_version, render, render_docs, save_results
+from benchmarks.results import BLOCK, DOCS, RESULTS_DIR, ROOT, bundle_version, render, render_docs, save_results
 
 COLUMNS = [("correct_mdice", "correct m-Dice"), ("paraphrased_mdice", "paraphrased m-Dice")]
 
@@ -40,9 +40,9 @@ def test_the_docs_tables_are_the_renderings_of_their_result_files():
 
 
 def test_every_results_file_is_rendered_somewhere():
-    marked = "".join(doc.read_text() for doc in (ROOT / "README.md", *(ROOT / "bundles").glob("*/docs/README.md")))
+    rendered = {match["name"] for doc in DOCS for match in BLOCK.finditer(doc.read_text())}
     for path in RESULTS_DIR.glob("*.json"):
-        assert f"<!-- results: {path.stem} -->" in marked, f"{path.name} is rendered in no docs page"
+        assert path.stem in rendered, f"{path.name} is rendered in no docs page"
 
 
 def test_rows_are_summarised_as_mean_and_sample_std_with_how_they_were_measured(tmp_path):
@@ -86,6 +86,23 @@ def test_check_names_a_docs_table_that_differs_from_its_rendering(tmp_path):
     assert render_docs([doc], tmp_path, check=True) == [] and doc.read_text().endswith("<!-- /results -->\nafter\n")
     doc.write_text(doc.read_text().replace("0.850 ± 0.071", "0.860 ± 0.071"))  # a hand edit
     assert render_docs([doc], tmp_path, check=True) == [f"{doc}: tg"]
+
+
+def test_a_marker_selects_variants_and_columns_in_its_order(tmp_path):
+    rows = {"full": _rows(0.9, 0.8), "no_aug": _rows(0.7, 0.6)}
+    save_results("tg", rows, COLUMNS, _measured(), "c.", {"e": 30}, tmp_path)
+    doc = tmp_path / "README.md"
+    marker = "<!-- results: tg variants=no_aug columns=paraphrased_mdice,correct_mdice -->"
+    doc.write_text(f"{marker}\n<!-- /results -->\n")
+    render_docs([doc], tmp_path)
+    table = doc.read_text()
+    assert "| variant | paraphrased m-Dice | correct m-Dice | minutes |" in table
+    assert "| `no_aug` | 0.600 ± 0.141 | 0.650 ± 0.071 | 31 |" in table and "`full`" not in table
+    doc.write_text("<!-- results: tg variants=nope -->\n<!-- /results -->\n")
+    with pytest.raises(
+        ValueError, match=r"results block tg: no variants \['nope'\]; the file has \['full', 'no_aug'\]"
+    ):
+        render_docs([doc], tmp_path)
 
 
 CARRIED = re.compile(

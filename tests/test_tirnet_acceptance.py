@@ -9,7 +9,9 @@ from benchmarks import text_grounding
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_tirnet_learns_from_text_on_cpu(tmp_path):
-    results = text_grounding.run(out=str(tmp_path), epochs=30, image_size=64, width=16, variants="full")
+    results = text_grounding.run(
+        out=str(tmp_path), epochs=30, image_size=64, width=16, variants="full", results_dir=str(tmp_path)
+    )  # its own results file: the committed one is the docs table's
     (result,) = results["full"]
     assert result["train_minutes"] <= 15
     assert result["correct_mdice"] >= 0.80
