@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pydicom
 import torch
 from monai.data import decollate_batch, list_data_collate
 from monai.transforms import Compose, SaveImaged
@@ -20,6 +21,7 @@ __all__ = [
     "EXPORTED_CONFIG",
     "VOLUME_SUFFIXES",
     "TextBundlePredictor",
+    "check_grey_single_frame",
     "class_names",
     "class_prompts",
     "find_bundle",
@@ -41,6 +43,33 @@ def class_prompts(meta: dict) -> list[str] | None:
     prompt per class (``spatial_shape`` [P, L]); ``None`` for the bundles whose prompt describes the image."""
     text = meta["network_data_format"]["inputs"]["text"]
     return [organ_prompt(name) for name in class_names(meta)] if len(text["spatial_shape"]) == 2 else None
+
+
+def check_grey_single_frame(image: str | Path, bundle: str) -> None:
+    """Refuse a DICOM file the 2-D bundles cannot take, saying what it is and what to do: several frames (MONAI's
+    reader stacks them into a volume), or colour samples (read as a third spatial axis). A file whose header cannot
+    be read passes: the reader names its problem.
+
+    Raises:
+        ValueError: naming the file, its frames or its colour samples, and the way out.
+    """
+    try:
+        header = pydicom.dcmread(str(image), stop_before_pixels=True)
+    except Exception:  # not this check's to report
+        return
+    frames = int(header.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise ValueError(
+            f"{image}: a multi-frame DICOM ({frames} frames); {bundle} segments one 2-D image: save the frame to "
+            "segment as a file of its own (a CT series as NIfTI for tgcnet_ct_organs)"
+        )
+    samples = int(header.get("SamplesPerPixel", 1) or 1)
+    if samples > 1:
+        kind = header.get("PhotometricInterpretation", "colour")
+        raise ValueError(
+            f"{image}: a colour DICOM ({kind}, {samples} samples per pixel); {bundle} reads grey DICOM: save the image "
+            "as PNG or JPEG (colour ones are averaged to grey)"
+        )
 
 
 def find_bundle(path: str | Path) -> Path:
@@ -180,6 +209,8 @@ class TextBundlePredictor:
                 f"{image} is a {'3-D volume' if volume else '2-D image'}; {self.bundle.name} segments {takes}: use "
                 f"{other}"
             )
+        if str(image).lower().endswith(".dcm"):
+            check_grey_single_frame(image, self.bundle.name)
 
     @torch.no_grad()
     def __call__(self, record: dict) -> dict:

@@ -251,12 +251,13 @@ def root_cause(image: str | Path, error: BaseException) -> str:
         return reason
     while error.__cause__ is not None:
         error = error.__cause__
-    return _first_line(error)
+    return _one_line(error)
 
 
 def unreadable_reason(image: str | Path) -> str | None:
     """Why ``image`` cannot be read by the library of its kind (PIL for PNG / JPEG, pydicom for DICOM with its
-    pixel data decoded, nibabel for NIfTI), or None when it can."""
+    pixel data decoded, nibabel for NIfTI), or None when it can. A DICOM whose pixel data no installed decoder reads
+    says what to install."""
     name = str(image).lower()
     try:
         if name.endswith(VOLUME_SUFFIXES):
@@ -270,12 +271,20 @@ def unreadable_reason(image: str | Path) -> str | None:
             with Image.open(image) as picture:
                 picture.load()
     except Exception as e:  # any library's refusal is the answer here
-        return f"not a readable {kind} file: {_first_line(e)}"
+        reason = f"not a readable {kind} file: {_one_line(e)}"
+        if kind == "DICOM" and re.search(r"decod|decompress", str(e), re.I):
+            reason += f" ({DICOM_DECODERS})"
+        return reason
     return None
 
 
-def _first_line(error: BaseException) -> str:
-    message = (str(error).strip() or type(error).__name__).splitlines()[0]
+DICOM_DECODERS = "compressed DICOM needs pydicom's decoders: pip install 'lmseg[dicom]'"
+
+
+def _one_line(error: BaseException) -> str:
+    """``error``'s message on one line (pydicom lists each decoder's complaint on a line of its own)."""
+    lines = [line.strip() for line in (str(error).strip() or type(error).__name__).splitlines() if line.strip()]
+    message = lines[0] + (" " + "; ".join(lines[1:]) if len(lines) > 1 else "")
     return re.sub(r"<[\w.]+ object at 0x[0-9a-f]+>", "a transform", message)
 
 
