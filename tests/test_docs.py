@@ -303,3 +303,17 @@ def test_retrieval_index_reports_recall_against_exact_search_and_sweeps_faiss(ca
     assert [r[3] for r in rows] == [f"nprobe={n}" for n in (8, 16, 32, 64, 128)]
     recalls = [float(r[8]) for r in rows]
     assert recalls == sorted(recalls) and recalls[-1] == 1.0  # more lists visited, never less found
+
+
+def test_the_readme_is_a_users_page():
+    """At most 150 lines; its first screen (50 lines) says what lmseg does, shows a result picture that exists and
+    holds the two commands; the internals live in docs/ (each linked page exists)."""
+    text = (REPO / "README.md").read_text()
+    lines = text.splitlines()
+    assert len(lines) <= 150, len(lines)
+    first = "\n".join(lines[:50])
+    picture = re.search(r"!\[[^\]]+\]\(([^)]+\.png)\)", first)
+    assert picture and (REPO / picture[1]).is_file(), "no result picture on the first screen"
+    assert "<!-- ci:main -->" in first and "<!-- ci:test -->" in first
+    for link in re.findall(r"\]\(((?:docs|bundles)/[^)#]+)\)", text):
+        assert (REPO / link).is_file(), f"README links {link}, which does not exist"
