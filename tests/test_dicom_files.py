@@ -82,3 +82,28 @@ def test_a_file_it_cannot_take_is_refused_in_one_line(model, tmp_path, name, exp
     if name == "JPEG-lossy.dcm":
         assert "pillow: Pillow does not support 'JPEG Extended'" in message and "pip install 'lmseg[dicom]'" in message
     assert not (tmp_path / "masks").exists()
+
+
+def test_a_dicom_input_gets_a_dicom_seg_that_references_it(model, tmp_path):
+    source = get_testdata_file("MR_small.dcm")
+    image = pydicom.dcmread(source)
+    (result,) = segment(source, "tirnet_lmis", model, tmp_path / "masks", PROMPT)
+    assert result["dicom_seg"] == "MR_small_seg.dcm"
+    seg = pydicom.dcmread(tmp_path / "masks" / result["dicom_seg"])
+    assert seg.SOPClassUID.name == "Segmentation Storage" and seg.StudyInstanceUID == image.StudyInstanceUID
+    referenced = seg.ReferencedSeriesSequence[0]
+    assert referenced.SeriesInstanceUID == image.SeriesInstanceUID
+    assert referenced.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == image.SOPInstanceUID
+    mask = np.asarray(Image.open(tmp_path / "masks" / result["mask"])) > 0
+    assert 0 < mask.mean() < 1 and np.array_equal(seg.pixel_array.astype(bool), mask)  # the PNG mask, as DICOM
+    assert seg.SegmentSequence[0].SegmentLabel == PROMPT[:64]
+
+
+def test_an_image_without_study_uids_keeps_its_png_mask_and_says_why_there_is_no_seg(model, tmp_path, caplog):
+    source = pydicom.dcmread(_dicom(tmp_path / "bare.dcm", _chest()))
+    del source.StudyInstanceUID, source.SeriesInstanceUID  # a secondary capture with no study or series
+    source.save_as(tmp_path / "bare.dcm")
+    source = tmp_path / "bare.dcm"
+    (result,) = segment(source, "tirnet_lmis", model, tmp_path / "masks", PROMPT)
+    assert result["dicom_seg"] is None and (tmp_path / "masks" / result["mask"]).is_file()
+    assert "no DICOM SEG written: " in caplog.text and "bare.dcm: no StudyInstanceUID, SeriesInstanceUID" in caplog.text

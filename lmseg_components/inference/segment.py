@@ -37,6 +37,7 @@ from lmseg_components.data.acdc import read_images_to_segment
 from lmseg_components.data.prompted import read_prompted_images
 from lmseg_components.engines.overlay import render_overlay
 from lmseg_components.files import atomic_write, prepare_output_dir
+from lmseg_components.inference.dicom_seg import write_dicom_seg
 from lmseg_components.inference.predictor import VOLUME_SUFFIXES, TextBundlePredictor, takes_text
 from lmseg_components.inference.retrieval import RetrievalBundlePredictor, describe_prediction
 from lmseg_components.inference.writer import check_mask_paths, describe_mask, write_mask
@@ -159,7 +160,9 @@ def segment(
     foreground); ``score`` (the presence score of the prompt, or one per prompt: the sigmoid of the mean of the
     highest 0.25 % of the logits); ``found`` (score at or above the ``presence_threshold`` chosen on validation
     data when the model was trained; a prompt not found gets an empty mask; None for a model without one); and
-    ``inference_ms`` (preprocessing + network + postprocessing of that image, wall time). J-RAS's entries have no
+    ``inference_ms`` (preprocessing + network + postprocessing of that image, wall time); for a DICOM input,
+    ``dicom_seg``: the DICOM SEG written beside the mask (``<name>_seg.dcm``, referencing the image; None, with a
+    warning, without highdicom or when the image lacks the UIDs it must reference). J-RAS's entries have no
     text, score or found, and instead of ``voxels``: ``structures`` (per structure its ``voxels`` and, for a
     volume, ``ml``) and ``slices`` (per slice the retrieved ``guides``, best first: ``id``, ``case_id``,
     ``similarity``).
@@ -235,10 +238,26 @@ def segment_records(out: Path, records: list[dict], predictor: Predictor) -> lis
         mask = write_mask(item["pred"], out)
         overlay = write_overlay(record["image"], item["pred"], caption, out)
         entry = {"image": record["image"], **entry, "mask": mask.name, "overlay": overlay.name}
+        if record["image"].lower().endswith(".dcm"):
+            entry["dicom_seg"] = _dicom_seg(record["image"], out / mask.name, caption, predictor)
         results.append({**entry, "inference_ms": round(milliseconds, 1)})
     atomic_write(out / RESULTS_FILE, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=1)))
     logging.getLogger(__name__).info("wrote %d mask(s) and %s to %s", len(results), RESULTS_FILE, out)
     return results
+
+
+def _dicom_seg(image: str, mask_file: Path, label: str, predictor: Predictor) -> str | None:
+    """Write the DICOM SEG of a DICOM input's mask beside it; its file name, or None with a warning naming the
+    image and why (highdicom missing, a source without the UIDs a SEG references): the PNG mask stays."""
+    mask = np.asarray(Image.open(mask_file)) > 0
+    version = str(getattr(predictor, "meta", {}).get("version", ""))
+    try:
+        return write_dicom_seg(image, mask, mask_file.parent, label, predictor.bundle.name, version).name
+    except ImportError as e:
+        logging.getLogger(__name__).warning("%s: no DICOM SEG written: %s", image, e)
+    except ValueError as e:  # the message names the image
+        logging.getLogger(__name__).warning("no DICOM SEG written: %s", e)
+    return None
 
 
 def root_cause(image: str | Path, error: BaseException) -> str:
