@@ -8,7 +8,7 @@ import copy
 import inspect
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ __all__ = [
     "OnnxNetwork",
     "export_onnx",
     "bundle_example_inputs",
+    "bundle_that_trained",
     "bundles_that_trained",
     "example_inputs",
     "export_bundle",
@@ -51,6 +52,21 @@ def bundles_that_trained(ckpt_dir: str | Path) -> list[str]:
     record = set(trained_values(ckpt_dir))
     candidates = sorted(p.parent.parent for p in BUNDLES_DIR.glob("*/configs/train.json"))
     return [b.name for b in candidates if record and record <= _record_keys(b)]
+
+
+def bundle_that_trained(ckpt_dir: str | Path, among: Collection[str] | None = None, option: str = "bundle") -> str:
+    """The one bundle (of ``among``; default any of this checkout) whose run record holds every value recorded in
+    ``ckpt_dir``.
+
+    Raises:
+        ValueError: none or several match; the message names them and ``option``, the caller's way to name it.
+    """
+    names = [name for name in bundles_that_trained(ckpt_dir) if among is None or name in among]
+    if len(names) != 1:
+        within = f" among {', '.join(among)}" if among is not None else ""
+        which = f"it matches {', '.join(names)}" if names else f"it matches no bundle{within}"
+        raise ValueError(f"{ckpt_dir}: cannot tell which bundle trained this model ({which}); pass {option}")
+    return names[0]
 
 
 def check_trained_with(bundle: str | Path, ckpt_dir: str | Path) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "class_names",
     "class_prompts",
     "find_bundle",
+    "takes_empty_text",
     "takes_text",
 ]
 
@@ -70,6 +71,12 @@ def check_grey_single_frame(image: str | Path, bundle: str) -> None:
             f"{image}: a colour DICOM ({kind}, {samples} samples per pixel); {bundle} reads grey DICOM: save the image "
             "as PNG or JPEG (colour ones are averaged to grey)"
         )
+
+
+def takes_empty_text(ckpt_dir: str | Path) -> bool:
+    """Whether the model in ``ckpt_dir`` takes the empty prompt: it means "every finding" only to a model trained
+    with text dropout (``TextDropoutd``; its run record's ``text_dropout`` > 0)."""
+    return float(trained_values(ckpt_dir).get("text_dropout") or 0.0) > 0
 
 
 def find_bundle(path: str | Path) -> Path:
@@ -168,8 +175,7 @@ class TextBundlePredictor:
         self.classes = class_names(self.meta)
         self.default_text = class_prompts(self.meta)
         self.num_prompts = len(self.default_text) if self.default_text else None
-        # an empty prompt means "every finding" only to a model trained with text dropout (TextDropoutd)
-        self.text_dropout = float(trained_values(ckpt_dir).get("text_dropout") or 0.0)
+        self.takes_empty_text = takes_empty_text(ckpt_dir)
         # the score at or above which a prompt's finding is found (run record or override); None: no decision
         self.presence_threshold = parser.get_parsed_content("presence_threshold")
 
@@ -191,7 +197,7 @@ class TextBundlePredictor:
             record["text"] = prompts
         elif not isinstance(text, str):
             raise ValueError(f"{image}: {self.bundle.name} takes one prompt string, got {text!r}")
-        elif not text.strip() and not self.text_dropout:
+        elif not text.strip() and not self.takes_empty_text:
             raise ValueError(
                 f"{image}: an empty prompt asks for every finding, which only a model trained with text_dropout > 0 "
                 "does (this one's run record has none): give a prompt, or train with --text_dropout 0.3"

@@ -239,20 +239,20 @@ def segment_records(out: Path, records: list[dict], predictor: Predictor) -> lis
         overlay = write_overlay(record["image"], item["pred"], caption, out)
         entry = {"image": record["image"], **entry, "mask": mask.name, "overlay": overlay.name}
         if record["image"].lower().endswith(".dcm"):
-            entry["dicom_seg"] = _dicom_seg(record["image"], out / mask.name, caption, predictor)
+            entry["dicom_seg"] = _dicom_seg(record["image"], item["pred"], out, caption, predictor)
         results.append({**entry, "inference_ms": round(milliseconds, 1)})
     atomic_write(out / RESULTS_FILE, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=1)))
     logging.getLogger(__name__).info("wrote %d mask(s) and %s to %s", len(results), RESULTS_FILE, out)
     return results
 
 
-def _dicom_seg(image: str, mask_file: Path, label: str, predictor: Predictor) -> str | None:
-    """Write the DICOM SEG of a DICOM input's mask beside it; its file name, or None with a warning naming the
-    image and why (highdicom missing, a source without the UIDs a SEG references): the PNG mask stays."""
-    mask = np.asarray(Image.open(mask_file)) > 0
+def _dicom_seg(image: str, pred: torch.Tensor, out: Path, label: str, predictor: Predictor) -> str | None:
+    """Write the DICOM SEG of a DICOM input's ``pred`` (1, W, H) into ``out``; its file name, or None with a warning
+    naming the image and why (highdicom missing, a source without the UIDs a SEG references): the PNG mask stays."""
+    mask = torch.as_tensor(pred).detach().cpu().numpy()[0].T > 0  # as the image's rows and columns, as the PNG
     version = str(getattr(predictor, "meta", {}).get("version", ""))
     try:
-        return write_dicom_seg(image, mask, mask_file.parent, label, predictor.bundle.name, version).name
+        return write_dicom_seg(image, mask, out, label, predictor.bundle.name, version).name
     except ImportError as e:
         logging.getLogger(__name__).warning("%s: no DICOM SEG written: %s", image, e)
     except ValueError as e:  # the message names the image

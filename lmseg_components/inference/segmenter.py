@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lmseg_components.export import bundles_that_trained
+from lmseg_components.export import bundle_that_trained
 from lmseg_components.inference.predictor import TextBundlePredictor
 from lmseg_components.inference.segment import overlay_image
 from lmseg_components.locations import TEXT_BUNDLES
@@ -89,7 +89,11 @@ class Segmenter:
             )
         root = model.parent.parent if model.parent.name == "models" else model.parent
         if bundle is None:
-            bundle = root if (root / "configs" / "metadata.json").is_file() else _trained_by(model.parent)
+            bundle = (
+                root
+                if (root / "configs" / "metadata.json").is_file()
+                else bundle_that_trained(model.parent, TEXT_BUNDLES, "bundle=...")
+            )
         return cls(TextBundlePredictor(bundle, device, {"bundle_root": str(root), **overrides}, model=model))
 
     def segment(
@@ -144,11 +148,3 @@ class Segmenter:
         path = folder / "image.png"
         Image.fromarray(values).save(path)
         return path
-
-
-def _trained_by(ckpt_dir: Path) -> str:
-    names = [name for name in bundles_that_trained(ckpt_dir) if name in TEXT_BUNDLES]
-    if len(names) != 1:
-        which = f"it matches {', '.join(names)}" if names else "it matches no text bundle"
-        raise ValueError(f"{ckpt_dir}: cannot tell which bundle trained this model ({which}); pass bundle=...")
-    return names[0]

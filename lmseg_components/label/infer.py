@@ -15,8 +15,7 @@ from monailabel.tasks.infer.bundle import BundleInferTask
 from torch import nn
 
 from lmseg_components.devices import is_device_name
-from lmseg_components.engines.checkpoint import trained_values
-from lmseg_components.inference.predictor import class_prompts
+from lmseg_components.inference.predictor import class_prompts, takes_empty_text
 from lmseg_components.workflows import FILE_WRITERS
 
 __all__ = ["MAX_PROMPTS", "MAX_TEXT_LENGTH", "TextBundleInferTask", "TextConditionedNetwork", "validate_text_request"]
@@ -129,8 +128,7 @@ class TextBundleInferTask(BundleInferTask):
         meta = json.loads((Path(path) / "configs" / "metadata.json").read_text())
         self.class_prompts = class_prompts(meta)
         self._config["text"] = "; ".join(self.class_prompts or [])
-        # an empty prompt means "every finding" only to a model trained with text dropout
-        self.takes_empty_text = bool(trained_values(Path(path) / "models").get("text_dropout"))
+        self.takes_empty_text = takes_empty_text(Path(path) / "models")
         self._lock = threading.Lock()
 
     def __call__(self, request, callbacks=None):

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from lmseg_components.data.prompted import IMAGE_SUFFIXES
-from lmseg_components.export import bundles_that_trained
+from lmseg_components.export import bundle_that_trained
 from lmseg_components.inference.predictor import VOLUME_SUFFIXES, TextBundlePredictor, find_bundle
 from lmseg_components.inference.segment import busiest_slice, load_predictor, segment_records, slice_overlays
 
@@ -66,11 +66,7 @@ class SegmentService:
         if not model.is_file():
             raise FileNotFoundError(f"{model} does not exist (give the trained <run>/models/model.pt)")
         if bundle is None:
-            names = bundles_that_trained(model.parent)
-            if len(names) != 1:
-                which = ", ".join(names) if names else "none"
-                raise ValueError(f"{model}: cannot tell which bundle trained it (matches: {which}); pass --bundle")
-            bundle = names[0]
+            bundle = bundle_that_trained(model.parent, option="--bundle")
         self.predictor = load_predictor(find_bundle(bundle), model, device, overrides)
         self.name = self.predictor.bundle.name
         self.takes_text = isinstance(self.predictor, TextBundlePredictor)
