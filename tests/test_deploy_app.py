@@ -13,9 +13,11 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 from bundle_cli import BUNDLES, EXPORTED_INFERENCE, TIRNET_TINY, run_bundle, train_and_export_tirnet
 from PIL import Image
+from test_segment import PROMPT, _chest, _dicom
 
 from lmseg_components.bundle_checks import cli_overrides
 from lmseg_components.data import (
@@ -71,6 +73,26 @@ def test_app_segments_png_images_with_their_prompts(tirnet_app):
         assert mask.shape == (48, 48) and (mask == expected).all()
         assert result["voxels"].get("1", 0) == int((mask > 0).sum())
         assert isinstance(result["found"], bool) and (result["found"] or not mask.any())  # the run record's threshold
+
+
+def test_app_writes_a_dicom_seg_for_a_dicom_input(tirnet_app):
+    root, app = tirnet_app
+    inputs = root / "dicom_inputs"
+    inputs.mkdir()
+    source = pydicom.dcmread(_dicom(inputs / "scan.dcm", _chest()))
+    (inputs / "prompts.json").write_text(json.dumps({"default": PROMPT}))
+    run = _run_app(app, inputs, root / "dicom_out")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (result,) = json.loads((root / "dicom_out" / "results.json").read_text())
+    assert result["dicom_seg"] == "scan_seg.dcm"
+    seg = pydicom.dcmread(root / "dicom_out" / result["dicom_seg"])
+    assert seg.SOPClassUID.name == "Segmentation Storage" and seg.StudyInstanceUID == source.StudyInstanceUID
+    referenced = seg.ReferencedSeriesSequence[0]
+    assert referenced.SeriesInstanceUID == source.SeriesInstanceUID
+    assert referenced.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    mask = np.asarray(Image.open(root / "dicom_out" / result["mask"])) > 0
+    assert mask.shape == (source.Rows, source.Columns) and np.array_equal(seg.pixel_array.astype(bool), mask)
+    assert seg.SegmentSequence[0].SegmentLabel == PROMPT[:64]
 
 
 def test_app_bad_input_exits_with_the_file_named(tirnet_app):

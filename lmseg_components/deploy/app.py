@@ -3,9 +3,9 @@ images in (ACDC frames, BUSI images), label maps and the guides of each slice ou
 its memory bank.
 
 Run as plain Python (``python app.py -i input -o output -m models``) or packaged into a MAP with
-``monai-deploy package`` (see ``lmseg deploy-app``). ``-i``: an image (PNG / NIfTI) or a folder of images (with
-``prompts.json`` for a text bundle); ``-m``: the bundle folder (or a folder holding one bundle); ``-o``: masks +
-``results.json``.
+``monai-deploy package`` (see ``lmseg deploy-app``). ``-i``: an image (PNG / JPEG / DICOM / NIfTI) or a folder of
+images (with ``prompts.json`` for a text bundle); ``-m``: the bundle folder (or a folder holding one bundle); ``-o``:
+masks + ``results.json`` (and a DICOM SEG beside the mask of each DICOM input).
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ class LmsegDeployApp(Application):
             inference = TextBundleInferenceOperator(
                 self, bundle_path=context.model_path, device=device, overrides=overrides, name="text_bundle_inference"
             )
-        writer = MaskWriterOperator(self, output_folder=context.output_path, name="mask_writer")
+        writer = MaskWriterOperator(
+            self, output_folder=context.output_path, bundle_path=context.model_path, name="mask_writer"
+        )
         self.add_flow(loader, inference, {("records", "records")})
         self.add_flow(inference, writer, {("predictions", "predictions")})
 

@@ -16,6 +16,7 @@ from monai.deploy.core import Fragment, Operator, OperatorSpec
 
 from lmseg_components.data.acdc import read_images_to_segment
 from lmseg_components.data.prompted import read_prompted_images
+from lmseg_components.inference.dicom_seg import seg_beside_mask
 from lmseg_components.inference.predictor import TextBundlePredictor, find_bundle
 from lmseg_components.inference.retrieval import RetrievalBundlePredictor, describe_prediction
 from lmseg_components.inference.writer import check_mask_paths, describe_mask, write_mask
@@ -139,15 +140,19 @@ class MaskWriterOperator(Operator):
     lists them in ``results.json`` (image, prompt(s), mask file,
     :func:`~lmseg_components.inference.describe_mask`, the presence ``score`` and ``found``: a prompt not found
     has an empty mask; for J-RAS, the foreground fraction, ``structures`` with voxels and mL, and the retrieved
-    ``guides`` of each slice, as ``lmseg segment`` writes them). The mask names are checked first
-    (:func:`~lmseg_components.inference.check_mask_paths`): nothing is written when two images would share a mask.
+    ``guides`` of each slice, as ``lmseg segment`` writes them). A DICOM input's mask is written as a DICOM SEG
+    too (``dicom_seg``: ``<name>_seg.dcm`` referencing the image, see
+    :func:`~lmseg_components.inference.dicom_seg.seg_beside_mask`; None, with a warning, when it cannot be). The
+    mask names are checked first (:func:`~lmseg_components.inference.check_mask_paths`): nothing is written when
+    two images would share a mask.
 
     Named input:
         predictions: the output of :class:`TextBundleInferenceOperator`.
     """
 
-    def __init__(self, fragment: Fragment, *args, output_folder: str | Path, **kwargs):
+    def __init__(self, fragment: Fragment, *args, output_folder: str | Path, bundle_path: str | Path, **kwargs):
         self.output_folder = Path(output_folder)
+        self.bundle_path = Path(bundle_path)  # names the algorithm in a DICOM SEG
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec):
@@ -164,16 +169,19 @@ class MaskWriterOperator(Operator):
             if "retrieval" in item:
                 results.append({"image": item["image"], "mask": mask.name, **describe_prediction(item)})
                 continue
-            results.append(
-                {
-                    "image": item["image"],
-                    "text": item["text"],
-                    "mask": mask.name,
-                    **describe_mask(item["pred"]),
-                    "score": item["score"],
-                    "found": item["found"],
-                }
-            )
+            entry = {
+                "image": item["image"],
+                "text": item["text"],
+                "mask": mask.name,
+                **describe_mask(item["pred"]),
+                "score": item["score"],
+                "found": item["found"],
+            }
+            if str(item["image"]).lower().endswith(".dcm"):
+                label = item["text"] if isinstance(item["text"], str) else "; ".join(item["text"])
+                bundle = find_bundle(self.bundle_path)
+                entry["dicom_seg"] = seg_beside_mask(item["image"], item["pred"], self.output_folder, label, bundle)
+            results.append(entry)
         self.output_folder.mkdir(parents=True, exist_ok=True)
         (self.output_folder / RESULTS_FILE).write_text(json.dumps(results, indent=4))
         logging.getLogger(__name__).info("wrote %d mask(s) to %s", len(results), self.output_folder)

@@ -4,14 +4,17 @@ the source instance referenced (study, series and SOP instance), written with hi
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import pydicom
+import torch
 
 from lmseg_components.files import atomic_write
 
-__all__ = ["SEG_SUFFIX", "write_dicom_seg"]
+__all__ = ["SEG_SUFFIX", "seg_beside_mask", "write_dicom_seg"]
 
 SEG_SUFFIX = "_seg.dcm"
 REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
@@ -91,3 +94,26 @@ def write_dicom_seg(source: str | Path, mask: np.ndarray, out_dir: str | Path, l
         raise ValueError(f"{source}: highdicom cannot build a SEG on it ({e})") from None
     path = Path(out_dir) / f"{Path(source).stem}{SEG_SUFFIX}"
     return atomic_write(path, lambda tmp: seg.save_as(tmp, enforce_file_format=True))
+
+
+def seg_beside_mask(image: str | Path, pred: torch.Tensor, out: str | Path, label: str, bundle: Path) -> str | None:
+    """The DICOM SEG of a DICOM input's prediction, written into ``out`` beside its PNG mask (``lmseg segment``,
+    ``lmseg serve`` and the MONAI Deploy app): the SEG's file name, or None with one warning naming the image and
+    why (highdicom missing, a source without the UIDs a SEG references); the PNG mask stays either way.
+
+    Args:
+        image: the DICOM file that was segmented.
+        pred: (1, W, H) the prediction on the image's grid (foreground > 0), as the mask writer takes it.
+        out: the output folder.
+        label: the segment's label (the prompt).
+        bundle: the bundle folder: its name and ``configs/metadata.json`` version identify the algorithm.
+    """
+    mask = torch.as_tensor(pred).detach().cpu().numpy()[0].T > 0  # as the image's rows and columns, as the PNG
+    version = str(json.loads((Path(bundle) / "configs" / "metadata.json").read_text()).get("version", ""))
+    try:
+        return write_dicom_seg(image, mask, out, label, Path(bundle).name, version).name
+    except ImportError as e:
+        logging.getLogger(__name__).warning("%s: no DICOM SEG written: %s", image, e)
+    except ValueError as e:  # the message names the image
+        logging.getLogger(__name__).warning("no DICOM SEG written: %s", e)
+    return None

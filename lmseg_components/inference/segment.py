@@ -37,7 +37,7 @@ from lmseg_components.data.acdc import read_images_to_segment
 from lmseg_components.data.prompted import read_prompted_images
 from lmseg_components.engines.overlay import render_overlay
 from lmseg_components.files import atomic_write, prepare_output_dir
-from lmseg_components.inference.dicom_seg import write_dicom_seg
+from lmseg_components.inference.dicom_seg import seg_beside_mask
 from lmseg_components.inference.predictor import VOLUME_SUFFIXES, TextBundlePredictor, takes_text
 from lmseg_components.inference.retrieval import RetrievalBundlePredictor, describe_prediction
 from lmseg_components.inference.writer import check_mask_paths, describe_mask, write_mask
@@ -239,25 +239,11 @@ def segment_records(out: Path, records: list[dict], predictor: Predictor) -> lis
         overlay = write_overlay(record["image"], item["pred"], caption, out)
         entry = {"image": record["image"], **entry, "mask": mask.name, "overlay": overlay.name}
         if record["image"].lower().endswith(".dcm"):
-            entry["dicom_seg"] = _dicom_seg(record["image"], item["pred"], out, caption, predictor)
+            entry["dicom_seg"] = seg_beside_mask(record["image"], item["pred"], out, caption, predictor.bundle)
         results.append({**entry, "inference_ms": round(milliseconds, 1)})
     atomic_write(out / RESULTS_FILE, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=1)))
     logging.getLogger(__name__).info("wrote %d mask(s) and %s to %s", len(results), RESULTS_FILE, out)
     return results
-
-
-def _dicom_seg(image: str, pred: torch.Tensor, out: Path, label: str, predictor: Predictor) -> str | None:
-    """Write the DICOM SEG of a DICOM input's ``pred`` (1, W, H) into ``out``; its file name, or None with a warning
-    naming the image and why (highdicom missing, a source without the UIDs a SEG references): the PNG mask stays."""
-    mask = torch.as_tensor(pred).detach().cpu().numpy()[0].T > 0  # as the image's rows and columns, as the PNG
-    version = str(getattr(predictor, "meta", {}).get("version", ""))
-    try:
-        return write_dicom_seg(image, mask, out, label, predictor.bundle.name, version).name
-    except ImportError as e:
-        logging.getLogger(__name__).warning("%s: no DICOM SEG written: %s", image, e)
-    except ValueError as e:  # the message names the image
-        logging.getLogger(__name__).warning("no DICOM SEG written: %s", e)
-    return None
 
 
 def root_cause(image: str | Path, error: BaseException) -> str:
