@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmseg_components.cli import run_script
+from lmseg_components.apps.cli import run_script
 from lmseg_components.data import make_synthetic_msd, read_msd_labels, read_msd_split
 from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expression, evaluate_metrics, run_workflow
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmseg_components.cli import comma_seeds, run_script, sample_std
+from lmseg_components.apps.cli import comma_seeds, run_script, sample_std
 from lmseg_components.files import atomic_write
 from lmseg_components.text import create_text_encoder
 from lmseg_components.text.phrasing import AUGMENTATION, HELD_OUT, LEVELS, SIDES, Area, ReportGrammar

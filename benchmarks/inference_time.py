@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from lmseg_components.cli import run_script
+from lmseg_components.apps.cli import run_script
 from lmseg_components.export import bundle_example_inputs
 from lmseg_components.networks import count_parameters
 from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, load_bundle

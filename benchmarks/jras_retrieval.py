@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmseg_components.cli import comma_names, comma_seeds, run_script, sample_std
+from lmseg_components.apps.cli import comma_names, comma_seeds, run_script, sample_std
 from lmseg_components.data import make_synthetic_acdc
 from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expression, evaluate_metrics, run_workflow
 

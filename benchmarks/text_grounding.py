@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmseg_components.cli import comma_names, comma_seeds, run_script, sample_std
+from lmseg_components.apps.cli import comma_names, comma_seeds, run_script, sample_std
 from lmseg_components.data import make_synthetic_lvit, paraphrase_zones, read_lvit_split
 from lmseg_components.data.synthetic import LungZone
 from lmseg_components.engines.checkpoint import trained_values

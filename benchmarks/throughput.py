@@ -31,7 +31,7 @@ from ignite.engine import Events
 from monai.losses import DiceCELoss
 from monai.networks.nets import BasicUNet
 
-from lmseg_components.cli import run_script
+from lmseg_components.apps.cli import run_script
 from lmseg_components.data import make_synthetic_acdc, make_synthetic_lvit, make_synthetic_msd
 from lmseg_components.engines import ThroughputMeter
 from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expression, run_workflow

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 import shutil
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +15,9 @@ import torch
 from monai.bundle import ConfigParser
 from torch import nn
 
-from lmseg_components.engines.checkpoint import RUN_RECORD_FILE, trained_values
-from lmseg_components.engines.presence import PRESENCE_THRESHOLD, VALIDATION_AUROC
 from lmseg_components.files import atomic_write, prepare_output_file
-from lmseg_components.locations import BUNDLES_DIR
+from lmseg_components.runs import RUN_RECORD_FILE, load_trained_bundle
+from lmseg_components.workflows import load_bundle
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -27,103 +25,12 @@ __all__ = [
     "OnnxNetwork",
     "export_onnx",
     "bundle_example_inputs",
-    "bundle_that_trained",
-    "bundles_that_trained",
     "example_inputs",
     "export_bundle",
     "export_program",
     "prepare_bundle_export",
-    "load_trained_bundle",
     "network_inputs",
-    "trained_overrides",
-    "trained_values",
 ]
-
-
-def _record_keys(bundle: Path) -> set[str]:
-    """The keys a run record of ``bundle`` may hold: its ``train.json``'s ``run_record`` and those the presence
-    calibration adds."""
-    config = json.loads((bundle / "configs" / "train.json").read_text())
-    return set(config["train"]["checkpoint"]["run_record"]) | {PRESENCE_THRESHOLD, VALIDATION_AUROC}
-
-
-def bundles_that_trained(ckpt_dir: str | Path) -> list[str]:
-    """The bundles of this checkout whose run record holds every value recorded in ``ckpt_dir``."""
-    record = set(trained_values(ckpt_dir))
-    candidates = sorted(p.parent.parent for p in BUNDLES_DIR.glob("*/configs/train.json"))
-    return [b.name for b in candidates if record and record <= _record_keys(b)]
-
-
-def bundle_that_trained(ckpt_dir: str | Path, among: Collection[str] | None = None, option: str = "bundle") -> str:
-    """The one bundle (of ``among``; default any of this checkout) whose run record holds every value recorded in
-    ``ckpt_dir``.
-
-    Raises:
-        ValueError: none or several match; the message names them and ``option``, the caller's way to name it.
-    """
-    names = [name for name in bundles_that_trained(ckpt_dir) if among is None or name in among]
-    if len(names) != 1:
-        within = f" among {', '.join(among)}" if among is not None else ""
-        which = f"it matches {', '.join(names)}" if names else f"it matches no bundle{within}"
-        raise ValueError(f"{ckpt_dir}: cannot tell which bundle trained this model ({which}); pass {option}")
-    return names[0]
-
-
-def check_trained_with(bundle: str | Path, ckpt_dir: str | Path) -> None:
-    """Refuse a checkpoint that another bundle trained: its run record holds values ``bundle`` does not set.
-
-    Raises:
-        ValueError: naming the foreign values, the bundle(s) whose record holds them all, and ``bundle``.
-    """
-    bundle = Path(bundle)
-    if not (bundle / "configs" / "train.json").is_file():
-        return  # a published bundle without its training config: nothing to compare with
-    record = set(trained_values(ckpt_dir))
-    foreign = sorted(record - _record_keys(bundle))
-    if not foreign:
-        return
-    others = [name for name in bundles_that_trained(ckpt_dir) if name != bundle.name]
-    trained = f"it was trained with {' or '.join(others)}" if others else "another bundle trained it"
-    raise ValueError(
-        f"{ckpt_dir}: its run record holds {', '.join(foreign)}, which {bundle.name} does not set: {trained}, "
-        f"not {bundle.name}"
-    )
-
-
-def trained_overrides(
-    bundle: str | Path, configs: Sequence[str], ckpt_dir: str | Path, overrides: Mapping | None = None
-) -> dict:
-    """The CLI-style ``overrides`` completed with the values the network in ``ckpt_dir`` was trained with
-    (:func:`trained_values`: those that the bundle's ``configs`` set as plain values, not components such as
-    ``dataset``). An override of ``presence_threshold`` (chosen on validation data when training ended) replaces
-    the recorded one.
-
-    Raises:
-        ValueError: an override contradicts a trained value (the message names both and the record).
-    """
-    from lmseg_components.workflows import load_bundle
-
-    overrides = dict(overrides or {})
-    parser = load_bundle(bundle, configs, overrides)
-    trained = {k: v for k, v in trained_values(ckpt_dir).items() if k in parser and not isinstance(parser.get(k), dict)}
-    # the presence threshold is a decision on the network's output, not part of the network: a user may move it
-    conflicts = {k: v for k, v in overrides.items() if k in trained and v != trained[k] and k != PRESENCE_THRESHOLD}
-    if conflicts:
-        raise ValueError(
-            f"the model in {ckpt_dir} was trained with {', '.join(f'{k}={trained[k]!r}' for k in conflicts)} (its "
-            f"run record), not {', '.join(f'{k}={v!r}' for k, v in conflicts.items())}: drop these overrides to use "
-            "the trained network."
-        )
-    return {**trained, **overrides}
-
-
-def load_trained_bundle(
-    bundle: str | Path, configs: Sequence[str], ckpt_dir: str | Path, overrides: Mapping | None = None
-) -> ConfigParser:
-    """The bundle's ``configs`` parsed with :func:`trained_overrides`."""
-    from lmseg_components.workflows import load_bundle
-
-    return load_bundle(bundle, configs, trained_overrides(bundle, configs, ckpt_dir, overrides))
 
 
 def export_program(
@@ -289,11 +196,10 @@ def prepare_bundle_export(
 ) -> tuple[nn.Module, list[torch.Tensor], dict[str, torch.Tensor], Path]:
     """Build ``network_def`` from the bundle's ``inference.json``, load the checkpoint (default
     ``<bundle_root>/models/model.pt``) and make example inputs; returns the network (eval mode), positional and
-    keyword inputs, and ``bundle_root``. The config values the network was trained with (:func:`trained_values`
-    of the checkpoint's folder: image size, text context length, network settings) apply under the CLI-style
-    ``overrides``; an override that contradicts a trained value raises ``ValueError``."""
-    from lmseg_components.workflows import load_bundle
-
+    keyword inputs, and ``bundle_root``. The config values the network was trained with
+    (:func:`~lmseg_components.runs.trained_values` of the checkpoint's folder: image size, text context length,
+    network settings) apply under the CLI-style ``overrides``; an override that contradicts a trained value raises
+    ``ValueError``."""
     root = Path(load_bundle(bundle, ["inference.json"], overrides).get_parsed_content("bundle_root"))
     ckpt = Path(ckpt) if ckpt else root / "models" / "model.pt"
     parser = load_trained_bundle(bundle, ["inference.json"], ckpt.parent, overrides)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["BUNDLES_DIR", "TEXT_BUNDLES", "bundle_folder", "config_ids"]
+__all__ = ["BUNDLES_DIR", "PACKAGE_DIR", "TEXT_BUNDLES", "bundle_folder", "config_ids"]
 
-BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
+PACKAGE_DIR = Path(__file__).resolve().parent  # lmseg_components itself
+BUNDLES_DIR = PACKAGE_DIR.parent / "bundles"
 TEXT_BUNDLES = ("tirnet_lmis", "tgcnet_lmis", "tgcnet_ct_organs")  # the bundles that take a text prompt
 
 

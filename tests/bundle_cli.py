@@ -70,8 +70,8 @@ def monai_bundle(bundle: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def lmseg(*args: str) -> subprocess.CompletedProcess:
-    """The ``lmseg`` command line (``python -m lmseg_components.cli``) with ``args``, output captured."""
-    return subprocess.run([sys.executable, "-m", "lmseg_components.cli", *args], capture_output=True, text=True)
+    """The ``lmseg`` command line (``python -m lmseg_components.apps.cli``) with ``args``, output captured."""
+    return subprocess.run([sys.executable, "-m", "lmseg_components.apps.cli", *args], capture_output=True, text=True)
 
 
 @contextlib.contextmanager
@@ -111,7 +111,7 @@ def train_and_export_tirnet(root: Path, seed: int = 0) -> Path:
     ``root``, export it with ``ckpt_export`` to ``root/models/model.ts`` and run the bundle's exported inference
     (``inference_exported.json``) into ``root/eval/inference``: the masks a deployed model must reproduce.
     Returns the TorchScript file."""
-    from lmseg_components.bundle_checks import cli_overrides
+    from lmseg_components.apps.bundle_checks import cli_overrides
     from lmseg_components.data import make_synthetic_lvit
 
     make_synthetic_lvit(root / "data", seed=seed, size=48, n_train=6, n_val=2, n_test=3)

@@ -16,7 +16,7 @@ from bundle_cli import BUNDLES, TIRNET_TINY, run_bundle
 from monai.bundle import ConfigParser
 from PIL import Image
 
-from lmseg_components.bundle_checks import cli_overrides
+from lmseg_components.apps.bundle_checks import cli_overrides
 from lmseg_components.data import (
     DatasetValidationError,
     check_dataset,
@@ -267,7 +267,7 @@ def acdc(tmp_path):
 
 
 def test_check_data_reads_acdc(acdc, capsys):
-    from lmseg_components.cli import check_data
+    from lmseg_components.apps.cli import check_data
 
     assert check_dataset(acdc) == ("acdc", [])
     check_data(str(acdc))

@@ -5,14 +5,14 @@ import sys
 
 import pytest
 
-from lmseg_components import cli
-from lmseg_components.cli import main
+from lmseg_components.apps import cli
+from lmseg_components.apps.cli import main
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 
 
 def _lmseg(*args):
-    return subprocess.run([sys.executable, "-m", "lmseg_components.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "lmseg_components.apps.cli", *args], capture_output=True, text=True)
 
 
 def test_make_synthetic_then_check_data(tmp_path):
@@ -110,7 +110,7 @@ COMMANDS = [
 # runs main() in a fresh interpreter and reports whether torch or MONAI got imported
 IN_FRESH_PYTHON = """
 import sys
-from lmseg_components.cli import main
+from lmseg_components.apps.cli import main
 try:
     main(sys.argv[1:])
 except SystemExit as e:
@@ -137,7 +137,7 @@ def test_overview_and_version_without_torch_or_monai():
     assert all(f"  {command}" in overview.stdout for command in COMMANDS)
     assert overview.stdout.rstrip().endswith("heavy imports: []")
     version = subprocess.run(
-        [sys.executable, "-m", "lmseg_components.cli", "--version"], capture_output=True, text=True
+        [sys.executable, "-m", "lmseg_components.apps.cli", "--version"], capture_output=True, text=True
     )
     assert version.returncode == 0 and version.stdout.strip() == f"lmseg {importlib.metadata.version('lmseg')}"
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from test_segment import PROMPT, _chest, _model
 
-from lmseg_components.cli import main
+from lmseg_components.apps.cli import main
 from lmseg_components.errors import user_input_error
 
 pytestmark = pytest.mark.bundle  # runs lmseg commands end to end
@@ -104,7 +104,7 @@ def test_bad_input_ends_with_one_line(inputs, case, tmp_path, capsys):
 
 def test_the_shell_sees_status_1_and_one_line(inputs, tmp_path):
     argv = _argv("segment: a threshold outside [0, 1]", inputs, tmp_path / "out")
-    run = subprocess.run([sys.executable, "-m", "lmseg_components.cli", *argv], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "lmseg_components.apps.cli", *argv], capture_output=True, text=True)
     last = run.stderr.strip().splitlines()[-1] if run.stderr.strip() else ""
     assert run.returncode == 1, (run.stdout[-1000:], run.stderr[-2000:])
     assert "Traceback" not in run.stderr and " object at 0x" not in run.stderr, run.stderr[-2000:]

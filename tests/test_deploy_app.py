@@ -19,7 +19,8 @@ from bundle_cli import BUNDLES, EXPORTED_INFERENCE, TIRNET_TINY, run_bundle, tra
 from PIL import Image
 from test_segment import PROMPT, _chest, _dicom
 
-from lmseg_components.bundle_checks import cli_overrides
+from lmseg_components.apps.bundle_checks import cli_overrides
+from lmseg_components.apps.deploy import make_deploy_app
 from lmseg_components.data import (
     make_synthetic_acdc,
     make_synthetic_msd,
@@ -27,7 +28,6 @@ from lmseg_components.data import (
     read_lvit_split,
     read_msd_split,
 )
-from lmseg_components.deploy import make_deploy_app
 from lmseg_components.export import export_bundle
 
 pytest.importorskip("monai.deploy.core", reason="needs the deploy extra: pip install -e '.[deploy]'")

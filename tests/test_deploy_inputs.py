@@ -17,8 +17,8 @@ from bundle_cli import BUNDLES, TIRNET_TINY, train_and_export_tirnet
 from monai.data import MetaTensor
 from PIL import Image
 
+from lmseg_components.apps.deploy import make_deploy_app
 from lmseg_components.data import read_lvit_split
-from lmseg_components.deploy import make_deploy_app
 from lmseg_components.inference import TextBundlePredictor, find_bundle, mask_path, write_mask
 
 pytestmark = pytest.mark.bundle  # trains and exports through python -m monai.bundle, runs the lmseg CLI
@@ -110,7 +110,7 @@ def test_make_deploy_app_writes_the_folder(tirnet_exported, tmp_path):
     app = make_deploy_app(
         tmp_path / "app", BUNDLES / "tirnet_lmis", tirnet_exported / "models" / "model.ts", TIRNET_TINY
     )
-    for name in ("app.py", "__main__.py", "app.yaml", "requirements.txt", "lmseg_components/deploy/app.py"):
+    for name in ("app.py", "__main__.py", "app.yaml", "requirements.txt", "lmseg_components/apps/deploy/app.py"):
         assert (app / name).is_file(), name
     bundle = app / "models" / "tirnet_lmis"
     assert (bundle / "models" / "model.ts").is_file() and (bundle / "LICENSE").is_file()
@@ -139,7 +139,7 @@ def test_make_deploy_app_errors(tirnet_exported, tmp_path):
 
 def test_deploy_app_cli_reports_bad_input(tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "lmseg_components.cli", "deploy-app", "--out", str(tmp_path / "app")]
+        [sys.executable, "-m", "lmseg_components.apps.cli", "deploy-app", "--out", str(tmp_path / "app")]
         + ["--bundle", str(BUNDLES / "jras_segmentation")],
         capture_output=True,
         text=True,

@@ -15,7 +15,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 from test_segment import PROMPT, _chest, _dicom, _model
 
-from lmseg_components.inference.segment import segment
+from lmseg_components.apps.segment import segment
 
 pytestmark = pytest.mark.bundle
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from bundle_cli import BUNDLES, CPU, config_file, run_bundle, with_small
 
-from lmseg_components.bundle_checks import cli_overrides
+from lmseg_components.apps.bundle_checks import cli_overrides
 from lmseg_components.data import make_synthetic_acdc, make_synthetic_lvit, read_lvit_split
 from lmseg_components.workflows import SMALL_CONFIG, evaluate_metrics
 

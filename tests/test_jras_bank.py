@@ -1,4 +1,4 @@
-"""The J-RAS memory bank (``lmseg_components.retrieval.bank``): cases added to a trained bundle's gallery and index
+"""The J-RAS memory bank (``lmseg_components.apps.bank``): cases added to a trained bundle's gallery and index
 without retraining, listed, removed; inference retrieves them; wrong sizes, label sets and duplicate ids refused."""
 
 from __future__ import annotations
@@ -18,21 +18,12 @@ import torch
 import torch.nn.functional as F
 from bundle_cli import BUNDLES, run_bundle
 
+from lmseg_components.apps.bank import BankCase, add_cases, add_labelled_image, jras_bank, list_cases, remove_cases
 from lmseg_components.data import make_synthetic_acdc, read_acdc_slices
 from lmseg_components.engines import RESULTS_LINES
 from lmseg_components.errors import user_input_error
 from lmseg_components.fingerprint import weights_fingerprint
-from lmseg_components.retrieval import (
-    BankCase,
-    FaissIndex,
-    Retriever,
-    add_cases,
-    add_labelled_image,
-    jras_bank,
-    list_cases,
-    load_index,
-    remove_cases,
-)
+from lmseg_components.retrieval import FaissIndex, Retriever, load_index
 from lmseg_components.retrieval.augmented import concat_galleries
 from lmseg_components.workflows import load_bundle
 
@@ -271,7 +262,7 @@ def test_an_index_copied_without_its_gallery_is_repaired_from_the_gallery(bank, 
 KILLED_ADD = """
 import os, sys
 import lmseg_components.files as files
-from lmseg_components.retrieval import add_cases
+from lmseg_components.apps.bank import add_cases
 real, calls = os.replace, []
 def dying(*args):  # the fourth rename of save_together (journal, gallery, user's gallery): the index not yet
     calls.append(1)
@@ -335,7 +326,7 @@ def test_faiss_index_add_and_remove(bank, new_cases, kind):
 
 def test_command_line(bank, new_cases, capsys):
     common = ["--bundle_root", str(bank), "--config_file", str(TRAIN_CONFIG)]
-    add = [sys.executable, "-m", "lmseg_components.retrieval.bank", "add", "--dataset_dir", str(new_cases), *common]
+    add = [sys.executable, "-m", "lmseg_components.apps.bank", "add", "--dataset_dir", str(new_cases), *common]
     run = subprocess.run(add, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"added 3 cases (18 slices) from {new_cases}" in run.stdout
@@ -359,7 +350,7 @@ def test_command_line(bank, new_cases, capsys):
 def test_a_truncated_gallery_is_named_with_what_to_do(bank):
     gallery = bank / "models" / "gallery.pt"
     gallery.write_bytes(gallery.read_bytes()[:1000])  # killed mid-write by something other than lmseg's own writes
-    command = [sys.executable, "-m", "lmseg_components.retrieval.bank", "list", "--bundle_root", str(bank)]
+    command = [sys.executable, "-m", "lmseg_components.apps.bank", "list", "--bundle_root", str(bank)]
     run = subprocess.run([*command, "--config_file", str(TRAIN_CONFIG)], capture_output=True, text=True)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     last = run.stderr.strip().splitlines()[-1]

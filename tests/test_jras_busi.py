@@ -101,7 +101,7 @@ def test_evaluating_and_inference_on_busi(trained):
 def test_lmseg_segment_on_busi_images_equals_the_bundles_inference(trained, tmp_path):
     """``segment`` (``lmseg segment``) with the BUSI model: the 2D inference config (the run record's two classes),
     the bundle inference's masks and guides; a volume is refused, naming it."""
-    from lmseg_components.inference.segment import segment
+    from lmseg_components.apps.segment import segment
 
     root, _ = trained
     out = root / "eval" / "inference"
@@ -127,7 +127,7 @@ def test_lmseg_segment_on_busi_images_equals_the_bundles_inference(trained, tmp_
 def test_the_bank_takes_busi_cases(trained, tmp_path):
     """``lmseg jras-bank add`` on a BUSI folder (with the bundle's busi.json): the images become gallery items of
     the user's gallery, listed with their folder, and the index holds them."""
-    from lmseg_components.retrieval import add_cases, list_cases
+    from lmseg_components.apps.bank import add_cases, list_cases
 
     root, _ = trained
     new = tmp_path / "new"

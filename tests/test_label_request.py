@@ -11,7 +11,7 @@ pytest.importorskip("monailabel")
 
 from fastapi import HTTPException  # noqa: E402
 
-from lmseg_components.label.infer import MAX_PROMPTS, MAX_TEXT_LENGTH, validate_text_request  # noqa: E402
+from lmseg_components.apps.label.infer import MAX_PROMPTS, MAX_TEXT_LENGTH, validate_text_request  # noqa: E402
 
 KEYS = {"text": "text_features", "aux_text": "aux_text_features"}
 
@@ -48,7 +48,7 @@ def test_jras_requests_and_bank_updates_run_one_at_a_time(tmp_path):
     import torch
     from monai.data import MetaTensor
 
-    from lmseg_components.label.retrieval import RetrievalBundleInferTask
+    from lmseg_components.apps.label.retrieval import RetrievalBundleInferTask
     from lmseg_components.workflows import BUNDLES_DIR
 
     inside, overlaps, lock = [0], [], threading.Lock()

@@ -32,7 +32,16 @@ def server(tmp_path_factory):
     run = run_bundle("tirnet_lmis", "training", ["configs/train.json"], root, *fast)
     assert run.returncode == 0, run.stderr[-3000:]
     app = root / "app"
-    make = [sys.executable, "-m", "lmseg_components.cli", "label-app", "--out", str(app), "--bundles", "tirnet_lmis"]
+    make = [
+        sys.executable,
+        "-m",
+        "lmseg_components.apps.cli",
+        "label-app",
+        "--out",
+        str(app),
+        "--bundles",
+        "tirnet_lmis",
+    ]
     made = subprocess.run([*make, "--tirnet_lmis", str(root / "models" / "model.pt")], capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     studies = root / "studies"

@@ -15,9 +15,9 @@ import torch
 import yaml
 from bundle_cli import BUNDLES, small_record, small_values
 
-from lmseg_components.bundle_checks import check_config_consistency, check_large_files
+from lmseg_components.apps.bundle_checks import check_config_consistency, check_large_files
+from lmseg_components.apps.publish import MODEL_CARD, publish
 from lmseg_components.data import make_synthetic_lvit
-from lmseg_components.publish import MODEL_CARD, publish
 from lmseg_components.workflows import SMALL_CONFIG, load_bundle
 
 pytestmark = pytest.mark.bundle

@@ -125,7 +125,7 @@ def test_missing_column(lvit):
 
 
 def test_all_problems_reported_and_cli_exit_code(lvit, capsys):
-    from lmseg_components.cli import check_data
+    from lmseg_components.apps.cli import check_data
 
     (lvit / "Train_Folder" / "img" / "syn_train_0002.png").unlink()
     _set_cell(lvit, 3, 2, "")

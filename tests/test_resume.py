@@ -18,8 +18,8 @@ from monai.transforms import Compose, RandFlipd, RandGaussianNoised
 from torch import nn
 
 from lmseg_components.engines import BestModelSaver, ResumableCheckpoint, RunMismatchError
-from lmseg_components.export import trained_values
 from lmseg_components.fingerprint import datalist_fingerprint
+from lmseg_components.runs import trained_values
 
 
 class _Interrupt(Exception):

@@ -13,8 +13,8 @@ import pytest
 import torch
 from bundle_cli import small_record
 
-from lmseg_components import cli
-from lmseg_components.deploy import make_deploy_app
+from lmseg_components.apps import cli
+from lmseg_components.apps.deploy import make_deploy_app
 from lmseg_components.export import export_bundle
 from lmseg_components.files import prepare_output_dir, prepare_output_file
 from lmseg_components.workflows import BUNDLES_DIR, SMALL_CONFIG, copy_bundle, device_expression, load_bundle
@@ -27,7 +27,7 @@ HOSTILE_DEVICE = "cpu') if print('INJECTED') else torch.device('cpu"
 
 
 def _lmseg(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "lmseg_components.cli", *args]
+    command = [sys.executable, "-m", "lmseg_components.apps.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd)
 
 

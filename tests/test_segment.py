@@ -19,9 +19,9 @@ from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from lmseg_components.bundle_checks import cli_overrides
+from lmseg_components.apps.bundle_checks import cli_overrides
+from lmseg_components.apps.segment import RESULTS_FILE, segment
 from lmseg_components.export import OnnxNetwork, export_bundle, prepare_bundle_export
-from lmseg_components.inference.segment import RESULTS_FILE, segment
 from lmseg_components.workflows import SMALL_CONFIG, load_bundle
 
 pytestmark = pytest.mark.bundle
@@ -258,7 +258,16 @@ def test_a_prompt_not_found_gets_an_empty_mask_at_the_recorded_threshold_or_a_gi
     (found,) = segment(image, "tirnet_lmis", model, tmp_path / "m2", text=PROMPT, overrides=lower)
     assert found["found"] is True
     assert np.array_equal(_mask(tmp_path / "m2" / found["mask"]), _mask(tmp_path / "m0" / undecided["mask"]))
-    bad = [sys.executable, "-m", "lmseg_components.cli", "segment", "--bundle", "tirnet_lmis", "--model", str(model)]
+    bad = [
+        sys.executable,
+        "-m",
+        "lmseg_components.apps.cli",
+        "segment",
+        "--bundle",
+        "tirnet_lmis",
+        "--model",
+        str(model),
+    ]
     bad += [str(image), "--text", PROMPT, "--out", str(tmp_path / "m3"), "--presence_threshold", "2"]
     run = subprocess.run(bad, capture_output=True, text=True)
     assert run.returncode == 1 and run.stderr.strip().splitlines()[-1] == (

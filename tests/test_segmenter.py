@@ -18,7 +18,7 @@ from PIL import Image
 from test_segment import PROMPT, _chest, _model
 
 from lmseg_components import Segmenter
-from lmseg_components.inference.segment import RESULTS_FILE, segment
+from lmseg_components.apps.segment import RESULTS_FILE, segment
 
 pytestmark = pytest.mark.bundle
 
@@ -104,7 +104,7 @@ def test_lmseg_segment_console_says_only_what_concerns_the_images(run, tmp_path)
 
     Image.fromarray(_chest()).save(tmp_path / "x.png")
     _dicom(tmp_path / "y.dcm", _chest())
-    command = [sys.executable, "-m", "lmseg_components.cli", "segment", "--bundle", "tirnet_lmis"]
+    command = [sys.executable, "-m", "lmseg_components.apps.cli", "segment", "--bundle", "tirnet_lmis"]
     command += ["--model", str(run / "models" / "model.pt"), str(tmp_path / "x.png"), str(tmp_path / "y.dcm")]
     done = subprocess.run(
         [*command, "--text", PROMPT, "--out", str(tmp_path / "masks")], capture_output=True, text=True

@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 from test_segment import PROMPT, _chest, _model
 
-from lmseg_components.inference.segment import segment
-from lmseg_components.serve import SegmentService, make_server
+from lmseg_components.apps.segment import segment
+from lmseg_components.apps.serve import SegmentService, make_server
 
 OTHER_PROMPT = "Bilateral pulmonary infection, two infected areas, upper left lung and lower right lung."
 

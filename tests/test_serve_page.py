@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from test_segment import PROMPT, _chest, _model
 
-from lmseg_components.inference.segment import segment
+from lmseg_components.apps.segment import segment
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium (the test extra has it)")
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -48,7 +48,7 @@ def serve():
     servers = []
 
     def start(*args: str) -> str:
-        command = [sys.executable, "-m", "lmseg_components.cli", "serve", "--port", "0", "--device", "cpu", *args]
+        command = [sys.executable, "-m", "lmseg_components.apps.cli", "serve", "--port", "0", "--device", "cpu", *args]
         server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         servers.append(server)
         line = server.stdout.readline()

@@ -257,7 +257,7 @@ def test_busi_layout_reads_back_with_lesions_by_class(tmp_path):
 
 
 def test_make_synthetic_cli_writes_busi_and_scanner_b(tmp_path, capsys):
-    from lmseg_components.cli import make_synthetic
+    from lmseg_components.apps.cli import make_synthetic
 
     make_synthetic(str(tmp_path / "busi"), kind="busi", size=40, n_benign=2, n_malignant=1, n_normal=1)
     assert len(read_busi(tmp_path / "busi")) == 4

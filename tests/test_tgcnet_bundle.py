@@ -23,7 +23,7 @@ from bundle_cli import (
 )
 from PIL import Image
 
-from lmseg_components.bundle_checks import cli_overrides
+from lmseg_components.apps.bundle_checks import cli_overrides
 from lmseg_components.data import make_synthetic_lvit
 from lmseg_components.export import export_bundle
 

@@ -16,7 +16,7 @@ import pytest
 from bundle_cli import BUNDLES, CPU, EXPORTED_INFERENCE, MLFLOW, mlflow_runs, run_bundle
 from monai.bundle import verify_net_in_out
 
-from lmseg_components.bundle_checks import cli_overrides
+from lmseg_components.apps.bundle_checks import cli_overrides
 from lmseg_components.data import make_synthetic_msd, read_msd_split
 from lmseg_components.export import bundle_example_inputs, export_bundle, prepare_bundle_export
 from lmseg_components.workflows import SMALL_CONFIG, load_bundle

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from lmseg_components.bundle_checks import verify_bundles
+from lmseg_components.apps.bundle_checks import verify_bundles
 from lmseg_components.workflows import BUNDLES_DIR
 
 REPO = Path(__file__).resolve().parents[1]

@@ -35,7 +35,7 @@ from lmseg_components.files import finish_saves
 from lmseg_components.losses.mask_contrastive import MaskAgreementInfoNCE, sample_candidates
 from lmseg_components.metrics.overlap import integer_labels, pairwise_mask_dice
 from lmseg_components.retrieval.augmented import RetrievalAugmentedSegmenter
-from lmseg_components.retrieval.index import create_index
+from lmseg_components.retrieval.index import create_index, rebuild_command
 
 __all__ = [
     "ContrastiveObjective",
@@ -168,8 +168,6 @@ class LoadRetrievalState:
         try:
             model.load_index(self.index_path)
         except (FileNotFoundError, ValueError) as e:
-            from lmseg_components.retrieval.bank import rebuild_command  # lazy: bank pulls in the config parser
-
             command = rebuild_command(self.bundle_root)
             raise IndexNeedsRebuildError(f"{e} Rebuild it from the gallery: {command}") from None
 

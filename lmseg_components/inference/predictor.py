@@ -14,7 +14,8 @@ from monai.transforms import Compose, SaveImaged
 
 from lmseg_components.data.msd import organ_prompt
 from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
-from lmseg_components.export import OnnxNetwork, check_trained_with, load_trained_bundle, trained_values
+from lmseg_components.export import OnnxNetwork
+from lmseg_components.runs import check_trained_with, load_trained_bundle, trained_values
 from lmseg_components.workflows import FILE_WRITERS, bundle_dir, device_expression, load_bundle
 
 __all__ = [
@@ -115,7 +116,7 @@ class TextBundlePredictor:
         overrides: bundle config overrides by id, as on the ``monai.bundle`` command line (e.g. ``text_cache_dir``).
         model: a trained checkpoint (``models/model.pt``): the network is the bundle's ``inference.json``
             ``network_def`` built with the values it was trained with (``run_record.json`` beside it, see
-            :func:`~lmseg_components.export.load_trained_bundle`); or an ONNX file (``lmseg export --format
+            :func:`~lmseg_components.runs.load_trained_bundle`); or an ONNX file (``lmseg export --format
             onnx``), run by onnxruntime with the same preprocessing. Default: the exported network that
             ``configs/inference_exported.json`` loads (``models/model.pt2`` from ``lmseg export``, or
             ``models/model.ts`` from ``ckpt_export``), with the values of the ``run_record.json`` beside it.

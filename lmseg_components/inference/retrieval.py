@@ -10,12 +10,11 @@ import torch
 from monai.data import decollate_batch, list_data_collate
 from monai.transforms import Compose
 
-from lmseg_components.engines.checkpoint import RUN_RECORD_FILE, trained_values
 from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
 from lmseg_components.engines.jras import LoadRetrievalState, describe_retrieval
-from lmseg_components.export import check_trained_with, load_trained_bundle
 from lmseg_components.inference.predictor import VOLUME_SUFFIXES, find_bundle
 from lmseg_components.inference.writer import describe_mask
+from lmseg_components.runs import RUN_RECORD_FILE, check_trained_with, load_trained_bundle, trained_values
 from lmseg_components.workflows import FILE_WRITERS, device_expression
 
 __all__ = [

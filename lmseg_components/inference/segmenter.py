@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lmseg_components.export import bundle_that_trained
+from lmseg_components.inference.overlays import overlay_image
 from lmseg_components.inference.predictor import TextBundlePredictor
-from lmseg_components.inference.segment import overlay_image
 from lmseg_components.locations import TEXT_BUNDLES
+from lmseg_components.runs import bundle_that_trained
 
 __all__ = ["Segmentation", "Segmenter"]
 

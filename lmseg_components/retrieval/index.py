@@ -33,6 +33,7 @@ __all__ = [
     "FaissIndex",
     "create_index",
     "load_index",
+    "rebuild_command",
 ]
 
 FORMAT_VERSION = 1
@@ -457,3 +458,8 @@ def load_index(
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise ValueError(f"{path}: inconsistent retrieval index ({type(e).__name__}: {e}); rebuild it.") from e
     return index
+
+
+def rebuild_command(bundle_root: str | Path) -> str:
+    """The command that re-embeds a bundle's gallery into a new index (``lmseg jras-bank``)."""
+    return f"lmseg jras-bank rebuild --bundle_root {bundle_root}"

@@ -22,7 +22,7 @@ lost, truncated or was built by another retriever, and ``add`` / ``remove`` re-e
 
 Command line: ``lmseg jras-bank add --bundle_root R --dataset_dir D``, ``lmseg jras-bank list --bundle_root R``,
 ``lmseg jras-bank remove --bundle_root R --case_id patient101``, ``lmseg jras-bank rebuild --bundle_root R`` (or
-``python -m lmseg_components.retrieval.bank``).
+``python -m lmseg_components.apps.bank``).
 """
 
 from __future__ import annotations
@@ -41,11 +41,18 @@ from torch import nn
 from lmseg_components.data.acdc import read_acdc_slices, read_busi
 from lmseg_components.data.check import detect_layout
 from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
-from lmseg_components.export import trained_values
 from lmseg_components.files import finish_saves, save_together
 from lmseg_components.fingerprint import weights_fingerprint
 from lmseg_components.retrieval.augmented import concat_galleries
-from lmseg_components.retrieval.index import FaissIndex, RetrievalIndex, TorchIndex, create_index, load_index
+from lmseg_components.retrieval.index import (
+    FaissIndex,
+    RetrievalIndex,
+    TorchIndex,
+    create_index,
+    load_index,
+    rebuild_command,
+)
+from lmseg_components.runs import trained_values
 
 __all__ = [
     "BankCase",
@@ -116,11 +123,6 @@ def _config(
     for key, value in (overrides or {}).items():
         parser[key] = value
     return parser
-
-
-def rebuild_command(bundle_root: str | Path) -> str:
-    """The command that re-embeds a bundle's gallery into a new index."""
-    return f"lmseg jras-bank rebuild --bundle_root {bundle_root}"
 
 
 def _read_gallery(path: Path) -> dict:

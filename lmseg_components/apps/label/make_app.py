@@ -6,10 +6,10 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from lmseg_components.export import trained_overrides
 from lmseg_components.files import prepare_output_dir
 from lmseg_components.inference.predictor import takes_text
 from lmseg_components.inference.retrieval import bank_files
+from lmseg_components.runs import trained_overrides
 from lmseg_components.workflows import BUNDLES_DIR, copy_bundle
 
 __all__ = ["make_label_app"]
@@ -19,7 +19,7 @@ MAIN_PY = '''"""MONAI Label app for lmseg bundles (written by `lmseg label-app`)
     monailabel start_server --app {app} --studies /path/to/images --conf models {models}
 """
 
-from lmseg_components.label.app import LmsegLabelApp
+from lmseg_components.apps.label.app import LmsegLabelApp
 
 
 class LmsegApp(LmsegLabelApp):

@@ -18,6 +18,8 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from lmseg_components.locations import PACKAGE_DIR
+
 __all__ = ["CHECKS", "check_bundle", "cli_overrides", "verify_bundles"]
 
 REQUIRED_FILES = (
@@ -32,7 +34,7 @@ REQUIRED_FILES = (
     "LICENSE",
     "large_files.yml",
 )
-SCHEMA = Path(__file__).resolve().parent / "resources" / "bundle_metadata_schema.json"
+SCHEMA = PACKAGE_DIR / "resources" / "bundle_metadata_schema.json"
 
 
 class CheckFailed(Exception):
@@ -354,7 +356,7 @@ def verify_bundles(
         raise ValueError(f"unknown checks {unknown}; choose from {list(CHECKS)}")
     from lmseg_components.workflows import BUNDLES_DIR
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = PACKAGE_DIR.parent
     bundles_dir = Path(bundles_dir) if bundles_dir else BUNDLES_DIR
     settings_file = Path(settings_file) if settings_file else repo / "ci" / "bundles.json"
     settings = json.loads(settings_file.read_text())

@@ -9,9 +9,9 @@ from pathlib import Path
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import DefaultLabelTag
 
+from lmseg_components.apps.label.infer import TextBundleInferTask
+from lmseg_components.apps.label.retrieval import RetrievalBundleInferTask
 from lmseg_components.inference.predictor import takes_text
-from lmseg_components.label.infer import TextBundleInferTask
-from lmseg_components.label.retrieval import RetrievalBundleInferTask
 
 __all__ = ["LmsegLabelApp"]
 

@@ -11,10 +11,9 @@ import shutil
 import urllib.parse
 from pathlib import Path
 
-from lmseg_components.engines.checkpoint import RUN_RECORD_FILE
 from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
-from lmseg_components.export import check_trained_with, trained_overrides, trained_values
 from lmseg_components.files import prepare_output_dir
+from lmseg_components.runs import RUN_RECORD_FILE, check_trained_with, trained_overrides, trained_values
 from lmseg_components.workflows import copy_bundle
 
 __all__ = ["MODEL_CARD", "inference_command", "publish", "sha256_of"]

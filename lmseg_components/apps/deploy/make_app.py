@@ -10,10 +10,11 @@ from importlib import metadata
 from pathlib import Path
 
 from lmseg_components.engines.checkpoint_loader import check_checkpoint_file
-from lmseg_components.export import check_trained_with, trained_overrides
 from lmseg_components.files import prepare_output_dir
 from lmseg_components.inference.predictor import takes_text
 from lmseg_components.inference.retrieval import bank_files
+from lmseg_components.locations import PACKAGE_DIR
+from lmseg_components.runs import check_trained_with, trained_overrides
 from lmseg_components.workflows import copy_bundle
 
 __all__ = ["EXPORTED_FILES", "make_deploy_app"]
@@ -27,7 +28,7 @@ Package into a MAP:    monai-deploy package {out} -c {out}/app.yaml -m {out}/mod
                            --platform x86_64
 """
 
-from lmseg_components.deploy.app import main
+from lmseg_components.apps.deploy.app import main
 
 if __name__ == "__main__":
     main(retrieval={retrieval})
@@ -123,7 +124,7 @@ def make_deploy_app(
     if model.name not in EXPORTED_FILES or model.name not in config_text:
         loads = [name for name in EXPORTED_FILES if name in config_text]
         raise ValueError(f"{bundle.name}'s inference_exported.json loads {loads}, not {model.name}")
-    package = Path(__file__).resolve().parents[1]
+    package = PACKAGE_DIR
     out = prepare_output_dir(out, overwrite, sources=[package, bundle, model])
     values = trained_overrides(bundle, ["inference.json"], model.parent, overrides)  # + run_record.json beside it
     target = copy_bundle(bundle, out / "models" / bundle.name, {"inference_exported.json": values}, overwrite)
@@ -144,7 +145,7 @@ def _make_retrieval_app(
     bank = bank_files(model, bundle.name)
     check_checkpoint_file(model)
     check_trained_with(bundle, model.parent)
-    package = Path(__file__).resolve().parents[1]
+    package = PACKAGE_DIR
     out = prepare_output_dir(out, overwrite, sources=[package, bundle, model])
     values = trained_overrides(bundle, ["inference.json"], model.parent, overrides)
     target = copy_bundle(bundle, out / "models" / bundle.name, {"inference.json": values}, overwrite)

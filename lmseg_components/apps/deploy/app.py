@@ -18,7 +18,7 @@ from pathlib import Path
 from monai.deploy.conditions import CountCondition
 from monai.deploy.core import Application
 
-from lmseg_components.deploy.operators import (
+from lmseg_components.apps.deploy.operators import (
     MaskWriterOperator,
     PromptedImageLoaderOperator,
     RetrievalBundleInferenceOperator,

@@ -89,7 +89,7 @@ class RetrievalBundleInferTask(InferTask):
         Raises:
             fastapi.HTTPException: 422 naming the file when the label does not fit the bank (shape, label values).
         """
-        from lmseg_components.retrieval.bank import add_labelled_image  # pulls in the config parser and readers
+        from lmseg_components.apps.bank import add_labelled_image  # pulls in the config parser and readers
 
         configs = [self.path / "configs" / "train.json"]
         if not self.segments_volumes:

@@ -225,7 +225,7 @@ def verify_bundles(bundles_dir: str | None = None, settings_file: str | None = N
         settings_file: per-bundle CI settings (default: ``ci/bundles.json``).
         checks: a comma-separated subset, e.g. ``files,metadata,json_style``.
     """
-    from lmseg_components.bundle_checks import verify_bundles as run_checks
+    from lmseg_components.apps.bundle_checks import verify_bundles as run_checks
 
     selected = checks.split(",") if isinstance(checks, str) else checks
     sys.exit(run_checks(bundles_dir, settings_file, selected))
@@ -274,8 +274,8 @@ def segment(
             "error: give --bundle, --model and at least one image, e.g. lmseg segment --bundle tirnet_lmis "
             '--model runs/x/models/model.pt image.png --text "..."'
         )
-    from lmseg_components.inference.segment import RESULTS_FILE
-    from lmseg_components.inference.segment import segment as run
+    from lmseg_components.apps.segment import RESULTS_FILE
+    from lmseg_components.apps.segment import segment as run
 
     try:
         results = run(list(images), bundle, model, out, text, prompts, device, overwrite, overrides)
@@ -333,8 +333,8 @@ def serve(
         device: ``cpu``, ``cuda`` or ``cuda:N`` (default CUDA when available).
         overrides: other bundle config values, e.g. ``--text_cache_dir /tmp/cache``.
     """
-    from lmseg_components.serve import SegmentService, make_server
-    from lmseg_components.serve.server import is_local
+    from lmseg_components.apps.serve import SegmentService, make_server
+    from lmseg_components.apps.serve.server import is_local
 
     try:
         service = SegmentService(model, bundle, device, overrides)
@@ -403,9 +403,9 @@ def publish(bundle: str, run: str, out: str, url: str, overwrite: bool = False) 
         url: where you host ``models/model.pt``: lmseg never makes one up.
         overwrite: write into a non-empty ``out``.
     """
+    from lmseg_components.apps.publish import MODEL_CARD
+    from lmseg_components.apps.publish import publish as run_publish
     from lmseg_components.inference import find_bundle
-    from lmseg_components.publish import MODEL_CARD
-    from lmseg_components.publish import publish as run_publish
 
     try:
         folder = run_publish(find_bundle(bundle), run, out, url, overwrite=overwrite)
@@ -437,7 +437,7 @@ def label_app(
         overwrite: write into a non-empty ``out`` (files of the same names are replaced, others stay).
         models: ``--<bundle> <checkpoint>``: the trained ``model.pt`` to serve (default: the bundle's own).
     """
-    from lmseg_components.label import make_label_app
+    from lmseg_components.apps.label import make_label_app
 
     names = bundles.split(",") if isinstance(bundles, str) else list(bundles)
     try:
@@ -467,7 +467,7 @@ def deploy_app(out: str, bundle: str, model: str | None = None, overwrite: bool 
         overwrite: write into a non-empty ``out`` (files of the same names are replaced, others stay).
         overrides: other top-level config values, e.g. ``--device cpu``.
     """
-    from lmseg_components.deploy import make_deploy_app
+    from lmseg_components.apps.deploy import make_deploy_app
     from lmseg_components.inference.predictor import takes_text
 
     try:
@@ -490,9 +490,9 @@ def jras_bank(
     **overrides,
 ) -> None:
     """Add, list or remove the cases of a trained J-RAS bundle's memory bank, or rebuild its index
-    (``lmseg_components.retrieval.bank``): ``lmseg jras-bank add --bundle_root R --dataset_dir D``, ``list
+    (``lmseg_components.apps.bank``): ``lmseg jras-bank add --bundle_root R --dataset_dir D``, ``list
     --bundle_root R``, ``remove --bundle_root R --case_id patient101,patient102``, ``rebuild --bundle_root R``."""
-    from lmseg_components.retrieval.bank import jras_bank as run  # lazy: monai.bundle and the engines
+    from lmseg_components.apps.bank import jras_bank as run  # lazy: monai.bundle and the engines
 
     run(action, bundle_root, dataset_dir, case_id, replace, config_file, **overrides)
 

@@ -2,7 +2,7 @@
 the CT and cardiac bundles), type one or several prompts, see the overlays side by side (a slice slider for
 volumes), download each mask and ``results.json``.
 
-Each request runs :func:`~lmseg_components.inference.segment.segment_records`, what ``lmseg segment`` runs, into a
+Each request runs :func:`~lmseg_components.apps.segment.segment_records`, what ``lmseg segment`` runs, into a
 temporary folder, so the page's masks are those ``lmseg segment`` writes. The page is one HTML file served by the
 standard library's HTTP server: the page needs an upload, a text box and images, and Gradio would add a web
 framework and some forty packages (and calls to the network a hospital machine may not allow) for that.
@@ -31,10 +31,11 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from lmseg_components.apps.segment import load_predictor, segment_records
 from lmseg_components.data.prompted import IMAGE_SUFFIXES
-from lmseg_components.export import bundle_that_trained
+from lmseg_components.inference.overlays import busiest_slice, slice_overlays
 from lmseg_components.inference.predictor import VOLUME_SUFFIXES, TextBundlePredictor, find_bundle
-from lmseg_components.inference.segment import busiest_slice, load_predictor, segment_records, slice_overlays
+from lmseg_components.runs import bundle_that_trained
 
 __all__ = ["MAX_UPLOAD_BYTES", "SegmentService", "is_local", "make_server"]
 
@@ -163,7 +164,7 @@ def _base64(data: bytes) -> str:
 def make_server(service: SegmentService, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
     """An HTTP server (not started: call ``serve_forever``) for ``service`` on ``host:port`` (port 0: a free one,
     ``server.server_address`` says which)."""
-    page = files("lmseg_components.serve").joinpath("page.html").read_bytes()
+    page = files("lmseg_components.apps.serve").joinpath("page.html").read_bytes()
     logger = logging.getLogger(__name__)
 
     class Handler(BaseHTTPRequestHandler):

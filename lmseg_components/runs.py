@@ -1,0 +1,109 @@
+"""A trained run: what the network in a run's ``models/`` folder was trained with, and the bundle loaded with those
+values. Training writes the record (``ResumableCheckpoint`` of :mod:`lmseg_components.engines.checkpoint`: its file
+and its reader live with the writer, and are named here too); everything after training — inference, export,
+publishing, the Label and Deploy apps, the memory bank — reads a run through this module."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+
+from monai.bundle import ConfigParser
+
+from lmseg_components.engines.checkpoint import RUN_RECORD_FILE, trained_values
+from lmseg_components.engines.presence import PRESENCE_THRESHOLD, VALIDATION_AUROC
+from lmseg_components.locations import BUNDLES_DIR
+from lmseg_components.workflows import load_bundle
+
+__all__ = [
+    "RUN_RECORD_FILE",
+    "bundle_that_trained",
+    "bundles_that_trained",
+    "check_trained_with",
+    "load_trained_bundle",
+    "trained_overrides",
+    "trained_values",
+]
+
+
+def _record_keys(bundle: Path) -> set[str]:
+    """The keys a run record of ``bundle`` may hold: its ``train.json``'s ``run_record`` and those the presence
+    calibration adds."""
+    config = json.loads((bundle / "configs" / "train.json").read_text())
+    return set(config["train"]["checkpoint"]["run_record"]) | {PRESENCE_THRESHOLD, VALIDATION_AUROC}
+
+
+def bundles_that_trained(ckpt_dir: str | Path) -> list[str]:
+    """The bundles of this checkout whose run record holds every value recorded in ``ckpt_dir``."""
+    record = set(trained_values(ckpt_dir))
+    candidates = sorted(p.parent.parent for p in BUNDLES_DIR.glob("*/configs/train.json"))
+    return [b.name for b in candidates if record and record <= _record_keys(b)]
+
+
+def bundle_that_trained(ckpt_dir: str | Path, among: Collection[str] | None = None, option: str = "bundle") -> str:
+    """The one bundle (of ``among``; default any of this checkout) whose run record holds every value recorded in
+    ``ckpt_dir``.
+
+    Raises:
+        ValueError: none or several match; the message names them and ``option``, the caller's way to name it.
+    """
+    names = [name for name in bundles_that_trained(ckpt_dir) if among is None or name in among]
+    if len(names) != 1:
+        within = f" among {', '.join(among)}" if among is not None else ""
+        which = f"it matches {', '.join(names)}" if names else f"it matches no bundle{within}"
+        raise ValueError(f"{ckpt_dir}: cannot tell which bundle trained this model ({which}); pass {option}")
+    return names[0]
+
+
+def check_trained_with(bundle: str | Path, ckpt_dir: str | Path) -> None:
+    """Refuse a checkpoint that another bundle trained: its run record holds values ``bundle`` does not set.
+
+    Raises:
+        ValueError: naming the foreign values, the bundle(s) whose record holds them all, and ``bundle``.
+    """
+    bundle = Path(bundle)
+    if not (bundle / "configs" / "train.json").is_file():
+        return  # a published bundle without its training config: nothing to compare with
+    record = set(trained_values(ckpt_dir))
+    foreign = sorted(record - _record_keys(bundle))
+    if not foreign:
+        return
+    others = [name for name in bundles_that_trained(ckpt_dir) if name != bundle.name]
+    trained = f"it was trained with {' or '.join(others)}" if others else "another bundle trained it"
+    raise ValueError(
+        f"{ckpt_dir}: its run record holds {', '.join(foreign)}, which {bundle.name} does not set: {trained}, "
+        f"not {bundle.name}"
+    )
+
+
+def trained_overrides(
+    bundle: str | Path, configs: Sequence[str], ckpt_dir: str | Path, overrides: Mapping | None = None
+) -> dict:
+    """The CLI-style ``overrides`` completed with the values the network in ``ckpt_dir`` was trained with
+    (:func:`trained_values`: those that the bundle's ``configs`` set as plain values, not components such as
+    ``dataset``). An override of ``presence_threshold`` (chosen on validation data when training ended) replaces
+    the recorded one.
+
+    Raises:
+        ValueError: an override contradicts a trained value (the message names both and the record).
+    """
+    overrides = dict(overrides or {})
+    parser = load_bundle(bundle, configs, overrides)
+    trained = {k: v for k, v in trained_values(ckpt_dir).items() if k in parser and not isinstance(parser.get(k), dict)}
+    # the presence threshold is a decision on the network's output, not part of the network: a user may move it
+    conflicts = {k: v for k, v in overrides.items() if k in trained and v != trained[k] and k != PRESENCE_THRESHOLD}
+    if conflicts:
+        raise ValueError(
+            f"the model in {ckpt_dir} was trained with {', '.join(f'{k}={trained[k]!r}' for k in conflicts)} (its "
+            f"run record), not {', '.join(f'{k}={v!r}' for k, v in conflicts.items())}: drop these overrides to use "
+            "the trained network."
+        )
+    return {**trained, **overrides}
+
+
+def load_trained_bundle(
+    bundle: str | Path, configs: Sequence[str], ckpt_dir: str | Path, overrides: Mapping | None = None
+) -> ConfigParser:
+    """The bundle's ``configs`` parsed with :func:`trained_overrides`."""
+    return load_bundle(bundle, configs, trained_overrides(bundle, configs, ckpt_dir, overrides))
