@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lmseg_components.apps.cli import run_script
 from lmseg_components.data import make_synthetic_msd, read_msd_labels, read_msd_split
 from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expression, evaluate_metrics, run_workflow
 
 if __package__ in (None, ""):  # run as a script: the repository root holds the benchmarks package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.results import RESULTS_DIR, provenance, save_results  # noqa: E402
+from benchmarks.script import run_script  # noqa: E402
 
 
 def _per_class(path: Path) -> dict[str, list[float]]:

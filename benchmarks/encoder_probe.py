@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmseg_components.apps.cli import comma_seeds, run_script, sample_std
 from lmseg_components.files import atomic_write
 from lmseg_components.text import create_text_encoder
 from lmseg_components.text.phrasing import AUGMENTATION, HELD_OUT, LEVELS, SIDES, Area, ReportGrammar
@@ -37,6 +36,7 @@ from lmseg_components.text.phrasing import AUGMENTATION, HELD_OUT, LEVELS, SIDES
 if __package__ in (None, ""):  # run as a script: the repository root holds the benchmarks package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.results import RESULTS_DIR, provenance, save_results  # noqa: E402
+from benchmarks.script import comma_seeds, run_script, sample_std  # noqa: E402
 
 COLUMNS = ("train_accuracy", "augmentation_side", "augmentation_level", "held_out_side", "held_out_level")
 TITLES = ("train accuracy", "side, new reports", "level, new reports", "side, held-out words", "level, held-out words")

@@ -13,14 +13,19 @@ its organ prompts.
 from __future__ import annotations
 
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from lmseg_components.apps.cli import run_script
 from lmseg_components.export import bundle_example_inputs
 from lmseg_components.networks import count_parameters
 from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, load_bundle
+
+if __package__ in (None, ""):  # run as a script: the repository root holds the benchmarks package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.script import run_script  # noqa: E402
 
 BUNDLES = ("tirnet_lmis", "tgcnet_lmis", "tgcnet_ct_organs")
 

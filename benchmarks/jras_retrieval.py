@@ -45,13 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lmseg_components.apps.cli import comma_names, comma_seeds, run_script, sample_std
 from lmseg_components.data import make_synthetic_acdc
 from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expression, evaluate_metrics, run_workflow
 
 if __package__ in (None, ""):  # run as a script: the repository root holds the benchmarks package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.results import RESULTS_DIR, provenance, save_results  # noqa: E402
+from benchmarks.script import comma_names, comma_seeds, run_script, sample_std  # noqa: E402
 
 VARIANTS = {  # name -> (config overlays after train.json and small.json, overrides)
     "none": ((), {"use_retrieval": False}),

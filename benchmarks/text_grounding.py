@@ -40,7 +40,6 @@ from pathlib import Path
 
 import numpy as np
 
-from lmseg_components.apps.cli import comma_names, comma_seeds, run_script, sample_std
 from lmseg_components.data import make_synthetic_lvit, paraphrase_zones, read_lvit_split
 from lmseg_components.data.synthetic import LungZone
 from lmseg_components.engines.checkpoint import trained_values
@@ -52,6 +51,7 @@ from lmseg_components.metrics import presence_auroc
 if __package__ in (None, ""):  # run as a script: the repository root holds the benchmarks package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.results import RESULTS_DIR, provenance, save_results  # noqa: E402
+from benchmarks.script import comma_names, comma_seeds, run_script, sample_std  # noqa: E402
 from lmseg_components.workflows import (  # noqa: E402
     SMALL_CONFIG,
     bundle_dir,

@@ -20,6 +20,7 @@ the same architecture (``clip_pretrained`` / ``text_pretrained`` None): the spee
 from __future__ import annotations
 
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -31,10 +32,13 @@ from ignite.engine import Events
 from monai.losses import DiceCELoss
 from monai.networks.nets import BasicUNet
 
-from lmseg_components.apps.cli import run_script
 from lmseg_components.data import make_synthetic_acdc, make_synthetic_lvit, make_synthetic_msd
 from lmseg_components.engines import ThroughputMeter
 from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expression, run_workflow
+
+if __package__ in (None, ""):  # run as a script: the repository root holds the benchmarks package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.script import run_script  # noqa: E402
 
 BUNDLES = ("tirnet_lmis", "tgcnet_lmis", "tgcnet_ct_organs", "jras_segmentation")
 SETTINGS = {"small": ["train.json", SMALL_CONFIG], "paper": ["train.json"]}

@@ -29,7 +29,7 @@ import fire
 import pytest
 from bundle_cli import with_small
 
-from lmseg_components.apps.cli import run_script
+from benchmarks.script import run_script
 from lmseg_components.workflows import BUNDLES_DIR
 
 REPO = Path(__file__).resolve().parents[1]
