@@ -1,5 +1,6 @@
-"""Where the bundles are, and the config ids a bundle defines, read with the standard library only: the ``lmseg``
-command checks its arguments and prints its help without importing torch or MONAI."""
+"""Where the bundles are (inside an installed wheel, or ``bundles/`` of a source checkout), and the config ids a
+bundle defines, read with the standard library only: the ``lmseg`` command checks its arguments and prints its help
+without importing torch or MONAI."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 __all__ = ["BUNDLES_DIR", "PACKAGE_DIR", "TEXT_BUNDLES", "bundle_folder", "config_ids"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent  # lmseg_components itself
-BUNDLES_DIR = PACKAGE_DIR.parent / "bundles"
+# an installed wheel carries the bundles inside the package (setup.py); a source checkout has them beside it
+BUNDLES_DIR = PACKAGE_DIR / "bundles" if (PACKAGE_DIR / "bundles").is_dir() else PACKAGE_DIR.parent / "bundles"
 TEXT_BUNDLES = ("tirnet_lmis", "tgcnet_lmis", "tgcnet_ct_organs")  # the bundles that take a text prompt
 
 
