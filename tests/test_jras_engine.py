@@ -2,7 +2,10 @@
 handlers, on synthetic ACDC slices."""
 
 import math
+from collections.abc import Sequence
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,11 +15,37 @@ from monai.engines import PrepareBatchExtraInput, SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 from monai.losses import DiceCELoss
 
-from lmseg_components.data import load_slices, make_synthetic_acdc, read_acdc_slices, split_by_case
+from lmseg_components.data import make_synthetic_acdc, read_acdc_slices, split_by_case
 from lmseg_components.engines import ContrastiveObjective, JRASTrainer, RebuildIndex, RetrievalHitRate
 from lmseg_components.engines.jras import gallery_agreement
 from lmseg_components.networks import GuidedSegmenter
 from lmseg_components.retrieval import MaskEmbeddingRetriever, RetrievalAugmentedSegmenter, Retriever, StaleIndexError
+
+
+def load_slices(records: Sequence[dict], intensity_scale: float | None = None) -> list[dict]:
+    """Load ACDC slice records into tensors: ``image`` (1, X, Y) float32 scaled to [0, 1] by the volume's
+    maximum (or divided by ``intensity_scale``), ``label`` (1, X, Y) int64, plus ``name`` and ``case_id``.
+    Each volume is read once."""
+    cache: dict[str, np.ndarray] = {}
+
+    def volume(path: str) -> np.ndarray:
+        if path not in cache:
+            cache[path] = np.asarray(nib.load(path).dataobj)
+        return cache[path]
+
+    items = []
+    for r in records:
+        image = volume(r["image"]).astype(np.float32)
+        scale = intensity_scale or max(float(image.max()), 1e-6)
+        items.append(
+            {
+                "image": torch.from_numpy(image[..., r["slice"]] / scale)[None],
+                "label": torch.from_numpy(volume(r["label"])[..., r["slice"]].astype(np.int64))[None],
+                "name": r["name"],
+                "case_id": r["case_id"],
+            }
+        )
+    return items
 
 
 @pytest.fixture(scope="module")

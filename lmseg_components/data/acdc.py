@@ -32,7 +32,6 @@ __all__ = [
     "ACDC_PARTS",
     "check_acdc",
     "check_busi",
-    "load_slices",
     "read_acdc_frames",
     "read_acdc_slices",
     "read_images_to_segment",
@@ -252,32 +251,3 @@ def read_images_to_segment(images: str | Path | Sequence[str | Path]) -> list[di
         else:
             files.append(path)
     return [{"image": r["image"]} for r in read_prompted_images(files)]
-
-
-def load_slices(records: Sequence[dict], intensity_scale: float | None = None) -> list[dict]:
-    """Load ACDC slice records into tensors: ``image`` (1, X, Y) float32 scaled to [0, 1] by the volume's
-    maximum (or divided by ``intensity_scale``), ``label`` (1, X, Y) int64, plus ``name`` and ``case_id``.
-    Each volume is read once."""
-    import nibabel as nib
-    import torch
-
-    cache: dict[str, np.ndarray] = {}
-
-    def volume(path: str) -> np.ndarray:
-        if path not in cache:
-            cache[path] = np.asarray(nib.load(path).dataobj)
-        return cache[path]
-
-    items = []
-    for r in records:
-        image = volume(r["image"]).astype(np.float32)
-        scale = intensity_scale or max(float(image.max()), 1e-6)
-        items.append(
-            {
-                "image": torch.from_numpy(image[..., r["slice"]] / scale)[None],
-                "label": torch.from_numpy(volume(r["label"])[..., r["slice"]].astype(np.int64))[None],
-                "name": r["name"],
-                "case_id": r["case_id"],
-            }
-        )
-    return items

@@ -27,7 +27,6 @@ from lmseg_components.text.phrasing import (
 
 __all__ = [
     "AuxiliaryPromptd",
-    "TokenizeTextd",
     "EncodeTextd",
     "RandLeftRightFlipd",
     "RandNamesNothingd",
@@ -58,26 +57,6 @@ def _map_texts(value, key: Hashable, rewrite: Callable[[str], str]):
 def _check_prob(prob: float) -> None:
     if not 0.0 <= prob <= 1.0:
         raise ValueError(f"prob must be in [0, 1], got {prob}.")
-
-
-class TokenizeTextd(MapTransform):
-    """Tokenize a text key with an encoder's tokenizer.
-
-    Writes ``<key>_ids`` and ``<key>_attention_mask``: (L,) int64 for a string, (N, L) for a list of N strings.
-    """
-
-    def __init__(self, keys: KeysCollection, encoder: TextEncoder, allow_missing_keys: bool = False):
-        super().__init__(keys, allow_missing_keys)
-        self.encoder = encoder
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            texts, single = _texts(d[key], key)
-            out = self.encoder.tokenize(texts)
-            d[f"{key}_ids"] = out["input_ids"][0] if single else out["input_ids"]
-            d[f"{key}_attention_mask"] = out["attention_mask"][0] if single else out["attention_mask"]
-        return d
 
 
 class EncodeTextd(MapTransform):

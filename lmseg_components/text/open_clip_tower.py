@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lmseg_components.hub import create_open_clip
+from lmseg_components.open_clip_weights import create_open_clip
 from lmseg_components.text.base import TextEncoder
 
 __all__ = ["OpenCLIPTextEncoder"]

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
-from lmseg_components.hub import create_open_clip
 from lmseg_components.networks.blocks.deformable_attention import MSDeformAttn, reference_points
+from lmseg_components.open_clip_weights import create_open_clip
 
 __all__ = ["CLIPImageTower", "CNNBranch", "GUIDANCES", "SSE"]
 
