@@ -17,6 +17,7 @@ import pydicom
 import pytest
 from bundle_cli import BUNDLES, EXPORTED_INFERENCE, TIRNET_TINY, run_bundle, train_and_export_tirnet
 from PIL import Image
+from test_dicom_files import assert_seg_of
 from test_segment import PROMPT, _chest, _dicom
 
 from lmseg_components.apps.bundle_checks import cli_overrides
@@ -85,14 +86,9 @@ def test_app_writes_a_dicom_seg_for_a_dicom_input(tirnet_app):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     (result,) = json.loads((root / "dicom_out" / "results.json").read_text())
     assert result["dicom_seg"] == "scan_seg.dcm"
-    seg = pydicom.dcmread(root / "dicom_out" / result["dicom_seg"])
-    assert seg.SOPClassUID.name == "Segmentation Storage" and seg.StudyInstanceUID == source.StudyInstanceUID
-    referenced = seg.ReferencedSeriesSequence[0]
-    assert referenced.SeriesInstanceUID == source.SeriesInstanceUID
-    assert referenced.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
     mask = np.asarray(Image.open(root / "dicom_out" / result["mask"])) > 0
-    assert mask.shape == (source.Rows, source.Columns) and np.array_equal(seg.pixel_array.astype(bool), mask)
-    assert seg.SegmentSequence[0].SegmentLabel == PROMPT[:64]
+    assert mask.shape == (source.Rows, source.Columns)
+    assert_seg_of(root / "dicom_out" / result["dicom_seg"], source, mask, PROMPT)
 
 
 def test_app_bad_input_exits_with_the_file_named(tirnet_app):

@@ -5,6 +5,7 @@ a multi-frame file and a colour file are refused in one line that says what it i
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -89,14 +90,21 @@ def test_a_dicom_input_gets_a_dicom_seg_that_references_it(model, tmp_path):
     image = pydicom.dcmread(source)
     (result,) = segment(source, "tirnet_lmis", model, tmp_path / "masks", PROMPT)
     assert result["dicom_seg"] == "MR_small_seg.dcm"
-    seg = pydicom.dcmread(tmp_path / "masks" / result["dicom_seg"])
-    assert seg.SOPClassUID.name == "Segmentation Storage" and seg.StudyInstanceUID == image.StudyInstanceUID
-    referenced = seg.ReferencedSeriesSequence[0]
-    assert referenced.SeriesInstanceUID == image.SeriesInstanceUID
-    assert referenced.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == image.SOPInstanceUID
     mask = np.asarray(Image.open(tmp_path / "masks" / result["mask"])) > 0
-    assert 0 < mask.mean() < 1 and np.array_equal(seg.pixel_array.astype(bool), mask)  # the PNG mask, as DICOM
-    assert seg.SegmentSequence[0].SegmentLabel == PROMPT[:64]
+    assert 0 < mask.mean() < 1
+    assert_seg_of(tmp_path / "masks" / result["dicom_seg"], image, mask, PROMPT)
+
+
+def assert_seg_of(path: Path, source: pydicom.Dataset, mask: np.ndarray, label: str) -> None:
+    """``path`` is a DICOM SEG of ``source`` (its study, series and instance referenced) whose pixels are
+    ``mask`` and whose segment is labelled with (the first 64 characters of) ``label``."""
+    seg = pydicom.dcmread(path)
+    assert seg.SOPClassUID.name == "Segmentation Storage" and seg.StudyInstanceUID == source.StudyInstanceUID
+    referenced = seg.ReferencedSeriesSequence[0]
+    assert referenced.SeriesInstanceUID == source.SeriesInstanceUID
+    assert referenced.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    assert np.array_equal(seg.pixel_array.astype(bool), mask)  # the PNG mask, as DICOM
+    assert seg.SegmentSequence[0].SegmentLabel == label[:64]
 
 
 def test_an_image_without_study_uids_keeps_its_png_mask_and_says_why_there_is_no_seg(model, tmp_path, caplog):
