@@ -5,6 +5,7 @@ wheel alone (no dependencies: the lookup and the option checks use the standard 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import venv
@@ -18,9 +19,14 @@ def _bundles_in_repo() -> list[str]:
 
 
 def test_a_wheel_installed_in_a_fresh_venv_finds_every_bundle_by_name(tmp_path):
+    # built from a copy: setuptools builds in place (build/, *.egg-info), which would leave files in the checkout
+    # and let a stale build/ hide a missing copy step
+    source = tmp_path / "source"
+    ignored = shutil.ignore_patterns(".git", ".venv*", "runs", "build", "*.egg-info", "__pycache__", ".*_cache")
+    shutil.copytree(REPO, source, ignore=ignored)
     wheels = tmp_path / "wheels"
     build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels)]
-    built = subprocess.run([*build, str(REPO)], capture_output=True, text=True)
+    built = subprocess.run([*build, str(source)], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = wheels.glob("lmseg-*.whl")
     venv.create(tmp_path / "venv", with_pip=True)

@@ -130,3 +130,44 @@ def test_a_prompts_file_that_is_not_utf8_is_named(tmp_path, name, content):
         read_prompted_images(tmp_path)
     (tmp_path / name).write_bytes(content.encode("utf-8"))
     assert read_prompted_images(tmp_path)[0]["text"] == "opacité"
+
+
+def test_inference_reads_the_test_part_or_the_users_images_without_the_dataset(tmp_path):
+    from lmseg_components.data import (
+        make_synthetic_acdc,
+        make_synthetic_busi,
+        make_synthetic_lvit,
+        make_synthetic_msd,
+        read_acdc_frames,
+        read_acdc_to_segment,
+        read_busi_split,
+        read_busi_to_segment,
+        read_lvit_split,
+        read_lvit_to_segment,
+        read_msd_split,
+        read_msd_to_segment,
+    )
+
+    split = ([0.5, 0.0, 0.5], 0)
+    make_synthetic_lvit(tmp_path / "lvit", size=48, n_train=2, n_val=0, n_test=3)
+    make_synthetic_msd(tmp_path / "msd", n_cases=4)
+    make_synthetic_acdc(tmp_path / "acdc", n_patients=2)
+    make_synthetic_busi(tmp_path / "busi", size=40, n_benign=2, n_malignant=1, n_normal=1)
+    test_rows = [(r["image"], r["text"]) for r in read_lvit_split(tmp_path / "lvit", "Test", validate=False)]
+    assert [(r["image"], r["text"]) for r in read_lvit_to_segment(tmp_path / "lvit")] == test_rows
+    assert read_msd_to_segment(tmp_path / "msd", *split) == read_msd_split(tmp_path / "msd", "test", *split)
+    assert read_acdc_to_segment(tmp_path / "acdc", *split) == read_acdc_frames(tmp_path / "acdc", "test", *split)
+    assert read_busi_to_segment(tmp_path / "busi", *split) == read_busi_split(tmp_path / "busi", "test", *split)
+    # the user's own images: the dataset folder is never read (here it does not exist)
+    images = tmp_path / "mine"
+    images.mkdir()
+    Image.fromarray(np.full((8, 8), 90, np.uint8)).save(images / "a.png")
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 3), np.float32), np.eye(4)), str(images / "ct.nii.gz"))
+    (images / "prompts.json").write_text(json.dumps({"a.png": "a lesion"}))
+    missing = tmp_path / "no_dataset"
+    assert [r["text"] for r in read_lvit_to_segment(missing, [images / "a.png"])] == ["a lesion"]
+    organs = ["liver", "spleen"]
+    (volume,) = read_msd_to_segment(missing, *split, [images / "ct.nii.gz"], default=organs)
+    assert volume["text"] == organs
+    assert [Path(r["image"]).name for r in read_acdc_to_segment(missing, *split, images / "ct.nii.gz")] == ["ct.nii.gz"]
+    assert [Path(r["image"]).name for r in read_busi_to_segment(missing, *split, images / "a.png")] == ["a.png"]

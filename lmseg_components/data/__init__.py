@@ -48,8 +48,18 @@ from lmseg_components.data.synthetic import (
     make_synthetic_msd,
     paraphrase_zones,
 )
+from lmseg_components.data.to_segment import (
+    read_acdc_to_segment,
+    read_busi_to_segment,
+    read_lvit_to_segment,
+    read_msd_to_segment,
+)
 
 __all__ = [
+    "read_acdc_to_segment",
+    "read_busi_to_segment",
+    "read_lvit_to_segment",
+    "read_msd_to_segment",
     "IMAGE_SUFFIXES",
     "PROMPTS_FILES",
     "read_prompted_images",
