@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from lmseg_components.console import print_text
+
 __all__ = ["comma_names", "comma_seeds", "run_script", "sample_std"]
 
 
@@ -27,7 +29,7 @@ def run_script(run: Callable[..., object], doc: str | None, command: list[str] |
 
     def script(*unexpected, **kwargs) -> None:
         if {"help", "h"} & kwargs.keys():
-            print(doc)
+            print_text(doc)
             return
         if unexpected:
             raise SystemExit(f"unexpected arguments {list(unexpected)}: give lists comma-separated, e.g. --seeds 0,1,2")

@@ -2,6 +2,7 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +10,8 @@ from lmseg_components.apps import cli
 from lmseg_components.apps.cli import main
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _lmseg(*args):
@@ -166,3 +169,17 @@ def test_config_ids_still_pass_as_overrides(monkeypatch):
     monkeypatch.setitem(cli.COMMANDS, "segment", lambda *images, bundle=None, **overrides: seen.update(overrides))
     cli.main(["segment", "--bundle", "tirnet_lmis", "x.png", "--text_cache_dir", "runs/cache", "--width=8"])
     assert seen == {"text_cache_dir": "runs/cache", "width": 8}
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "from lmseg_components.apps.cli import main; main(['segment', '--help'])",
+        "from benchmarks.script import run_script; run_script(lambda **kwargs: None, 'usage: bench', ['--help'])",
+    ],
+)
+def test_help_into_a_reader_that_stopped_ends_quietly(call):
+    """``lmseg segment --help | head`` and a benchmark's ``--help | head``: the reader has gone, nothing to say."""
+    closed = "import os; r, w = os.pipe(); os.close(r); os.dup2(w, 1); "  # stdout: a pipe nobody reads any more
+    run = subprocess.run([sys.executable, "-c", closed + call], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0 and "BrokenPipeError" not in run.stderr, run.stderr[-2000:]

@@ -11,7 +11,16 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "lmseg_components"
 
 FLOORS = (
-    ("arguments", "errors", "files", "fingerprint", "locations", "devices", "open_clip_weights"),  # plain helpers
+    (
+        "arguments",
+        "console",
+        "errors",
+        "files",
+        "fingerprint",
+        "locations",
+        "devices",
+        "open_clip_weights",
+    ),  # plain helpers
     ("text", "metrics", "losses", "networks"),
     ("data", "retrieval"),
     ("engines",),  # MONAI / Ignite trainers, handlers and the transforms they write with

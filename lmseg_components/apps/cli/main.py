@@ -16,6 +16,7 @@ from lmseg_components.apps.cli.checks import verify_bundles
 from lmseg_components.apps.cli.data import check_data, demo, make_synthetic
 from lmseg_components.apps.cli.integrations import deploy_app, label_app
 from lmseg_components.apps.cli.models import export, jras_bank, publish, segment, serve
+from lmseg_components.console import print_text
 
 __all__ = ["COMMANDS", "main"]
 
@@ -41,31 +42,23 @@ def main(argv: list[str] | None = None) -> None:
     """Run one ``lmseg`` command; ``argv`` (default: the process's arguments) as typed after ``lmseg``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in HELP_FLAGS:
-        _print(_overview())
+        print_text(_overview())
         return
     if argv[0] == "--version":
-        _print(f"lmseg {importlib.metadata.version('lmseg')}")
+        print_text(f"lmseg {importlib.metadata.version('lmseg')}")
         return
     name, args = argv[0], argv[1:]
     if name not in COMMANDS:
         _refuse(f"unknown command {name!r}", name, COMMANDS, "", "lmseg --help lists the commands")
     command = COMMANDS[name]
     if any(a in HELP_FLAGS for a in args):
-        _print(_command_help(name, command))
+        print_text(_command_help(name, command))
         return
     _check_options(name, command, args)
     _quiet_third_party()
     import fire
 
     fire.Fire(command, command=args, name=f"lmseg {name}")
-
-
-def _print(text: str) -> None:
-    """Print ``text``; a reader that stops early (``lmseg segment --help | head``) ends the output, not with a stack."""
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the interpreter's final flush goes nowhere
 
 
 def _quiet_third_party() -> None:
