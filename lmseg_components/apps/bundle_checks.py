@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lmseg_components.locations import PACKAGE_DIR
+from lmseg_components.locations import BUNDLES_DIR, PACKAGE_DIR
 
 __all__ = ["CHECKS", "check_bundle", "cli_overrides", "verify_bundles"]
 
@@ -354,8 +354,6 @@ def verify_bundles(
     unknown = sorted(set(checks or ()) - set(CHECKS))
     if unknown:
         raise ValueError(f"unknown checks {unknown}; choose from {list(CHECKS)}")
-    from lmseg_components.workflows import BUNDLES_DIR
-
     repo = PACKAGE_DIR.parent
     bundles_dir = Path(bundles_dir) if bundles_dir else BUNDLES_DIR
     settings_file = Path(settings_file) if settings_file else repo / "ci" / "bundles.json"

@@ -36,7 +36,7 @@ from lmseg_components.inference.dicom_seg import seg_beside_mask
 from lmseg_components.inference.overlays import write_overlay
 from lmseg_components.inference.predictor import VOLUME_SUFFIXES, TextBundlePredictor, takes_text
 from lmseg_components.inference.retrieval import RetrievalBundlePredictor, describe_prediction
-from lmseg_components.inference.writer import check_mask_paths, describe_mask, write_mask
+from lmseg_components.inference.writer import check_mask_paths, describe_mask, prompt_caption, write_mask
 from lmseg_components.text.base import TextEncoder
 
 __all__ = ["RESULTS_FILE", "load_predictor", "root_cause", "segment", "segment_records", "unreadable_reason"]
@@ -238,7 +238,7 @@ def _text_entry(predictor: TextBundlePredictor, record: dict, item: dict) -> tup
         "score": item["score"],
         "found": item["found"],
     }
-    return entry, prompt if isinstance(prompt, str) else "; ".join(prompt)
+    return entry, prompt_caption(prompt)
 
 
 def _retrieval_entry(record: dict, item: dict) -> tuple[dict, str]:

@@ -23,6 +23,7 @@ import torch
 
 from lmseg_components.inference.overlays import overlay_image
 from lmseg_components.inference.predictor import TextBundlePredictor
+from lmseg_components.inference.writer import prompt_caption
 from lmseg_components.locations import TEXT_BUNDLES
 from lmseg_components.runs import bundle_that_trained
 
@@ -119,8 +120,7 @@ class Segmenter:
             item = self.predictor(record)
             milliseconds = (time.perf_counter() - start) * 1000
             pred = item["pred"]
-            caption = item["text"] if isinstance(item["text"], str) else "; ".join(item["text"])
-            overlay = overlay_image(path, pred, caption)
+            overlay = overlay_image(path, pred, prompt_caption(item["text"]))
         labels = pred[0].detach().cpu().numpy()
         mask = labels.round().astype(np.int64) if self.predictor.segments_volumes else labels.T > 0
         return Segmentation(mask, overlay, item["text"], item["score"], item["found"], round(milliseconds, 1))

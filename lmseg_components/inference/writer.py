@@ -11,7 +11,7 @@ import torch
 from monai.data import FolderLayout, MetaTensor
 from monai.transforms import SaveImage
 
-__all__ = ["check_mask_paths", "describe_mask", "mask_path", "write_mask"]
+__all__ = ["check_mask_paths", "describe_mask", "mask_path", "prompt_caption", "write_mask"]
 
 # spatial dims -> (postfix, extension, scale): the names and formats of the bundles' own inference
 _FORMATS = {2: ("mask", ".png", 255), 3: ("seg", ".nii.gz", None)}
@@ -78,3 +78,9 @@ def describe_mask(pred: torch.Tensor) -> dict:
     counts = {str(int(v)): int((values == v).sum()) for v in values.unique() if v > 0}
     foreground = sum(counts.values())
     return {"voxels": counts, "foreground_fraction": foreground / max(values.numel(), 1), "empty": foreground == 0}
+
+
+def prompt_caption(prompt: str | list[str]) -> str:
+    """A prompt, or the prompts of a multi-class bundle joined with ``; ``: the caption of an overlay and the label
+    of a DICOM SEG segment."""
+    return prompt if isinstance(prompt, str) else "; ".join(prompt)

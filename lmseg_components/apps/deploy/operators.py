@@ -19,7 +19,7 @@ from lmseg_components.data.prompted import read_prompted_images
 from lmseg_components.inference.dicom_seg import seg_beside_mask
 from lmseg_components.inference.predictor import TextBundlePredictor, find_bundle
 from lmseg_components.inference.retrieval import RetrievalBundlePredictor, describe_prediction
-from lmseg_components.inference.writer import check_mask_paths, describe_mask, write_mask
+from lmseg_components.inference.writer import check_mask_paths, describe_mask, prompt_caption, write_mask
 
 __all__ = [
     "MaskWriterOperator",
@@ -164,6 +164,7 @@ class MaskWriterOperator(Operator):
         if predictions:
             names = [p["pred"].meta["filename_or_obj"] for p in predictions]
             check_mask_paths(names, self.output_folder, predictions[0]["pred"].ndim - 1)
+        bundle = None  # found at the first DICOM input: only a DICOM SEG names the algorithm
         for item in predictions:
             mask = write_mask(item["pred"], self.output_folder)
             if "retrieval" in item:
@@ -178,8 +179,8 @@ class MaskWriterOperator(Operator):
                 "found": item["found"],
             }
             if str(item["image"]).lower().endswith(".dcm"):
-                label = item["text"] if isinstance(item["text"], str) else "; ".join(item["text"])
-                bundle = find_bundle(self.bundle_path)
+                bundle = bundle or find_bundle(self.bundle_path)
+                label = prompt_caption(item["text"])
                 entry["dicom_seg"] = seg_beside_mask(item["image"], item["pred"], self.output_folder, label, bundle)
             results.append(entry)
         self.output_folder.mkdir(parents=True, exist_ok=True)

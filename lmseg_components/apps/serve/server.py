@@ -35,6 +35,7 @@ from lmseg_components.apps.segment import load_predictor, segment_records
 from lmseg_components.data.prompted import IMAGE_SUFFIXES
 from lmseg_components.inference.overlays import busiest_slice, slice_overlays
 from lmseg_components.inference.predictor import VOLUME_SUFFIXES, TextBundlePredictor, find_bundle
+from lmseg_components.inference.writer import prompt_caption
 from lmseg_components.runs import bundle_that_trained
 
 __all__ = ["MAX_UPLOAD_BYTES", "SegmentService", "is_local", "make_server"]
@@ -143,8 +144,7 @@ class SegmentService:
             files_["overlays"] = [_base64((out / entry["overlay"]).read_bytes())]
             return files_
         labels = np.asarray(nib.load(str(mask_file)).dataobj)
-        caption = entry.get("text") or "J-RAS"
-        caption = caption if isinstance(caption, str) else "; ".join(caption)
+        caption = prompt_caption(entry.get("text") or "J-RAS")
         overlays = slice_overlays(image, torch.as_tensor(labels)[None], caption)
         files_["overlays"] = [_base64(_png(overlay)) for overlay in overlays]
         files_["best_slice"] = busiest_slice(labels)
