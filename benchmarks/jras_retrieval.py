@@ -15,6 +15,10 @@ number of updates:
   ``contrastive_max_shift: 3``, ``retriever_seg_grad: false``);
 - ``jras``: the bundle's defaults (mask-embedding retriever, mask-agreement contrastive step with its Dice + CE,
   segmentation feedback into the retriever);
+- ``image_encoder``: J-RAS with the paper's retriever, an image encoder with a projection head
+  (``configs/retriever_resnet.json``), trained with the same mask-agreement targets and segmentation feedback;
+- ``scanner_views``: J-RAS whose retriever views also get a scanner-like contrast curve and bias field
+  (``contrastive_view_gamma``, ``contrastive_view_bias``; other strengths as ``--key value`` options);
 - ``oracle``: guides chosen by the query's own mask (``guide_source: oracle``) — the upper bound of any retriever:
   do guides help this segmenter at all?
 
@@ -23,7 +27,9 @@ bundle's split of ``--n_patients`` patients, ``--epochs``), ``few`` (``--few_fra
 rest mostly test, ``--few_epochs`` so that the small set still gets about a hundred updates) and ``shift`` (the
 ``current`` models tested on a second set from scanner ``B``: other contrast, bias, noise and resolution). Each cell
 is the mean ± std over ``--seeds``; every run's result is kept as ``result_<regime>.json`` under ``--out``, so an
-interrupted benchmark resumes where it stopped. Extra ``--key value`` options are config overrides (e.g.
+interrupted benchmark resumes where it stopped. Each run is also evaluated on the validation patients of its
+regime's data (``validation_<regime>.json``: the ``val ...`` columns): settings are chosen on those, never on the
+test patients. Extra ``--key value`` options are config overrides (e.g.
 ``--image_size 64``).
 
 The table (a row per regime, backbone and variant, with the command, commit, bundle version and versions that
@@ -63,6 +69,8 @@ VARIANTS = {  # name -> (config overlays after train.json and small.json, overri
         {"contrastive_positives": "views", "retriever_seg_grad": False, "contrastive_max_shift": 3},
     ),
     "jras": ((), {}),
+    "image_encoder": (("retriever_resnet.json",), {}),
+    "scanner_views": ((), {"contrastive_view_gamma": 0.5, "contrastive_view_bias": 0.3}),
     "oracle": ((), {"guide_source": "oracle"}),
 }
 REGIMES = ("current", "few", "shift")
@@ -72,10 +80,14 @@ COLUMNS = {  # metric key in evaluate.json's output -> column title (ACDC protoc
     "retrieval_hit_rate": "hit rate",
     "retrieval_mask_dice": "guide Dice",
 }
-JUDGED = {  # the validator's other RetrievalHitRate judges, on the same queries
+JUDGED = {  # the validator's other RetrievalHitRate judges, on the same queries; then the validation patients'
     "oracle_retrieval_hit_rate": "oracle hit rate",
     "random_retrieval_hit_rate": "random hit rate",
+    "validation_frame_mean_dice": "val Dice",
+    "validation_retrieval_hit_rate": "val hit rate",
+    "validation_oracle_retrieval_hit_rate": "val oracle hit rate",
 }
+VALIDATION = "$@read_split(@dataset_dir, 'val', @split_fractions, @split_seed)"  # evaluate.json's datalist, 'val'
 
 
 def _dataset(root: Path, scanner: str, seed: int, n_patients: int, difficulty: str) -> Path:
@@ -150,7 +162,18 @@ def run(
                         metrics = evaluate_metrics(bundle, {**common, **test}, overlays=(SMALL_CONFIG, *overlays))
                         result = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
                         result_file.write_text(json.dumps({**result, "train_minutes": minutes}, indent=1))
-                    result = json.loads(result_file.read_text())
+                    validation_file = run_dir / f"validation_{regime}.json"
+                    if not validation_file.is_file():
+                        validation = {
+                            **common,
+                            **({"dataset_dir": str(data_b)} if regime == "shift" else {}),
+                            "validate#datalist": VALIDATION,
+                            "output_dir": str(run_dir / "eval" / f"validation_{regime}"),
+                        }
+                        metrics = evaluate_metrics(bundle, validation, overlays=(SMALL_CONFIG, *overlays))
+                        kept = {f"validation_{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+                        validation_file.write_text(json.dumps(kept, indent=1))
+                    result = {**json.loads(result_file.read_text()), **json.loads(validation_file.read_text())}
                     results.setdefault((regime, backbone, variant), []).append(result)
                     print(
                         f"[{regime} {backbone} {variant} seed {seed}] "
@@ -162,7 +185,8 @@ def run(
         f"J-RAS on the synthetic cardiac set ({difficulty}, {n_patients} patients; `few`: {few_fraction:.0%} of them "
         f"for training; `shift`: the `current` models tested on scanner B), {epochs} epochs ({few_epochs} in `few`), "
         f"overrides {overrides or 'none'}: per-frame Dice and HD95 (mm), the top-1 hit rate and guide mask Dice of "
-        "each row's own guides, and the hit rates of an oracle and a random retriever on the same queries."
+        "each row's own guides, and the hit rates of an oracle and a random retriever on the same queries; the "
+        "`val` columns: the validation patients of the same data (where settings are chosen)."
     )
     settings = {
         "epochs": [epochs, few_epochs],
@@ -196,7 +220,7 @@ def _print_table(results, epochs, seeds, difficulty, n_patients, few_fraction, o
         f"{seeds}, overrides "
         f"{overrides}, device {device}; mean ± sample std over seeds"
     )
-    header = f"{'regime':<8} {'backbone':<10} {'guides':<7} | " + " | ".join(f"{t:>13}" for t in COLUMNS.values())
+    header = f"{'regime':<8} {'backbone':<10} {'guides':<13} | " + " | ".join(f"{t:>13}" for t in COLUMNS.values())
     print(header)
     print("-" * len(header))
     for (regime, backbone, variant), rows in results.items():
@@ -204,7 +228,7 @@ def _print_table(results, epochs, seeds, difficulty, n_patients, few_fraction, o
         for key in COLUMNS:
             values = np.array([r.get(key, np.nan) for r in rows], dtype=float)
             cells.append("—".rjust(13) if np.isnan(values).all() else f"{values.mean():.3f} ± {sample_std(values):.3f}")
-        print(f"{regime:<8} {backbone:<10} {variant:<7} | " + " | ".join(f"{c:>13}" for c in cells))
+        print(f"{regime:<8} {backbone:<10} {variant:<13} | " + " | ".join(f"{c:>13}" for c in cells))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from monai.losses import DiceCELoss
 
 from lmseg_components.data import make_synthetic_acdc, read_acdc_slices, split_by_case
 from lmseg_components.engines import ContrastiveObjective, JRASTrainer, RebuildIndex, RetrievalHitRate
-from lmseg_components.engines.jras import gallery_agreement
+from lmseg_components.engines.jras import augment_views, gallery_agreement
 from lmseg_components.networks import GuidedSegmenter
 from lmseg_components.retrieval import MaskEmbeddingRetriever, RetrievalAugmentedSegmenter, Retriever, StaleIndexError
 
@@ -573,3 +573,26 @@ def test_frozen_retriever_from_an_earlier_run_stays_as_loaded(splits, tmp_path):
 
 def _ids(items) -> tuple[list[str], list[str]]:
     return [t["name"] for t in items], [t["case_id"] for t in items]
+
+
+def test_scanner_like_views_change_contrast_and_shading_only_when_asked():
+    """``view_gamma`` / ``view_bias`` off draw nothing extra (the same stream gives the same views as before);
+    on, a view's intensity order within each image is kept by the contrast curve, while the curve itself bends
+    (a linear ramp is no longer linear) and the bias field shades the image unevenly."""
+    ramp = torch.linspace(0, 1, 32).repeat(2, 1, 32, 1)  # (2, 1, 32, 32): intensity grows along the last axis
+    torch.manual_seed(0)
+    plain = augment_views(ramp, noise_std=0.0, max_shift=0)
+    torch.manual_seed(0)
+    assert torch.equal(augment_views(ramp, noise_std=0.0, max_shift=0, gamma=0.0, bias=0.0), plain)
+    torch.manual_seed(1)
+    curved = augment_views(ramp, noise_std=0.0, max_shift=0, gamma=1.0)
+    assert (curved.diff(dim=-1) >= -1e-6).all()  # monotone: the anatomy's intensity order survives
+    second = curved.diff(dim=-1).diff(dim=-1)
+    assert second.abs().amax() > 1e-3  # no longer a straight ramp
+    torch.manual_seed(2)
+    flat = torch.ones(2, 1, 32, 32)
+    shaded = augment_views(flat, noise_std=0.0, max_shift=0, bias=0.4)
+    per_image = shaded.flatten(1)
+    assert (per_image.amax(1) - per_image.amin(1) > 0.2).all()  # a flat image gains smooth shading
+    with pytest.raises(ValueError, match="view_gamma and view_bias"):
+        ContrastiveObjective(view_gamma=-0.1)

@@ -82,11 +82,32 @@ def _set_output(engine: Engine, key: str, value) -> None:
 
 
 def augment_views(
-    images: torch.Tensor, noise_std: float = 0.05, max_shift: int = 3, shift: tuple[int, int] | None = None
+    images: torch.Tensor,
+    noise_std: float = 0.05,
+    max_shift: int = 3,
+    shift: tuple[int, int] | None = None,
+    gamma: float = 0.0,
+    bias: float = 0.0,
 ) -> torch.Tensor:
     """A random view of a (B, C, H, W) batch: per-image intensity scale/shift, Gaussian noise, and a translation
-    of the last two axes by ``shift`` (default: drawn by :func:`random_shift` up to ``max_shift`` pixels)."""
+    of the last two axes by ``shift`` (default: drawn by :func:`random_shift` up to ``max_shift`` pixels).
+
+    ``gamma`` and ``bias`` mimic another scanner (0 turns each off and draws nothing): a contrast curve ``u ** g``
+    on each image's min-max normalised intensities ``u``, with ``log g`` uniform in ``[-gamma, gamma]``, and a
+    smooth multiplicative field ``1 + bias * f`` (``f`` a bilinear upsampling of a 4 x 4 Gaussian grid, scaled to
+    a peak of 1), applied before the jitter and noise."""
     b = images.shape[0]
+    if gamma > 0:
+        flat = images.flatten(1)
+        low, high = flat.amin(1).view(b, 1, 1, 1), flat.amax(1).view(b, 1, 1, 1)
+        span = (high - low).clamp_min(1e-6)
+        power = torch.empty(b, 1, 1, 1, device=images.device).uniform_(-gamma, gamma).exp()
+        images = low + span * ((images - low) / span).clamp(0, 1) ** power
+    if bias > 0:
+        grid = torch.randn(b, 1, 4, 4, device=images.device)
+        field = nn.functional.interpolate(grid, size=images.shape[-2:], mode="bilinear", align_corners=True)
+        field = field / field.flatten(1).abs().amax(1).clamp_min(1e-6).view(b, 1, 1, 1)
+        images = images * (1 + bias * field)
     scale = torch.empty(b, 1, 1, 1, device=images.device).uniform_(0.9, 1.1)
     offset = torch.empty(b, 1, 1, 1, device=images.device).uniform_(-0.05, 0.05)
     out = images * scale + offset + noise_std * torch.randn_like(images)
@@ -324,6 +345,7 @@ class ContrastiveObjective:
             of every view whose labels are known (the batch's views, and with ``mask`` the candidates), added to
             the contrastive loss; 0 turns it off. Other retrievers ignore it.
         noise_std, max_shift: strength of :func:`augment_views`.
+        view_gamma, view_bias: the scanner-like contrast curve and bias field of :func:`augment_views` (0: off).
     """
 
     def __init__(
@@ -336,6 +358,8 @@ class ContrastiveObjective:
         segmentation_weight: float = 1.0,
         noise_std: float = 0.05,
         max_shift: int = 3,
+        view_gamma: float = 0.0,
+        view_bias: float = 0.0,
     ):
         if positives not in POSITIVES:
             raise ValueError(f"positives must be one of {POSITIVES}, got {positives!r}.")
@@ -348,7 +372,10 @@ class ContrastiveObjective:
         self.mask_loss = MaskAgreementInfoNCE(temperature, mask_temperature, view_agreement)
         self.segmentation_loss = DiceCELoss(to_onehot_y=True, softmax=True)
         self.num_candidates, self.segmentation_weight = num_candidates, segmentation_weight
+        if view_gamma < 0 or view_bias < 0:
+            raise ValueError(f"view_gamma and view_bias must be non-negative, got {view_gamma} and {view_bias}.")
         self.noise_std, self.max_shift = noise_std, max_shift
+        self.view_gamma, self.view_bias = view_gamma, view_bias
 
     def segments(self, model: RetrievalAugmentedSegmenter) -> bool:
         """Whether the term includes the retriever's own Dice + CE."""
@@ -424,7 +451,7 @@ class ContrastiveObjective:
     def _view(self, images: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """An augmented view of the images, and their labels moved by the same translation (None stays None)."""
         shift = random_shift(self.max_shift)
-        view = augment_views(images, self.noise_std, shift=shift)
+        view = augment_views(images, self.noise_std, shift=shift, gamma=self.view_gamma, bias=self.view_bias)
         return view, None if labels is None else torch.roll(labels, shifts=shift, dims=(-2, -1))
 
     def _partners(
