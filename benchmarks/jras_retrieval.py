@@ -87,6 +87,14 @@ JUDGED = {  # the validator's other RetrievalHitRate judges, on the same queries
     "validation_retrieval_hit_rate": "val hit rate",
     "validation_oracle_retrieval_hit_rate": "val oracle hit rate",
 }
+PAIRED = [  # (variant, baseline) of one regime and backbone, compared seed by seed
+    *((variant, "none") for variant in VARIANTS if variant != "none"),
+    ("jras", "capacity"),
+    ("jras", "no_seg_grad"),
+    ("jras", "two_stage"),
+    ("image_encoder", "jras"),
+    ("scanner_views", "jras"),
+]
 VALIDATION = "$@read_split(@dataset_dir, 'val', @split_fractions, @split_seed)"  # evaluate.json's datalist, 'val'
 
 
@@ -173,7 +181,11 @@ def run(
                         metrics = evaluate_metrics(bundle, validation, overlays=(SMALL_CONFIG, *overlays))
                         kept = {f"validation_{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)}
                         validation_file.write_text(json.dumps(kept, indent=1))
-                    result = {**json.loads(result_file.read_text()), **json.loads(validation_file.read_text())}
+                    result = {
+                        **json.loads(result_file.read_text()),
+                        **json.loads(validation_file.read_text()),
+                        "seed": seed,
+                    }
                     results.setdefault((regime, backbone, variant), []).append(result)
                     print(
                         f"[{regime} {backbone} {variant} seed {seed}] "
@@ -196,7 +208,11 @@ def run(
     columns = list({**COLUMNS, **JUDGED}.items())
     rows = {" ".join(k): v for k, v in results.items()}
     measured = provenance("jras_segmentation", device, comma_seeds(seeds), started)
-    path = save_results(f"jras_retrieval_{difficulty}", rows, columns, measured, caption, settings, Path(results_dir))
+    cells = dict.fromkeys((regime, backbone) for regime, backbone, _ in results)
+    paired = [(f"{r} {b} {v}", f"{r} {b} {w}") for r, b in cells for v, w in PAIRED]
+    path = save_results(
+        f"jras_retrieval_{difficulty}", rows, columns, measured, caption, settings, Path(results_dir), paired
+    )
     print(f"result: {path}")
     return {"|".join(k): v for k, v in results.items()}
 

@@ -91,6 +91,7 @@ def save_results(
     caption: str,
     settings: dict,
     directory: Path = RESULTS_DIR,
+    paired: Sequence[tuple[str, str]] = (),
 ) -> Path:
     """Write ``<directory>/<name>.json``: per variant the rows of each seed, their mean and std, and
     :func:`provenance`. Variants of an earlier run with the same ``settings`` and ``columns`` stay (a benchmark
@@ -103,19 +104,25 @@ def save_results(
         measured: :func:`provenance` of this run.
         caption: what was measured, one sentence (data, epochs, image size); rendered above the table.
         settings: what makes two runs comparable (epochs, image size, data, overrides).
+        paired: (variant, baseline) pairs whose difference in the first column, paired by the rows' ``seed``, is
+            rendered below the table with a paired t-test (:func:`paired_differences`); pairs of an earlier run of
+            the same table stay.
     """
     keys = [key for key, _ in columns]
     path = directory / f"{name}.json"
     columns = [list(c) for c in columns]
-    table = {}
+    table, pairs = {}, [list(pair) for pair in paired]
     if path.is_file():
         earlier = json.loads(path.read_text())
         if earlier.get("settings") == settings and earlier.get("columns") == columns:
             table = earlier["variants"]
+            pairs = [pair for pair in earlier.get("paired", []) if pair not in pairs] + pairs
     for variant, rows in variants.items():
         mean, std = summarise(rows, keys)
         table[variant] = {"seeds": rows, "mean": mean, "std": std, "measured": measured}
     result = {"name": name, "caption": caption, "settings": settings, "columns": columns, "variants": table}
+    if pairs:
+        result["paired"] = pairs
     directory.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     return path
@@ -163,7 +170,49 @@ def render(result: dict, current_version: str | None = None) -> str:
             for key, _ in result["columns"]
         ]
         lines.append(f"| `{variant}` | " + " | ".join(cells) + f" | {row['measured']['wall_minutes']:.0f} |")
+    differences = paired_differences(result)
+    if differences:
+        key, title = result["columns"][0]
+        lines += [
+            "",
+            f"Paired by seed (same seeds, splits and data): the difference in {title}, mean ± sample std over the "
+            "seeds both rows have, and the paired t-test's two-sided p.",
+            "",
+            f"| comparison | {title} difference | seeds | p |",
+            "|---|---|---|---|",
+        ]
+        for (variant, baseline), d in differences.items():
+            p = "—" if np.isnan(d["p"]) else f"{d['p']:.3f}"
+            lines.append(f"| `{variant}` − `{baseline}` | {d['mean']:+.3f} ± {d['std']:.3f} | {d['n']} | {p} |")
     return "\n".join(lines) + "\n"
+
+
+def paired_differences(result: dict) -> dict[tuple[str, str], dict]:
+    """For each ``paired`` (variant, baseline) of ``result`` whose variants are both in its table: the differences
+    of the first column between rows with the same ``seed`` — ``mean``, sample ``std``, ``n`` seeds, and ``p`` of
+    the paired t-test (NaN below two seeds or with identical differences)."""
+    from scipy.stats import ttest_rel
+
+    key = result["columns"][0][0]
+    differences = {}
+    for variant, baseline in result.get("paired", []):
+        if variant not in result["variants"] or baseline not in result["variants"]:
+            continue
+        by_seed = {row["seed"]: row[key] for row in result["variants"][baseline]["seeds"] if key in row}
+        matched = [
+            (row[key], by_seed[row["seed"]])
+            for row in result["variants"][variant]["seeds"]
+            if key in row and row.get("seed") in by_seed
+        ]
+        if not matched:
+            continue
+        a, b = (np.array(values, dtype=float) for values in zip(*matched, strict=True))
+        diff = a - b
+        several = len(diff) > 1
+        p = float(ttest_rel(a, b).pvalue) if several and diff.std() > 0 else float("nan")
+        std = float(diff.std(ddof=1)) if several else 0.0
+        differences[(variant, baseline)] = {"mean": float(diff.mean()), "std": std, "n": len(diff), "p": p}
+    return differences
 
 
 def _shown(path: Path) -> str:

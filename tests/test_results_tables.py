@@ -10,7 +10,17 @@ import subprocess
 
 import pytest
 
-from benchmarks.results import BLOCK, DOCS, RESULTS_DIR, ROOT, bundle_version, render, render_docs, save_results
+from benchmarks.results import (
+    BLOCK,
+    DOCS,
+    RESULTS_DIR,
+    ROOT,
+    bundle_version,
+    paired_differences,
+    render,
+    render_docs,
+    save_results,
+)
 
 COLUMNS = [("correct_mdice", "correct m-Dice"), ("paraphrased_mdice", "paraphrased m-Dice")]
 
@@ -73,6 +83,28 @@ def test_an_older_bundle_version_is_shown_and_variants_of_the_same_settings_merg
     assert "`no_aug`: seeds 0, 1, tirnet_lmis 0.6.0, commit `0123456789ab`" in table
     path = save_results("tg", {"no_aug": _rows(0.7, 0.7)}, COLUMNS, _measured(), "c.", {"e": 40}, tmp_path)
     assert list(json.loads(path.read_text())["variants"]) == ["no_aug"]  # other settings: a new table
+
+
+def test_paired_differences_match_rows_by_seed_with_a_hand_computed_t_test(tmp_path):
+    """a - b over the seeds both have (seed 3 only in b): 0.05, 0.10, 0.05 -> mean 0.0667, sample std 0.0289,
+    t = 4 on 2 degrees of freedom, two-sided p = 1 - 4 / sqrt(18) = 0.0572 (Student's t CDF for 2 d.o.f.)."""
+    a = [{"seed": s, "correct_mdice": v, "paraphrased_mdice": 0.5} for s, v in ((0, 0.9), (1, 0.8), (2, 0.75))]
+    b = [
+        {"seed": s, "correct_mdice": v, "paraphrased_mdice": 0.5} for s, v in ((3, 0.6), (0, 0.85), (1, 0.7), (2, 0.7))
+    ]
+    save_results("p", {"a": a}, COLUMNS, _measured(), "c.", {}, tmp_path, paired=[("a", "b"), ("a", "missing")])
+    path = save_results("p", {"b": b}, COLUMNS, _measured(), "c.", {}, tmp_path, paired=[("b", "a")])
+    result = json.loads(path.read_text())
+    assert result["paired"] == [["a", "b"], ["a", "missing"], ["b", "a"]]  # pairs of the earlier run stay
+    d = paired_differences(result)
+    assert set(d) == {("a", "b"), ("b", "a")}  # a pair naming no variant of the table is left out
+    assert d[("a", "b")]["mean"] == pytest.approx(0.2 / 3) and d[("a", "b")]["n"] == 3
+    assert d[("a", "b")]["std"] == pytest.approx((0.0025 / 3) ** 0.5)
+    assert d[("a", "b")]["p"] == pytest.approx(1 - 4 / 18**0.5, abs=1e-9) == pytest.approx(d[("b", "a")]["p"])
+    table = render(result, current_version="0.6.0")
+    assert (
+        "| `a` − `b` | +0.067 ± 0.029 | 3 | 0.057 |" in table and "| `b` − `a` | -0.067 ± 0.029 | 3 | 0.057 |" in table
+    )
 
 
 def test_check_names_a_docs_table_that_differs_from_its_rendering(tmp_path):
