@@ -8,16 +8,20 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = (
+LAZY_UNITS = (
     "data",
     "devices",
     "engines",
+    "export",
     "fingerprint",
     "inference",
+    "inferers",
     "losses",
     "metrics",
     "networks",
+    "outputs",
     "retrieval",
+    "runs",
     "text",
 )
 
@@ -25,6 +29,6 @@ _SUBPACKAGES = (
 def __getattr__(name: str):
     if name in ("Segmenter", "Segmentation"):  # the Python API: from lmseg_components import Segmenter
         return getattr(importlib.import_module(f"{__name__}.inference"), name)
-    if name in _SUBPACKAGES:
+    if name in LAZY_UNITS:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

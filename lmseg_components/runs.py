@@ -6,18 +6,22 @@ publishing, the Label and Deploy apps, the memory bank — reads a run through t
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping, Sequence
+import logging
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from monai.bundle import ConfigParser
 
 from lmseg_components.engines.checkpoint import RUN_RECORD_FILE, trained_values
 from lmseg_components.engines.presence import PRESENCE_THRESHOLD, VALIDATION_AUROC
+from lmseg_components.errors import UserInputError
 from lmseg_components.locations import BUNDLES_DIR
 from lmseg_components.workflows import load_bundle
 
 __all__ = [
     "RUN_RECORD_FILE",
+    "TrainedValueError",
+    "TrainedValues",
     "bundle_that_trained",
     "bundles_that_trained",
     "check_trained_with",
@@ -25,6 +29,73 @@ __all__ = [
     "trained_overrides",
     "trained_values",
 ]
+
+logger = logging.getLogger(__name__)
+
+
+class TrainedValueError(UserInputError, KeyError):
+    """A value ``inference.json`` reads from the trained run that the run does not hold."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def _plain(value: object) -> bool:
+    """A value written out in a config (a number, a string that is not a reference or an expression, a list of such
+    values), not a component or an expression."""
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, str):
+        return not value.startswith(("$", "@", "%"))
+    return value is None or isinstance(value, bool | int | float)
+
+
+class TrainedValues(Mapping):
+    """The values a bundle's ``inference.json`` builds its network and preprocessing with, so that each is written
+    once, in ``train.json``: the run record beside the checkpoint in ``ckpt_dir`` (what the run was trained with,
+    overrides included) or, where nothing was trained yet (random weights, as the Model Zoo's checks run it), the
+    plain values of a ``train.json``: ``bundle_root``'s own (a bundle folder) or else that of ``bundle`` (by name,
+    this checkout's or the installed package's). A value an older run's record lacks is ``bundle``'s default, with
+    a warning. A ``--key value`` override of ``inference.json`` replaces its ``$@trained['key']`` as usual.
+
+    Raises (on lookup):
+        TrainedValueError: a key nothing holds; the message names where it looked and the override to pass.
+    """
+
+    def __init__(self, ckpt_dir: str | Path, bundle_root: str | Path, bundle: str | None = None):
+        self.ckpt_dir = Path(ckpt_dir)
+        self._values = trained_values(ckpt_dir)
+        self.source = self.ckpt_dir / RUN_RECORD_FILE
+        own, named = Path(bundle_root) / "configs" / "train.json", BUNDLES_DIR / str(bundle) / "configs" / "train.json"
+        self._defaults = own if own.is_file() else named if bundle and named.is_file() else None
+        if not self._values and self._defaults:
+            self._values, self.source = _plain_values(self._defaults), self._defaults
+            self._defaults = None
+
+    def __getitem__(self, key: str) -> object:
+        if key in self._values:
+            return self._values[key]
+        defaults = _plain_values(self._defaults) if self._defaults else {}
+        if key in defaults:
+            logger.warning(f"{self.source} has no {key!r}: using {self._defaults}'s {defaults[key]!r}")
+            self._values[key] = defaults[key]
+            return defaults[key]
+        if self.source.name == RUN_RECORD_FILE and not self._values:
+            where = f"{self.ckpt_dir} holds no trained run ({RUN_RECORD_FILE}) to read {key!r} from"
+        else:
+            where = f"{self.source} has no {key!r}"
+        raise TrainedValueError(f"{where}: point bundle_root at a trained run, or pass --{key} <value>")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def _plain_values(train: Path) -> dict:
+    """The plain values (:func:`_plain`) of the top level of the config file ``train``."""
+    return {k: v for k, v in json.loads(train.read_text()).items() if _plain(v)}
 
 
 def _record_keys(bundle: Path) -> set[str]:

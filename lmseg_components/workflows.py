@@ -14,10 +14,10 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.transforms import SaveImaged
 
 from lmseg_components.devices import is_device_name
-from lmseg_components.engines.overlay import SaveOverlayd
-from lmseg_components.engines.presence import SaveResultsd
 from lmseg_components.files import prepare_output_dir
 from lmseg_components.locations import BUNDLES_DIR
+from lmseg_components.outputs.overlay import SaveOverlayd
+from lmseg_components.outputs.presence import SaveResultsd
 
 __all__ = [
     "run_monai_bundle",

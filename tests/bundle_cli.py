@@ -11,10 +11,10 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from lmseg_components.apps.bundle_checks import CHECK_SETTINGS, cli_overrides
 from lmseg_components.workflows import BUNDLES_DIR, SMALL_CONFIG, run_monai_bundle
 
 BUNDLES = BUNDLES_DIR
-TIRNET_TINY = {"image_size": 32, "width": 4}
 INFERENCE = ["configs/inference.json"]
 EXPORTED_INFERENCE = ["configs/inference.json", "configs/inference_exported.json"]
 # the device as users type it (the configs resolve the word into torch_device); the bundle tests run with it
@@ -36,10 +36,29 @@ def small_values(bundle: str) -> dict:
 
 
 def small_record(bundle: str) -> dict:
-    """What a run at the CPU setting records of ``configs/small.json``: its values that the bundle's run record
-    holds (``epochs`` shapes no network and is not one)."""
+    """What a run at the CPU setting records (``configs/small.json`` over ``train.json``): every plain value of the
+    bundle's run record (``dataset``, a fingerprint of the data, aside)."""
     train = json.loads((BUNDLES / bundle / "configs" / "train.json").read_text())
-    return {k: v for k, v in small_values(bundle).items() if k in train["train"]["checkpoint"]["run_record"]}
+    values = {**train, **small_values(bundle)}
+    recorded = train["train"]["checkpoint"]["run_record"]
+    return {k: values[k] for k, v in recorded.items() if v == f"@{k}"}
+
+
+def tiny_network(bundle: str) -> dict:
+    """The network and input size of the bundle's tiny setting, the one the bundle checks train with
+    (:data:`~lmseg_components.apps.bundle_checks.CHECK_SETTINGS`): its overrides that ``inference.json`` also
+    sets, less the loader's own (``num_workers``, ``sw_batch_size``)."""
+    overrides = json.loads(CHECK_SETTINGS.read_text())[bundle]["overrides"]
+    inference = json.loads((BUNDLES / bundle / "configs" / "inference.json").read_text())
+    return {k: v for k, v in overrides.items() if k in inference and k not in ("num_workers", "sw_batch_size")}
+
+
+def tiny_args(bundle: str) -> list[str]:
+    """:func:`tiny_network` as ``monai.bundle`` options."""
+    return cli_overrides(tiny_network(bundle))
+
+
+TIRNET_TINY = tiny_network("tirnet_lmis")
 
 
 def config_file(configs: Sequence[str]) -> str:

@@ -12,11 +12,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_cli import BUNDLES, TIRNET_TINY, run_bundle
+from bundle_cli import BUNDLES, TIRNET_TINY, run_bundle, small_record
 from monai.bundle import ConfigParser
 from PIL import Image
 
-from lmseg_components.apps.bundle_checks import cli_overrides
 from lmseg_components.data import (
     DatasetValidationError,
     check_dataset,
@@ -169,9 +168,11 @@ def test_truncated_checkpoint_is_named(tmp_path):
 def test_inference_with_truncated_model_names_it(tmp_path):
     make_synthetic_lvit(tmp_path / "data", seed=0, size=32, n_train=2, n_val=1, n_test=2)
     (tmp_path / "models").mkdir()
+    record = {**small_record("tirnet_lmis"), **TIRNET_TINY}  # a run whose model file was cut short
+    (tmp_path / "models" / "run_record.json").write_text(json.dumps(record))
     torch.save({"weight": torch.zeros(4096)}, tmp_path / "models" / "model.pt")
     _truncate(tmp_path / "models" / "model.pt")
-    run = run_bundle("tirnet_lmis", "inference", ["configs/inference.json"], tmp_path, *cli_overrides(TIRNET_TINY))
+    run = run_bundle("tirnet_lmis", "inference", ["configs/inference.json"], tmp_path, small=False)
     output = run.stdout + run.stderr
     assert run.returncode != 0
     assert f"ERROR - Exception: {tmp_path / 'models' / 'model.pt'}: not a readable checkpoint" in output

@@ -15,7 +15,15 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from bundle_cli import BUNDLES, EXPORTED_INFERENCE, TIRNET_TINY, run_bundle, train_and_export_tirnet
+from bundle_cli import (
+    BUNDLES,
+    EXPORTED_INFERENCE,
+    TIRNET_TINY,
+    run_bundle,
+    tiny_args,
+    tiny_network,
+    train_and_export_tirnet,
+)
 from PIL import Image
 from test_dicom_files import assert_seg_of
 from test_segment import PROMPT, _chest, _dicom
@@ -35,7 +43,7 @@ pytest.importorskip("monai.deploy.core", reason="needs the deploy extra: pip ins
 
 pytestmark = [pytest.mark.deploy, pytest.mark.bundle]
 
-CT = {"image_size": 32, "dim": 32, "cnn_width": 8, "cost_dim": 16}
+CT = tiny_network("tgcnet_ct_organs")
 
 
 def _run_app(app: Path, inputs: Path, output: Path) -> subprocess.CompletedProcess:
@@ -155,7 +163,7 @@ def test_app_segments_acdc_frames_with_the_memory_bank(tmp_path):
     with each structure's mL and the guides of each slice."""
     root = tmp_path
     make_synthetic_acdc(root / "data", seed=0, n_patients=6, shape=(32, 32, 4))
-    tiny = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "4"]
+    tiny = [*tiny_args("jras_segmentation"), "--num_workers", "0", "--batch_size", "4"]
     run = run_bundle("jras_segmentation", "training", ["configs/train.json"], root, *tiny, "--epochs", "2")
     assert run.returncode == 0, run.stderr[-3000:]
     run = run_bundle("jras_segmentation", "inference", ["configs/inference.json"], root, *tiny)

@@ -9,7 +9,8 @@ pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lm
 paths become synthetic sets made with ``lmseg make-synthetic``, datasets shrink, and every
 ``python -m monai.bundle`` command loads the bundle's CPU setting ``configs/small.json`` after its base config (the
 documented commands use the paper defaults, which need the model hub) and gets the tiny settings of
-``ci/bundles.json`` (one epoch, small image size and widths)."""
+the bundle checks' settings (``lmseg_components/resources/bundle_checks.json``: one epoch, small image size and
+widths)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import pytest
 from bundle_cli import with_small
 
 from benchmarks.script import run_script
+from lmseg_components.apps.bundle_checks import CHECK_SETTINGS
 from lmseg_components.workflows import BUNDLES_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +54,7 @@ SMALL = [
 # the bundles' tiny settings, less sw_batch_size: inference_exported.json sets 1 for the batch-1 exported program
 TINY = {
     bundle: {k: v for k, v in s["overrides"].items() if k != "sw_batch_size"}
-    for bundle, s in json.loads((REPO / "ci" / "bundles.json").read_text()).items()
+    for bundle, s in json.loads(CHECK_SETTINGS.read_text()).items()
 }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from bundle_cli import BUNDLES, CPU, config_file, run_bundle, with_small
+from bundle_cli import BUNDLES, CPU, config_file, run_bundle, tiny_args, with_small
 
 from lmseg_components.apps.bundle_checks import cli_overrides
 from lmseg_components.data import make_synthetic_acdc, make_synthetic_lvit, read_lvit_split
@@ -115,7 +115,7 @@ def test_killed_training_reruns_as_the_uninterrupted_run(reference):
 
 
 # J-RAS: 4 training patients (32 slices), batch 8: 4 iterations an epoch, 8 in all
-JRAS_ARGS = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "8"]
+JRAS_ARGS = [*tiny_args("jras_segmentation"), "--num_workers", "0", "--batch_size", "8"]
 JRAS_ARGS += ["--epochs", "2", "--save_interval", "1", *CPU]
 
 

@@ -40,7 +40,7 @@ def test_no_flip_leaves_everything():
 
 
 def test_overlay_is_legible_and_marks_the_mask():
-    from lmseg_components.engines import render_overlay
+    from lmseg_components.outputs import render_overlay
 
     mask = np.zeros((64, 64), bool)
     mask[10:20, 40:50] = True
@@ -53,8 +53,8 @@ def test_overlay_is_legible_and_marks_the_mask():
 
 
 def test_overlay_colours_each_label_from_the_palette():
-    from lmseg_components.engines import render_overlay
-    from lmseg_components.engines.overlay import PALETTE
+    from lmseg_components.outputs import render_overlay
+    from lmseg_components.outputs.overlay import PALETTE
 
     labels = np.zeros((8, 8), int)
     for value in (1, 2, 3, 7):  # 7 wraps around the six colours

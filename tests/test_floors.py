@@ -22,8 +22,8 @@ FLOORS = (
         "open_clip_weights",
     ),  # plain helpers
     ("text", "metrics", "losses", "networks"),
-    ("data", "retrieval"),
-    ("engines",),  # MONAI / Ignite trainers, handlers and the transforms they write with
+    ("data", "retrieval", "inferers", "outputs"),  # ... and the inferers and output-writing transforms of configs
+    ("engines",),  # MONAI / Ignite trainers and handlers
     ("workflows",),  # a bundle's configs parsed and run
     ("runs",),  # a trained run: its record and the bundle loaded with its values
     ("export",),
@@ -109,3 +109,15 @@ def test_the_development_docs_list_the_floors_in_this_order():
     paragraph = docs.split("The package is built in floors, lowest first:", 1)[1].split("A module imports", 1)[0]
     named = re.findall(r"`([a-z_]+)`", paragraph)
     assert named == [unit for units in FLOORS for unit in units]
+
+
+def test_every_unit_a_bundle_config_names_is_reachable_after_a_plain_import():
+    """Configs write ``$lmseg_components.<unit>.<name>`` after ``$import lmseg_components``: each such unit is one
+    the package imports on attribute access (seen failing with ``runs`` missing from them)."""
+    import lmseg_components
+
+    bundles = PACKAGE.parent / "bundles"
+    text = " ".join(p.read_text() for p in bundles.glob("*/configs/*.json"))
+    units = set(re.findall(r"lmseg_components\.(\w+)\.", text))
+    assert {"engines", "runs", "outputs"} <= units
+    assert not sorted(units - set(lmseg_components.LAZY_UNITS)), "configs name units the package does not load"

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from bundle_cli import BUNDLES, run_bundle
+from bundle_cli import BUNDLES, run_bundle, tiny_args, tiny_network
 
 from lmseg_components.apps.bank import BankCase, add_cases, add_labelled_image, jras_bank, list_cases, remove_cases
 from lmseg_components.data import make_synthetic_acdc, read_acdc_slices
-from lmseg_components.engines import RESULTS_LINES
 from lmseg_components.errors import user_input_error
 from lmseg_components.fingerprint import weights_fingerprint
+from lmseg_components.outputs import RESULTS_LINES
 from lmseg_components.retrieval import FaissIndex, Retriever, load_index
 from lmseg_components.retrieval.augmented import concat_galleries
 from lmseg_components.workflows import load_bundle
@@ -30,7 +30,7 @@ from lmseg_components.workflows import load_bundle
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 
 TRAIN_CONFIG = BUNDLES / "jras_segmentation" / "configs" / "train.json"
-TINY = {"image_size": 32, "features": [8, 8, 16, 16, 32, 8]}
+TINY = tiny_network("jras_segmentation")
 NEW_IDS = ["patient101", "patient102", "patient103"]
 
 
@@ -38,7 +38,7 @@ NEW_IDS = ["patient101", "patient102", "patient103"]
 def trained(train_bundle) -> Path:
     """A J-RAS bundle trained one epoch on 4 synthetic patients (2 in the gallery), 32 px."""
     data = partial(make_synthetic_acdc, seed=0, n_patients=4, shape=(32, 32, 3))
-    tiny = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "6"]
+    tiny = [*tiny_args("jras_segmentation"), "--num_workers", "0", "--batch_size", "6"]
     return train_bundle("jras_segmentation", data, *tiny, "--epochs", "1", "--contrastive_candidates", "8")[0]
 
 
@@ -118,7 +118,7 @@ def test_added_cases_live_beside_the_training_gallery_and_outlive_retraining(tra
     assert list(dict.fromkeys(user["case_ids"])) == NEW_IDS and set(user["sources"]) == set(NEW_IDS)
     old_retriever = weights_fingerprint(_retriever(root))
     (root / "models" / "checkpoint.pt").unlink()
-    args = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "6"]
+    args = [*tiny_args("jras_segmentation"), "--num_workers", "0", "--batch_size", "6"]
     retrain = run_bundle(
         "jras_segmentation",
         "training",

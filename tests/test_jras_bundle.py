@@ -15,16 +15,17 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_cli import BUNDLES, CPU, MLFLOW, lmseg, mlflow_runs, monai_bundle, run_bundle
+from bundle_cli import BUNDLES, CPU, MLFLOW, lmseg, mlflow_runs, monai_bundle, run_bundle, tiny_args, tiny_network
 
+from lmseg_components.apps.bundle_checks import cli_overrides
 from lmseg_components.data import make_synthetic_acdc, read_acdc_frames, read_acdc_split
-from lmseg_components.engines import RESULTS_LINES
 from lmseg_components.metrics import hd95_penalty
+from lmseg_components.outputs import RESULTS_LINES
 from lmseg_components.workflows import load_bundle
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 
-TINY = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "4", *CPU]
+TINY = [*tiny_args("jras_segmentation"), "--num_workers", "0", "--batch_size", "4", *CPU]
 EPOCHS = 10
 
 
@@ -54,8 +55,8 @@ def test_joint_training_learns_and_logs_both_steps(trained):
 def test_persisted_gallery_holds_training_items_only_and_index_matches_model(trained):
     root, _ = trained
     assert set(torch.load(root / "models" / "model.pt", weights_only=True)) == {"segmenter", "retriever"}
-    parser = load_bundle(BUNDLES / "jras_segmentation", ["inference.json"], {"bundle_root": str(root)})
-    parser["image_size"], parser["features"] = 32, [8, 8, 16, 16, 32, 8]
+    tiny = tiny_network("jras_segmentation")
+    parser = load_bundle(BUNDLES / "jras_segmentation", ["inference.json"], {"bundle_root": str(root), **tiny})
     net = parser.get_parsed_content("network_def")
     state = torch.load(root / "models" / "model.pt", weights_only=True)
     net.segmenter.load_state_dict(state["segmenter"])
@@ -174,7 +175,7 @@ def test_inference_refuses_an_index_from_another_retriever(trained, tmp_path):
 def test_verify_net_in_out_and_torchscript_export_of_both_networks(trained):
     root, _ = trained
     common = ["--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json"]
-    small = ["--features", "[8,8,16,16,32,8]"]
+    small = cli_overrides({"features": tiny_network("jras_segmentation")["features"]})
     verify = monai_bundle("jras_segmentation", "verify_net_in_out", "segmenter_def", *common, "--device", "cpu")
     assert verify.returncode == 0 and "verified with no error" in verify.stdout + verify.stderr
     for net_id, key in (("segmenter_def", "segmenter"), ("retriever_def", "retriever")):

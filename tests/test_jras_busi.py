@@ -14,17 +14,17 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_cli import BUNDLES, run_bundle
+from bundle_cli import BUNDLES, run_bundle, tiny_args
 from monai.transforms import Compose, Resize
 from PIL import Image
 
 from lmseg_components.data import make_synthetic_busi, read_busi_split
-from lmseg_components.engines import RESULTS_LINES
+from lmseg_components.outputs import RESULTS_LINES
 from lmseg_components.workflows import load_bundle
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 
-TINY = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "4"]
+TINY = [*tiny_args("jras_segmentation"), "--num_workers", "0", "--batch_size", "4"]
 TRAIN = ["configs/train.json", "configs/busi.json"]
 EVALUATE = ["configs/train.json", "configs/busi.json", "configs/evaluate.json"]
 INFERENCE = ["configs/inference.json", "configs/busi_inference.json"]

@@ -9,7 +9,8 @@ from monai.data import MetaTensor
 from monai.transforms import ScaleIntensityRangePercentiles
 
 from lmseg_components.data import PerSliced
-from lmseg_components.engines import RetrievalSliceInferer, describe_retrieval
+from lmseg_components.engines import describe_retrieval
+from lmseg_components.inferers import RetrievalSliceInferer
 from lmseg_components.networks import GuidedSegmenter
 from lmseg_components.retrieval import RetrievalAugmentedSegmenter, Retriever
 

@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_cli import CPU, label_server, lmseg, run_bundle
+from bundle_cli import CPU, label_server, lmseg, run_bundle, tiny_args
 
 pytestmark = [pytest.mark.label, pytest.mark.bundle, pytest.mark.timeout(2400)]
 
@@ -25,7 +25,7 @@ pytest.importorskip("monailabel")
 
 from lmseg_components.data import make_synthetic_acdc, read_acdc_frames  # noqa: E402
 
-TINY = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--num_workers", "0", "--batch_size", "4", *CPU]
+TINY = [*tiny_args("jras_segmentation"), "--num_workers", "0", "--batch_size", "4", *CPU]
 
 
 @pytest.fixture(scope="module")

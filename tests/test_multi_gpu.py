@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from bundle_cli import bundle_args
+from bundle_cli import bundle_args, tiny_args
 
 from lmseg_components.data import make_synthetic_acdc, make_synthetic_lvit, make_synthetic_msd
 from lmseg_components.workflows import BUNDLES_DIR, run_monai_bundle
@@ -36,10 +36,10 @@ def _torchrun(bundle: str, root: Path, epochs: int, *overrides: str) -> str:
 @pytest.mark.parametrize(
     ("bundle", "overrides"),
     [
-        ("tirnet_lmis", ["--image_size", "32", "--width", "4"]),
+        ("tirnet_lmis", tiny_args("tirnet_lmis")),
         pytest.param(
             "tgcnet_lmis",
-            ["--image_size", "64", "--dim", "32", "--cnn_width", "8", "--cost_dim", "16"],
+            tiny_args("tgcnet_lmis"),
             marks=pytest.mark.slow,  # same multi_gpu_train.json as TIRNet's; nightly
         ),
     ],
@@ -54,7 +54,7 @@ def test_text_bundles_torchrun_two_ranks_gloo(tmp_path, bundle, overrides):
 
 def test_jras_torchrun_two_ranks_gloo(tmp_path):
     make_synthetic_acdc(tmp_path / "data", seed=0, n_patients=8, shape=(32, 32, 4))
-    small = ["--image_size", "32", "--features", "[8,8,16,16,32,8]", "--batch_size", "4"]
+    small = [*tiny_args("jras_segmentation"), "--batch_size", "4"]
     log = _torchrun("jras_segmentation", tmp_path, 2, *small)
     models = sorted(p.name for p in (tmp_path / "models").iterdir())
     assert models == ["checkpoint.pt", "gallery.pt", "index.pt", "model.pt", "run_record.json"]
@@ -66,7 +66,7 @@ def test_jras_torchrun_two_ranks_gloo(tmp_path):
 @pytest.mark.slow  # nightly: the default run keeps TIRNet's and J-RAS's torchrun tests
 def test_ct_organs_torchrun_two_ranks_gloo(tmp_path):
     make_synthetic_msd(tmp_path / "data", seed=0, n_cases=8, shape=(32, 32, 8))
-    small = ["--image_size", "32", "--dim", "32", "--cnn_width", "8", "--cost_dim", "16", "--samples_per_volume", "2"]
+    small = [*tiny_args("tgcnet_ct_organs"), "--samples_per_volume", "2"]
     _torchrun("tgcnet_ct_organs", tmp_path, 1, "--split_fractions", "[0.5,0.25,0.25]", *small)  # 4/2/2 volumes
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["checkpoint.pt", "model.pt", "run_record.json"]
     state = torch.load(tmp_path / "models" / "checkpoint.pt", weights_only=True)

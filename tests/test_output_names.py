@@ -10,8 +10,8 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, SaveImaged
 
-from lmseg_components.engines import OutputNameCollisionError, SaveOverlayd, prepare_output_names
 from lmseg_components.inference.writer import check_mask_paths
+from lmseg_components.outputs import OutputNameCollisionError, SaveOverlayd, prepare_output_names
 
 
 def _writers(output_dir) -> Compose:

@@ -13,17 +13,10 @@ from monai.engines import PrepareBatchExtraInput
 from monai.inferers import SimpleInferer
 
 from lmseg_components.data import presence_records
-from lmseg_components.engines import (
-    PRESENCE_THRESHOLD,
-    RESULTS_LINES,
-    PresenceCalibration,
-    PresenceDecisiond,
-    SaveResultsd,
-    recorded_presence_threshold,
-)
+from lmseg_components.engines import PRESENCE_THRESHOLD, PresenceCalibration, recorded_presence_threshold
 from lmseg_components.engines.checkpoint import RUN_RECORD_FILE
-from lmseg_components.engines.presence import NOT_FOUND_LOGIT
 from lmseg_components.metrics import choose_presence_threshold, presence_auroc, presence_score
+from lmseg_components.outputs import NOT_FOUND_LOGIT, RESULTS_LINES, PresenceDecisiond, SaveResultsd
 from lmseg_components.text.phrasing import AUGMENTATION, findings_zones, parse_zones
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from bundle_cli import small_record
+from bundle_cli import TIRNET_TINY, small_record
 
 from lmseg_components.apps import cli
 from lmseg_components.apps.deploy import make_deploy_app
 from lmseg_components.export import export_bundle
 from lmseg_components.files import prepare_output_dir, prepare_output_file
-from lmseg_components.workflows import BUNDLES_DIR, SMALL_CONFIG, copy_bundle, device_expression, load_bundle
+from lmseg_components.workflows import BUNDLES_DIR, copy_bundle, device_expression, load_bundle
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 
@@ -130,14 +130,12 @@ def test_deploy_app_never_writes_over_its_sources(tmp_path, occupied):
 
 
 def test_export_refuses_an_existing_program(tmp_path):
-    tiny = {"bundle_root": str(tmp_path), "image_size": 32, "width": 4}
-    network = load_bundle(BUNDLES / "tirnet_lmis", ["inference.json", SMALL_CONFIG], tiny).get_parsed_content(
-        "network_def"
-    )
+    tiny = {"bundle_root": str(tmp_path), **TIRNET_TINY}
     (tmp_path / "models").mkdir()
-    torch.save(network.state_dict(), tmp_path / "models" / "model.pt")
-    record = {**small_record("tirnet_lmis"), "image_size": 32, "width": 4}  # as training at small.json leaves it
+    record = {**small_record("tirnet_lmis"), **TIRNET_TINY}  # as training at small.json leaves it
     (tmp_path / "models" / "run_record.json").write_text(json.dumps(record))
+    network = load_bundle(BUNDLES / "tirnet_lmis", ["inference.json"], tiny).get_parsed_content("network_def")
+    torch.save(network.state_dict(), tmp_path / "models" / "model.pt")
     program = tmp_path / "models" / "model.pt2"
     program.write_bytes(b"an earlier export")
     with pytest.raises(FileExistsError, match="exists"):

@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_cli import BUNDLES, run_bundle, small_record
+from bundle_cli import BUNDLES, TIRNET_TINY, run_bundle, small_record, tiny_network
 from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
@@ -22,12 +22,12 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 from lmseg_components.apps.bundle_checks import cli_overrides
 from lmseg_components.apps.segment import RESULTS_FILE, segment
 from lmseg_components.export import OnnxNetwork, export_bundle, prepare_bundle_export
-from lmseg_components.workflows import SMALL_CONFIG, load_bundle
+from lmseg_components.workflows import load_bundle
 
 pytestmark = pytest.mark.bundle
 
-SMALL_TGC = {"image_size": 64, "dim": 32, "cnn_width": 8, "cost_dim": 16}
-TRAINED = {"tirnet_lmis": {"image_size": 32, "width": 4}, "tgcnet_lmis": SMALL_TGC, "tgcnet_ct_organs": SMALL_TGC}
+SMALL_TGC = tiny_network("tgcnet_lmis")  # the CT bundle too: 64 px slices
+TRAINED = {"tirnet_lmis": TIRNET_TINY, "tgcnet_lmis": SMALL_TGC, "tgcnet_ct_organs": SMALL_TGC}
 PROMPT = "Unilateral pulmonary infection, one infected area, middle left lung."
 
 
@@ -35,15 +35,15 @@ def _model(root: Path, bundle: str) -> Path:
     """``<root>/models/model.pt`` and ``run_record.json`` as training leaves them (weights at a fixed random
     init: geometry and equality with the bundle's inference need no trained weights)."""
     values = {**small_record(bundle), **TRAINED[bundle]}
-    parser = load_bundle(BUNDLES / bundle, ["inference.json", SMALL_CONFIG], {"bundle_root": str(root), **values})
+    (root / "models").mkdir(parents=True)
+    (root / "models" / "run_record.json").write_text(json.dumps({"dataset": "0123abcd", **values}))
+    parser = load_bundle(BUNDLES / bundle, ["inference.json"], {"bundle_root": str(root)})
     torch.manual_seed(0)
     network = parser.get_parsed_content("network_def")
     head_bias = [p for name, p in network.named_parameters() if name.endswith("head.bias")][-1]
     with torch.no_grad():  # a random head bias makes every logit one sign; at 0 the mask follows the features
         head_bias.zero_()
-    (root / "models").mkdir(parents=True)
     torch.save(network.state_dict(), root / "models" / "model.pt")
-    (root / "models" / "run_record.json").write_text(json.dumps({"dataset": "0123abcd", **values}))
     return root / "models" / "model.pt"
 
 

@@ -19,6 +19,7 @@ from bundle_cli import (
     mlflow_runs,
     monai_bundle,
     run_bundle,
+    tiny_network,
     with_small,
 )
 from PIL import Image
@@ -29,7 +30,7 @@ from lmseg_components.export import export_bundle
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 
-SMALL = {"image_size": 64, "dim": 32, "cnn_width": 8, "cost_dim": 16}
+SMALL = tiny_network("tgcnet_lmis")
 TINY = cli_overrides(SMALL) + ["--num_workers", "0", "--batch_size", "2", *CPU]
 
 

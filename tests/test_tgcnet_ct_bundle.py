@@ -13,7 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from bundle_cli import BUNDLES, CPU, EXPORTED_INFERENCE, MLFLOW, mlflow_runs, run_bundle
+from bundle_cli import BUNDLES, CPU, EXPORTED_INFERENCE, MLFLOW, mlflow_runs, run_bundle, tiny_network
 from monai.bundle import verify_net_in_out
 
 from lmseg_components.apps.bundle_checks import cli_overrides
@@ -23,7 +23,7 @@ from lmseg_components.workflows import SMALL_CONFIG, load_bundle
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 
-SMALL = {"image_size": 64, "dim": 32, "cnn_width": 8, "cost_dim": 16}
+SMALL = {**tiny_network("tgcnet_ct_organs"), "image_size": 64}  # 64 px slices, as the 2D bundle
 TINY = cli_overrides(SMALL) + ["--num_workers", "0", "--batch_size", "1", "--samples_per_volume", "8", *CPU]
 EPOCHS = 6
 

@@ -12,14 +12,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bundle_cli import BUNDLES, CPU, INFERENCE, MLFLOW, config_file, mlflow_runs, run_bundle, with_small
+from bundle_cli import (
+    BUNDLES,
+    CPU,
+    INFERENCE,
+    MLFLOW,
+    TIRNET_TINY,
+    config_file,
+    mlflow_runs,
+    run_bundle,
+    tiny_args,
+    with_small,
+)
 
+from lmseg_components.apps.bundle_checks import cli_overrides
 from lmseg_components.data import make_synthetic_lvit
 
 pytestmark = pytest.mark.bundle  # spawns python -m monai.bundle / torchrun / lmseg processes
 
 BUNDLE = BUNDLES / "tirnet_lmis"
-TINY = ["--image_size", "32", "--width", "4", "--num_workers", "0", "--batch_size", "2", *CPU]
+TINY = [*tiny_args("tirnet_lmis"), "--num_workers", "0", "--batch_size", "2", *CPU]
 
 
 def _bundle(workflow: str, configs: list[str], root: Path, *extra: str, **kwargs) -> subprocess.CompletedProcess:
@@ -57,7 +69,9 @@ def test_evaluating_writes_metrics_and_per_image_csv(trained):
 
 
 def test_inference_writes_masks_and_overlays(trained):
-    run = _bundle("inference", ["configs/inference.json"], trained)
+    """``inference.json`` alone, without small.json or the tiny overrides the run was trained with: it reads the
+    image size, widths and text encoder from the run record (the paper defaults would need hub weights)."""
+    run = run_bundle("tirnet_lmis", "inference", ["configs/inference.json"], trained, *CPU, small=False)
     assert run.returncode == 0, run.stderr[-3000:]
     out = trained / "eval" / "inference"
     from PIL import Image
@@ -104,7 +118,12 @@ def test_verify_net_in_out_and_torchscript_export(trained):
     ts = trained / "models" / "model.ts"
     export = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(ts)]
-        + ["--ckpt_file", str(trained / "models" / "model.pt"), *common, "--width", "4"],
+        + [
+            "--ckpt_file",
+            str(trained / "models" / "model.pt"),
+            *common,
+            *cli_overrides({"width": TIRNET_TINY["width"]}),
+        ],
         cwd=BUNDLE,
         capture_output=True,
         text=True,

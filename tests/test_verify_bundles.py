@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from lmseg_components.apps.bundle_checks import verify_bundles
+from lmseg_components.apps.bundle_checks import CHECK_SETTINGS, verify_bundles
 from lmseg_components.workflows import BUNDLES_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +21,7 @@ def bundles(tmp_path):
 
 
 def test_static_checks_pass_on_the_real_bundle(bundles, capsys):
-    assert verify_bundles(bundles, REPO / "ci" / "bundles.json", STATIC) == 0
+    assert verify_bundles(bundles, CHECK_SETTINGS, STATIC) == 0
     assert "tirnet_lmis  PASS" in capsys.readouterr().out
 
 
@@ -32,7 +32,7 @@ def test_failures_are_reported_per_check(bundles, capsys):
     meta["version"] = "0.2.0"
     del meta["network_data_format"]["outputs"]["pred"]["channel_def"]
     meta_path.write_text(json.dumps(meta, indent=4) + "\n")
-    assert verify_bundles(bundles, REPO / "ci" / "bundles.json", STATIC) == 1
+    assert verify_bundles(bundles, CHECK_SETTINGS, STATIC) == 1
     out = capsys.readouterr().out
     assert "FAIL tirnet_lmis / files: missing ['LICENSE']" in out
     assert "FAIL tirnet_lmis / metadata: configs/metadata.json: network_data_format/outputs/pred:" in out
@@ -55,7 +55,7 @@ def test_required_packages_must_be_installable_as_written(bundles, capsys, packa
     meta = json.loads(meta_path.read_text())
     meta["required_packages_version"][package] = version
     meta_path.write_text(json.dumps(meta, indent=4) + "\n")
-    assert verify_bundles(bundles, REPO / "ci" / "bundles.json", ["metadata"]) == 1
+    assert verify_bundles(bundles, CHECK_SETTINGS, ["metadata"]) == 1
     assert f"FAIL tirnet_lmis / metadata: {message}" in capsys.readouterr().out
 
 
@@ -66,16 +66,28 @@ def test_config_consistency_names_each_value_inference_sets_differently(bundles,
     infer["image_size"] = train["image_size"] * 2
     infer["network_def"]["out_channels"] = 2
     (configs / "inference.json").write_text(json.dumps(infer, indent=4) + "\n")
-    assert verify_bundles(bundles, REPO / "ci" / "bundles.json", ["config_consistency"]) == 1
+    assert verify_bundles(bundles, CHECK_SETTINGS, ["config_consistency"]) == 1
     out = capsys.readouterr().out
     assert f"image_size: {train['image_size'] * 2} in inference, {train['image_size']} in training" in out
     assert "network_def#out_channels: 2 in inference, 1 in training" in out
 
     del infer["network_def"]["out_channels"]  # an argument inference leaves out (training-only) is not drift
-    infer["image_size"] = train["image_size"]
+    infer["image_size"] = train["image_size"]  # the same value, but written twice: the run record holds it
+    infer["in_channels"] = "$@trained['width']"  # a trained value read under another id
+    infer["num_workers"] = "$@trained['num_workers']"  # a value the run record does not hold
+    (configs / "inference.json").write_text(json.dumps(infer, indent=4) + "\n")
+    assert verify_bundles(bundles, CHECK_SETTINGS, ["config_consistency"]) == 1
+    out = capsys.readouterr().out
+    assert "image_size: written again in inference; read it from the run record: \"$@trained['image_size']\"" in out
+    assert "in_channels: $@trained['width'] in inference reads a value train.json's run_record does not hold" in out
+    assert "num_workers: $@trained['num_workers'] in inference reads a value" in out
+
+    for key in ("image_size", "in_channels"):
+        infer[key] = f"$@trained['{key}']"
+    infer["num_workers"] = train["num_workers"]
     infer["output_dir"] = "elsewhere"  # nor are the workflow's own ids
     (configs / "inference.json").write_text(json.dumps(infer, indent=4) + "\n")
-    assert verify_bundles(bundles, REPO / "ci" / "bundles.json", ["config_consistency"]) == 0
+    assert verify_bundles(bundles, CHECK_SETTINGS, ["config_consistency"]) == 0
 
 
 def test_unknown_check_name():

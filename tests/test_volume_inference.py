@@ -8,7 +8,7 @@ import torch
 from monai.data import MetaTensor
 
 from lmseg_components.data import MultiLabelToIndexd, OneHotForegroundd, read_msd, read_msd_split
-from lmseg_components.engines import TextSliceInferer
+from lmseg_components.inferers import TextSliceInferer
 from lmseg_components.metrics import SpacedHausdorffDistanceMetric
 
 

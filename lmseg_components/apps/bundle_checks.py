@@ -6,9 +6,9 @@ an overlay ``X.json`` and its ``X_inference.json``), ``large_files.yml`` format,
 a 1-epoch train -> evaluate -> inference through ``python -m monai.bundle`` on a tiny synthetic dataset,
 ``verify_net_in_out`` and a TorchScript ``ckpt_export`` whose output loads with ``torch.jit.load``. The runs load
 the bundle's CPU setting (``configs/small.json``, no model hub needed) over its paper defaults; per-bundle dataset
-kind and tiny overrides come from ``ci/bundles.json``.
+kind and tiny overrides come from ``lmseg_components/resources/bundle_checks.json`` (:data:`CHECK_SETTINGS`).
 
-    python ci/verify_bundles.py            # or: lmseg verify-bundles
+    lmseg verify-bundles
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from lmseg_components.locations import BUNDLES_DIR, PACKAGE_DIR
 
-__all__ = ["CHECKS", "check_bundle", "cli_overrides", "verify_bundles"]
+__all__ = ["CHECKS", "CHECK_SETTINGS", "check_bundle", "cli_overrides", "verify_bundles"]
 
 REQUIRED_FILES = (
     "configs/metadata.json",
@@ -35,6 +35,8 @@ REQUIRED_FILES = (
     "large_files.yml",
 )
 SCHEMA = PACKAGE_DIR / "resources" / "bundle_metadata_schema.json"
+# per bundle: its synthetic data and the tiny overrides the checks (and the tests) run it with
+CHECK_SETTINGS = PACKAGE_DIR / "resources" / "bundle_checks.json"
 
 
 class CheckFailed(Exception):
@@ -113,16 +115,25 @@ def check_json_style(bundle: Path, ctx: dict) -> str:
     return "4-space JSON"
 
 
+TRAINED = "$@trained['{key}']"  # how inference.json reads a trained value (lmseg_components.runs.TrainedValues)
 WORKFLOW_IDS = ("imports", "output_dir", "num_workers", "initialize", "run", "finalize")  # may differ per workflow
 
 
 def _config_drift(train: dict, infer: dict) -> list[str]:
     """Ids that ``train`` and ``infer`` share but set differently, as messages. A component definition (a dict
     with ``_target_``) must keep its target and the value of every argument both give; training-only arguments
-    (e.g. ``retriever_seg_grad``) may be absent from inference."""
+    (e.g. ``retriever_seg_grad``) may be absent from inference. A value ``train``'s run record holds is read from
+    the trained run (``"$@trained['key']"``), never written again; only a recorded value may be read so."""
+    recorded = set(train.get("train", {}).get("checkpoint", {}).get("run_record", {}))
     drift = []
-    for key in (k for k in train if k in infer and k not in WORKFLOW_IDS):
-        a, b = train[key], infer[key]
+    for key, b in infer.items():
+        if isinstance(b, str) and b.startswith("$@trained["):
+            if b != TRAINED.format(key=key) or key not in recorded:
+                drift.append(f"{key}: {b} in inference reads a value train.json's run_record does not hold as {key}")
+            continue
+        if key not in train or key in WORKFLOW_IDS:
+            continue
+        a = train[key]
         if isinstance(a, dict) and isinstance(b, dict) and "_target_" in a:
             drift += [
                 f"{key}#{arg}: {b.get(arg)!r} in inference, {a.get(arg)!r} in training"
@@ -131,13 +142,15 @@ def _config_drift(train: dict, infer: dict) -> list[str]:
             ]
         elif a != b:
             drift.append(f"{key}: {json.dumps(b)} in inference, {json.dumps(a)} in training")
+        elif key in recorded and not isinstance(b, dict):
+            drift.append(f'{key}: written again in inference; read it from the run record: "{TRAINED.format(key=key)}"')
     return drift
 
 
 def check_config_consistency(bundle: Path, ctx: dict) -> str:
     """Every value that ``train.json`` and ``inference.json`` both set (and ``X.json`` and ``X_inference.json``,
-    an overlay and its inference counterpart) is the same: a model is never served with other sizes, classes or
-    preprocessing than it was trained with."""
+    an overlay and its inference counterpart) is the same, and what the run record holds ``inference.json`` reads
+    from it: a model is never served with other sizes, classes or preprocessing than it was trained with."""
     configs = bundle / "configs"
     pairs = [("train.json", "inference.json")]
     pairs += [
@@ -306,7 +319,9 @@ def _make_data(spec: dict, out: Path) -> None:
     spec = dict(spec)
     kind = spec.pop("kind")
     if kind not in SYNTHETIC_MAKERS:
-        raise ValueError(f"ci/bundles.json: unknown synthetic kind {kind!r}; choose from {sorted(SYNTHETIC_MAKERS)}")
+        raise ValueError(
+            f"{CHECK_SETTINGS.name}: unknown synthetic kind {kind!r}; choose from {sorted(SYNTHETIC_MAKERS)}"
+        )
     SYNTHETIC_MAKERS[kind](out, **spec)
 
 
@@ -348,15 +363,14 @@ def verify_bundles(
 
     Args:
         bundles_dir: folder of bundles (default: this checkout's ``bundles/``).
-        settings_file: per-bundle synthetic data and tiny overrides (default: ``ci/bundles.json``).
+        settings_file: per-bundle synthetic data and tiny overrides (default: :data:`CHECK_SETTINGS`).
         checks: names of the checks to run (default: all of :data:`CHECKS`).
     """
     unknown = sorted(set(checks or ()) - set(CHECKS))
     if unknown:
         raise ValueError(f"unknown checks {unknown}; choose from {list(CHECKS)}")
-    repo = PACKAGE_DIR.parent
     bundles_dir = Path(bundles_dir) if bundles_dir else BUNDLES_DIR
-    settings_file = Path(settings_file) if settings_file else repo / "ci" / "bundles.json"
+    settings_file = Path(settings_file) if settings_file else CHECK_SETTINGS
     settings = json.loads(settings_file.read_text())
     bundles = sorted(p for p in bundles_dir.iterdir() if (p / "configs").is_dir())
     if not bundles:

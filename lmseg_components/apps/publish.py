@@ -127,9 +127,8 @@ def publish(bundle: str | Path, run: str | Path, out: str | Path, url: str, over
     if not record:
         raise ValueError(f"{model.parent} has no {RUN_RECORD_FILE} (nor a run record in checkpoint.pt) to publish")
     out = prepare_output_dir(out, overwrite, sources=[bundle, run])
-    # the trained values in train.json and inference.json alike: configs that agree
-    values = {name: trained_overrides(bundle, [name], model.parent) for name in ("train.json", "inference.json")}
-    copy_bundle(bundle, out, values, overwrite=True)
+    # train.json with the trained values (evaluation, further training); inference.json reads the run record
+    copy_bundle(bundle, out, {"train.json": trained_overrides(bundle, ["train.json"], model.parent)}, overwrite=True)
     (out / "models").mkdir(exist_ok=True)
     shutil.copy2(model, out / "models" / "model.pt")
     (out / "models" / RUN_RECORD_FILE).write_text(json.dumps(record, indent=1))

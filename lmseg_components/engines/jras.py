@@ -28,12 +28,12 @@ from monai.losses import ContrastiveLoss, DiceCELoss
 from monai.utils import CommonKeys as Keys
 from torch import nn
 
-from lmseg_components.engines.overlay import render_overlay
-from lmseg_components.engines.presence import RESULTS_LINES
 from lmseg_components.errors import UserInputError
 from lmseg_components.files import finish_saves
 from lmseg_components.losses.mask_contrastive import MaskAgreementInfoNCE, sample_candidates
 from lmseg_components.metrics.overlap import integer_labels, pairwise_mask_dice
+from lmseg_components.outputs.overlay import render_overlay
+from lmseg_components.outputs.presence import RESULTS_LINES
 from lmseg_components.retrieval.augmented import RetrievalAugmentedSegmenter
 from lmseg_components.retrieval.index import create_index, rebuild_command
 
@@ -672,7 +672,7 @@ class RetrievalHitRate:
 class SaveGuidePanels:
     """After each iteration, write ``<output_dir>/<name>_panel.png`` per query: the query, its top-k guides with
     their masks and similarities, and the prediction (labels in colour). A volume that
-    :class:`~lmseg_components.engines.RetrievalSliceInferer` segmented slice by slice gets one panel per slice,
+    :class:`~lmseg_components.inferers.RetrievalSliceInferer` segmented slice by slice gets one panel per slice,
     ``<name>_z<NN>_panel.png``.
 
     Args:
@@ -728,7 +728,7 @@ def describe_retrieval(
 
     Args:
         model: the network after the forward that segmented it (``last_indices`` / ``last_scores``: one row per
-            query of the batch, or per slice after :class:`~lmseg_components.engines.RetrievalSliceInferer`).
+            query of the batch, or per slice after :class:`~lmseg_components.inferers.RetrievalSliceInferer`).
         pred: the label map on the input's grid, (1, H, W) or (1, H, W, D); a MetaTensor's affine gives the
             voxel size.
         class_names: the labels' names, background first.

@@ -11,8 +11,8 @@ import torch
 from monai.data import FolderLayout
 from monai.transforms import EnsureChannelFirst, LoadImage, ScaleIntensity
 
-from lmseg_components.engines.overlay import render_overlay
 from lmseg_components.files import atomic_write
+from lmseg_components.outputs.overlay import render_overlay
 
 __all__ = ["READERS", "busiest_slice", "overlay_image", "slice_overlays", "write_overlay"]
 

@@ -222,7 +222,7 @@ class TextBundlePredictor:
     @torch.no_grad()
     def __call__(self, record: dict) -> dict:
         """The postprocessed item of ``record``: ``pred`` (the mask), and the presence decision of the bundle's
-        :class:`~lmseg_components.engines.PresenceDecisiond`: ``score`` and ``found`` of each prompt (a float and a
+        :class:`~lmseg_components.outputs.PresenceDecisiond`: ``score`` and ``found`` of each prompt (a float and a
         bool for a bundle with one prompt per image, lists with one per class; ``found`` is None for a model
         without a ``presence_threshold`` in its run record, and a prompt not found gets an empty mask).
 

@@ -12,7 +12,7 @@ def verify_bundles(bundles_dir: str | None = None, settings_file: str | None = N
 
     Args:
         bundles_dir: folder of bundles (default: ``bundles/`` of this checkout).
-        settings_file: per-bundle CI settings (default: ``ci/bundles.json``).
+        settings_file: per-bundle check settings (default: ``lmseg_components/resources/bundle_checks.json``).
         checks: a comma-separated subset, e.g. ``files,metadata,json_style``.
     """
     from lmseg_components.apps.bundle_checks import verify_bundles as run_checks

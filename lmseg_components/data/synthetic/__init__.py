@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 
-SYNTHETIC_MAKERS = {  # layout kind -> writer (``lmseg make-synthetic --kind``, ci/bundles.json's ``synthetic.kind``)
+SYNTHETIC_MAKERS = {  # layout kind -> writer (``lmseg make-synthetic --kind``, the checks' ``synthetic.kind``)
     "lvit": make_synthetic_lvit,
     "msd": make_synthetic_msd,
     "acdc": make_synthetic_acdc,

@@ -12,7 +12,7 @@ from monai.data import FolderLayout, MetaTensor
 from monai.transforms import Compose, SaveImaged
 
 from lmseg_components.data import SelectSliced
-from lmseg_components.engines.overlay import SaveOverlayd
+from lmseg_components.outputs.overlay import SaveOverlayd
 
 __all__ = ["OutputNameCollisionError", "prepare_output_names", "writer_layouts"]
 
@@ -25,7 +25,7 @@ class OutputNameCollisionError(ValueError):
 
 def writer_layouts(transforms: Compose | Sequence[Callable]) -> list[FolderLayout]:
     """The folder layouts (MONAI's :class:`~monai.data.FolderLayout`, which names each output file after its input)
-    of the file writers among ``transforms``: ``SaveImaged`` and :class:`~lmseg_components.engines.SaveOverlayd`."""
+    of the file writers among ``transforms``: ``SaveImaged`` and :class:`~lmseg_components.outputs.SaveOverlayd`."""
     layouts = []
     for transform in transforms.transforms if isinstance(transforms, Compose) else transforms:
         if isinstance(transform, SaveImaged) and isinstance(transform.saver.folder_layout, FolderLayout):
