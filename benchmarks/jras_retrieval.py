@@ -17,8 +17,9 @@ number of updates:
   segmentation feedback into the retriever);
 - ``image_encoder``: J-RAS with the paper's retriever, an image encoder with a projection head
   (``configs/retriever_resnet.json``), trained with the same mask-agreement targets and segmentation feedback;
-- ``scanner_views``: J-RAS whose retriever views also get a scanner-like contrast curve and bias field
-  (``contrastive_view_gamma``, ``contrastive_view_bias``; other strengths as ``--key value`` options);
+- ``scanner_views``, ``scanner_views_strong``: J-RAS whose retriever views also get a scanner-like contrast curve
+  and bias field (``contrastive_view_gamma`` 0.5 / 1.0, ``contrastive_view_bias`` 0.3 / 0.5);
+- ``candidates_64``: J-RAS with twice the gallery candidates per contrastive step (``contrastive_candidates``);
 - ``oracle``: guides chosen by the query's own mask (``guide_source: oracle``) — the upper bound of any retriever:
   do guides help this segmenter at all?
 
@@ -71,6 +72,8 @@ VARIANTS = {  # name -> (config overlays after train.json and small.json, overri
     "jras": ((), {}),
     "image_encoder": (("retriever_resnet.json",), {}),
     "scanner_views": ((), {"contrastive_view_gamma": 0.5, "contrastive_view_bias": 0.3}),
+    "scanner_views_strong": ((), {"contrastive_view_gamma": 1.0, "contrastive_view_bias": 0.5}),
+    "candidates_64": ((), {"contrastive_candidates": 64}),
     "oracle": ((), {"guide_source": "oracle"}),
 }
 REGIMES = ("current", "few", "shift")
@@ -94,6 +97,8 @@ PAIRED = [  # (variant, baseline) of one regime and backbone, compared seed by s
     ("jras", "two_stage"),
     ("image_encoder", "jras"),
     ("scanner_views", "jras"),
+    ("scanner_views_strong", "jras"),
+    ("candidates_64", "jras"),
 ]
 VALIDATION = "$@read_split(@dataset_dir, 'val', @split_fractions, @split_seed)"  # evaluate.json's datalist, 'val'
 
