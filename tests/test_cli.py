@@ -70,6 +70,10 @@ def test_unknown_kind_and_acdc(tmp_path):
     assert run.returncode != 0 and "--kind must be" in run.stderr
     run = _lmseg("make-synthetic", "--out", str(tmp_path / "acdc"), "--kind", "acdc", "--n-patients", "2")
     assert run.returncode == 0 and sorted(p.name for p in (tmp_path / "acdc").iterdir()) == ["patient001", "patient002"]
+    # an option of another kind is refused, not ignored: naming it and what this kind takes; nothing is written
+    run = _lmseg("make-synthetic", "--out", str(tmp_path / "msd"), "--kind", "msd", "--n-train", "3")
+    assert run.returncode != 0 and "Traceback" not in run.stderr and not (tmp_path / "msd").exists()
+    assert "--kind msd does not take --n-train; it takes --seed, --n-cases" in run.stderr
 
 
 def test_label_app_writes_the_training_overrides(tmp_path):

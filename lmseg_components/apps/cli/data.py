@@ -60,10 +60,6 @@ def make_synthetic(
 
     if kind not in SYNTHETIC_MAKERS:
         sys.exit(f"error: --kind must be one of {sorted(SYNTHETIC_MAKERS)}, got {kind!r}")
-    try:
-        prepare_output_dir(out, overwrite)
-    except (ValueError, FileExistsError) as e:
-        sys.exit(f"error: {e}")
     make = SYNTHETIC_MAKERS[kind]
     options = {
         "seed": seed,
@@ -83,6 +79,16 @@ def make_synthetic(
         "nothing_fraction": nothing_fraction,
     }
     accepted = inspect.signature(make).parameters  # each kind takes its own options
+    defaults = {name: p.default for name, p in inspect.signature(make_synthetic).parameters.items()}
+    foreign = [name for name, value in options.items() if name not in accepted and value != defaults[name]]
+    if foreign:
+        takes = ", ".join(f"--{name.replace('_', '-')}" for name in options if name in accepted)
+        given = ", ".join(f"--{name.replace('_', '-')}" for name in foreign)
+        sys.exit(f"error: --kind {kind} does not take {given}; it takes {takes}")
+    try:
+        prepare_output_dir(out, overwrite)
+    except (ValueError, FileExistsError) as e:
+        sys.exit(f"error: {e}")
     try:
         summary = make(out, **{name: value for name, value in options.items() if name in accepted})
     except ValueError as e:
