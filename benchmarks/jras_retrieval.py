@@ -169,22 +169,19 @@ def run(
                         first.pop("freeze_retriever")
                         _train(bundle, stage_one, (), first, budget)
                         common["retriever_weights"] = str(stage_one / "models" / "model.pt")
+                    tested = {**common, **({"dataset_dir": str(data_b)} if regime == "shift" else {})}
                     if not result_file.is_file():
                         minutes = _train(bundle, run_dir, overlays, common, budget)
-                        test = {"dataset_dir": str(data_b)} if regime == "shift" else {}
-                        metrics = evaluate_metrics(bundle, {**common, **test}, overlays=(SMALL_CONFIG, *overlays))
-                        result = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+                        result = _metrics(bundle, tested, overlays)
                         result_file.write_text(json.dumps({**result, "train_minutes": minutes}, indent=1))
                     validation_file = run_dir / f"validation_{regime}.json"
                     if not validation_file.is_file():
                         validation = {
-                            **common,
-                            **({"dataset_dir": str(data_b)} if regime == "shift" else {}),
+                            **tested,
                             "validate#datalist": VALIDATION,
                             "output_dir": str(run_dir / "eval" / f"validation_{regime}"),
                         }
-                        metrics = evaluate_metrics(bundle, validation, overlays=(SMALL_CONFIG, *overlays))
-                        kept = {f"validation_{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+                        kept = _metrics(bundle, validation, overlays, prefix="validation_")
                         validation_file.write_text(json.dumps(kept, indent=1))
                     result = {
                         **json.loads(result_file.read_text()),
@@ -232,6 +229,12 @@ def _train(bundle: Path, run_dir: Path, overlays: tuple, common: dict, epochs: i
         run_workflow(bundle, "training", configs, {**common, "epochs": epochs}, logging_conf=False)
         marker.write_text(json.dumps({"epochs": epochs, "minutes": (time.perf_counter() - start) / 60}))
     return json.loads(marker.read_text())["minutes"]
+
+
+def _metrics(bundle: Path, overrides: dict, overlays: tuple, prefix: str = "") -> dict[str, float]:
+    """The numbers ``evaluate.json`` reports for the trained run of ``overrides``, their keys with ``prefix``."""
+    metrics = evaluate_metrics(bundle, overrides, overlays=(SMALL_CONFIG, *overlays))
+    return {f"{prefix}{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)}
 
 
 def _print_table(results, epochs, seeds, difficulty, n_patients, few_fraction, overrides, device) -> None:

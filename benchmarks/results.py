@@ -191,8 +191,6 @@ def paired_differences(result: dict) -> dict[tuple[str, str], dict]:
     """For each ``paired`` (variant, baseline) of ``result`` whose variants are both in its table: the differences
     of the first column between rows with the same ``seed`` — ``mean``, sample ``std``, ``n`` seeds, and ``p`` of
     the paired t-test (NaN below two seeds or with identical differences)."""
-    from scipy.stats import ttest_rel
-
     key = result["columns"][0][0]
     differences = {}
     for variant, baseline in result.get("paired", []):
@@ -207,12 +205,20 @@ def paired_differences(result: dict) -> dict[tuple[str, str], dict]:
         if not matched:
             continue
         a, b = (np.array(values, dtype=float) for values in zip(*matched, strict=True))
-        diff = a - b
-        several = len(diff) > 1
-        p = float(ttest_rel(a, b).pvalue) if several and diff.std() > 0 else float("nan")
-        std = float(diff.std(ddof=1)) if several else 0.0
-        differences[(variant, baseline)] = {"mean": float(diff.mean()), "std": std, "n": len(diff), "p": p}
+        differences[(variant, baseline)] = paired_difference(a, b)
     return differences
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray) -> dict:
+    """``a - b`` of values paired by seed: ``mean``, sample ``std`` (0 for one seed), ``n`` and ``p`` of the
+    paired t-test (NaN below two seeds or with identical differences)."""
+    from scipy.stats import ttest_rel
+
+    diff = a - b
+    several = len(diff) > 1
+    p = float(ttest_rel(a, b).pvalue) if several and diff.std() > 0 else float("nan")
+    std = float(diff.std(ddof=1)) if several else 0.0
+    return {"mean": float(diff.mean()), "std": std, "n": len(diff), "p": p}
 
 
 def _shown(path: Path) -> str:

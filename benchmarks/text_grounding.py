@@ -50,7 +50,7 @@ from lmseg_components.metrics import presence_auroc
 
 if __package__ in (None, ""):  # run as a script: the repository root holds the benchmarks package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.results import RESULTS_DIR, provenance, save_results  # noqa: E402
+from benchmarks.results import RESULTS_DIR, paired_difference, provenance, save_results  # noqa: E402
 from benchmarks.script import comma_names, comma_seeds, run_script, sample_std  # noqa: E402
 from lmseg_components.workflows import (  # noqa: E402
     SMALL_CONFIG,
@@ -284,17 +284,14 @@ def _print_markdown(results: dict[str, list[dict]], columns: list[tuple[str, str
 
 def _print_paired(after: list[dict], before: list[dict], columns: list[tuple[str, str]]) -> None:
     """full - no_text_aug, paired by seed: mean ± sample std of the differences and the paired t-test p-value."""
-    from scipy.stats import ttest_rel
-
     print("\nfull - no_text_aug, paired by seed (mean ± sample std, paired t-test p)")
     for key, _ in columns:
         a = np.array([r.get(key, np.nan) for r in after])
         b = np.array([r.get(key, np.nan) for r in before])
         if len(a) != len(b) or np.isnan(a).any() or np.isnan(b).any():
             continue
-        diff = a - b
-        p = ttest_rel(a, b).pvalue if len(a) > 1 and diff.std() > 0 else float("nan")
-        print(f"  {key:<20} {diff.mean():+.3f} ± {sample_std(diff):.3f}  p = {p:.3f}")
+        d = paired_difference(a, b)
+        print(f"  {key:<20} {d['mean']:+.3f} ± {d['std']:.3f}  p = {d['p']:.3f}")
 
 
 if __name__ == "__main__":

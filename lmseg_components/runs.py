@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 
 from monai.bundle import ConfigParser
@@ -26,6 +27,7 @@ __all__ = [
     "bundles_that_trained",
     "check_trained_with",
     "load_trained_bundle",
+    "recorded_ids",
     "trained_overrides",
     "trained_values",
 ]
@@ -72,14 +74,18 @@ class TrainedValues(Mapping):
             self._values, self.source = _plain_values(self._defaults), self._defaults
             self._defaults = None
 
+    @cached_property
+    def _default_values(self) -> dict:
+        """The plain values of the ``train.json`` whose defaults fill what a run's record lacks (read once)."""
+        return _plain_values(self._defaults) if self._defaults else {}
+
     def __getitem__(self, key: str) -> object:
         if key in self._values:
             return self._values[key]
-        defaults = _plain_values(self._defaults) if self._defaults else {}
-        if key in defaults:
-            logger.warning(f"{self.source} has no {key!r}: using {self._defaults}'s {defaults[key]!r}")
-            self._values[key] = defaults[key]
-            return defaults[key]
+        if key in self._default_values:
+            value = self._values[key] = self._default_values[key]
+            logger.warning(f"{self.source} has no {key!r}: using {self._defaults}'s {value!r}")
+            return value
         if self.source.name == RUN_RECORD_FILE and not self._values:
             where = f"{self.ckpt_dir} holds no trained run ({RUN_RECORD_FILE}) to read {key!r} from"
         else:
@@ -98,11 +104,17 @@ def _plain_values(train: Path) -> dict:
     return {k: v for k, v in json.loads(train.read_text()).items() if _plain(v)}
 
 
+def recorded_ids(train: Mapping) -> set[str]:
+    """The ids a ``train.json`` (its content) records in the run record, ``train#checkpoint#run_record``; none
+    for a config without one (an overlay)."""
+    return set(train.get("train", {}).get("checkpoint", {}).get("run_record", {}))
+
+
 def _record_keys(bundle: Path) -> set[str]:
     """The keys a run record of ``bundle`` may hold: its ``train.json``'s ``run_record`` and those the presence
     calibration adds."""
     config = json.loads((bundle / "configs" / "train.json").read_text())
-    return set(config["train"]["checkpoint"]["run_record"]) | {PRESENCE_THRESHOLD, VALIDATION_AUROC}
+    return recorded_ids(config) | {PRESENCE_THRESHOLD, VALIDATION_AUROC}
 
 
 def bundles_that_trained(ckpt_dir: str | Path) -> list[str]:

@@ -124,7 +124,9 @@ def _config_drift(train: dict, infer: dict) -> list[str]:
     with ``_target_``) must keep its target and the value of every argument both give; training-only arguments
     (e.g. ``retriever_seg_grad``) may be absent from inference. A value ``train``'s run record holds is read from
     the trained run (``"$@trained['key']"``), never written again; only a recorded value may be read so."""
-    recorded = set(train.get("train", {}).get("checkpoint", {}).get("run_record", {}))
+    from lmseg_components.runs import recorded_ids
+
+    recorded = recorded_ids(train)
     drift = []
     for key, b in infer.items():
         if isinstance(b, str) and b.startswith("$@trained["):
