@@ -3,6 +3,7 @@ lists) and the sample standard deviation of its seeds."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -17,7 +18,9 @@ def run_script(run: Callable[..., object], doc: str | None, command: list[str] |
 
     Fire hands ``--help`` / ``-h`` to such a function as the override ``help=True``, which started a two-hour
     benchmark; here they print ``doc`` instead. Positional words are refused before any data is made or model
-    trained (fire leaves the second word of ``--seeds 0 1`` over as one). What ``run`` returns is not printed again.
+    trained (fire leaves the second word of ``--seeds 0 1`` over as one), and so is an option that a ``run``
+    without ``**kwargs`` does not take (fire would end in a ``TypeError`` traceback). What ``run`` returns is not
+    printed again.
 
     Args:
         run: the script's ``run(**kwargs)``.
@@ -33,6 +36,14 @@ def run_script(run: Callable[..., object], doc: str | None, command: list[str] |
             return
         if unexpected:
             raise SystemExit(f"unexpected arguments {list(unexpected)}: give lists comma-separated, e.g. --seeds 0,1,2")
+        parameters = inspect.signature(run).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            unknown = sorted(kwargs.keys() - parameters.keys())
+            if unknown:
+                options = ", ".join(f"--{name}" for name in parameters)
+                raise SystemExit(
+                    f"unknown option(s) {', '.join('--' + u for u in unknown)}; this script takes {options}"
+                )
         run(**kwargs)
 
     fire.Fire(script, command=command)

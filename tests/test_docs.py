@@ -266,6 +266,14 @@ def test_text_grounding_refuses_space_separated_variants(tmp_path):
     assert not any(tmp_path.iterdir())  # refused before making data or training
 
 
+def test_an_option_the_script_does_not_take_is_named_not_a_traceback(capsys):
+    """``config_repeats.py --verbose`` ended in fire's ``TypeError`` traceback."""
+    bench = _benchmark("config_repeats")
+    with pytest.raises(SystemExit, match=r"^unknown option\(s\) --verbose; this script takes --revisions$"):
+        run_script(bench.run, bench.__doc__, ["--verbose"])
+    assert capsys.readouterr().out == ""  # refused before counting anything
+
+
 @pytest.mark.parametrize(
     "name", ["ct_organs", "encoder_probe", "inference_time", "jras_retrieval", "text_grounding", "throughput"]
 )
