@@ -30,8 +30,9 @@ rest mostly test, ``--few_epochs`` so that the small set still gets about a hund
 is the mean ± std over ``--seeds``; every run's result is kept as ``result_<regime>.json`` under ``--out``, so an
 interrupted benchmark resumes where it stopped. Each run is also evaluated on the validation patients of its
 regime's data (``validation_<regime>.json``: the ``val ...`` columns): settings are chosen on those, never on the
-test patients. Extra ``--key value`` options are config overrides (e.g.
-``--image_size 64``).
+test patients. ``--collect`` trains and evaluates nothing: it reads the runs finished so far (a benchmark split
+over several processes or sessions), lists those not done yet and writes the table of the rest, each row with its
+own seeds and training minutes. Extra ``--key value`` options are config overrides (e.g. ``--image_size 64``).
 
 The table (a row per regime, backbone and variant, with the command, commit, bundle version and versions that
 measured it) goes to ``benchmarks/results/jras_retrieval_<difficulty>.json`` (``--results`` another folder), which
@@ -126,6 +127,7 @@ def run(
     device: str = "cpu",
     num_workers: int = 2,
     results_dir: str = str(RESULTS_DIR),
+    collect: bool = False,
     **overrides,
 ) -> dict:
     started = time.perf_counter()
@@ -143,6 +145,7 @@ def run(
     data_b = _dataset(root / "data", "B", 1, n_patients, difficulty) if "shift" in regime_names else None
     splits = {"current": None, "few": [few_fraction, 0.1, round(0.9 - few_fraction, 6)]}
     results: dict[tuple[str, str, str], list[dict]] = {}
+    not_done: list[str] = []
     for regime in regime_names:
         trained_in = "current" if regime == "shift" else regime  # shift tests the current models on scanner B
         for backbone in backbone_names:
@@ -162,6 +165,10 @@ def run(
                         **variant_overrides,
                     }
                     result_file = run_dir / f"result_{regime}.json"
+                    validation_file = run_dir / f"validation_{regime}.json"
+                    if collect and not (result_file.is_file() and validation_file.is_file()):
+                        not_done.append(f"{regime} {backbone} {variant} seed {seed}")
+                        continue
                     budget = few_epochs if trained_in == "few" else epochs
                     if variant == "two_stage":  # stage 1: the no_seg_grad run's retriever (trained if missing)
                         stage_one = run_dir.parent.parent / "no_seg_grad" / f"seed{seed}"
@@ -174,7 +181,6 @@ def run(
                         minutes = _train(bundle, run_dir, overlays, common, budget)
                         result = _metrics(bundle, tested, overlays)
                         result_file.write_text(json.dumps({**result, "train_minutes": minutes}, indent=1))
-                    validation_file = run_dir / f"validation_{regime}.json"
                     if not validation_file.is_file():
                         validation = {
                             **tested,
@@ -194,6 +200,10 @@ def run(
                         + ", ".join(f"{t} {result.get(k, float('nan')):.3f}" for k, t in COLUMNS.items()),
                         flush=True,
                     )
+    if not_done:
+        print(f"not done yet ({len(not_done)} runs, left out of the table): " + "; ".join(not_done), flush=True)
+    if not results:
+        raise SystemExit(f"--collect: no finished run under {root / 'runs'} for these settings")
     _print_table(results, (epochs, few_epochs), seeds, difficulty, n_patients, few_fraction, overrides, device)
     caption = (
         f"J-RAS on the synthetic cardiac set ({difficulty}, {n_patients} patients; `few`: {few_fraction:.0%} of them "
@@ -212,8 +222,26 @@ def run(
     measured = provenance("jras_segmentation", device, comma_seeds(seeds), started)
     cells = dict.fromkeys((regime, backbone) for regime, backbone, _ in results)
     paired = [(f"{r} {b} {v}", f"{r} {b} {w}") for r, b in cells for v, w in PAIRED]
+    by_variant = None
+    if collect:  # each row as its runs were done: its own seeds, and the minutes its training took
+        by_variant = {
+            name: {
+                **measured,
+                "seeds": [r["seed"] for r in runs],
+                "wall_minutes": round(sum(r.get("train_minutes", 0.0) for r in runs), 1),
+            }
+            for name, runs in rows.items()
+        }
     path = save_results(
-        f"jras_retrieval_{difficulty}", rows, columns, measured, caption, settings, Path(results_dir), paired
+        f"jras_retrieval_{difficulty}",
+        rows,
+        columns,
+        measured,
+        caption,
+        settings,
+        Path(results_dir),
+        paired,
+        by_variant,
     )
     print(f"result: {path}")
     return {"|".join(k): v for k, v in results.items()}

@@ -92,6 +92,7 @@ def save_results(
     settings: dict,
     directory: Path = RESULTS_DIR,
     paired: Sequence[tuple[str, str]] = (),
+    measured_by_variant: dict[str, dict] | None = None,
 ) -> Path:
     """Write ``<directory>/<name>.json``: per variant the rows of each seed, their mean and std, and
     :func:`provenance`. Variants of an earlier run with the same ``settings`` and ``columns`` stay (a benchmark
@@ -107,6 +108,8 @@ def save_results(
         paired: (variant, baseline) pairs whose difference in the first column, paired by the rows' ``seed``, is
             rendered below the table with a paired t-test (:func:`paired_differences`); pairs of an earlier run of
             the same table stay.
+        measured_by_variant: the provenance of the variants it names, instead of ``measured`` (a table collected
+            from runs done earlier, each variant with its own seeds and minutes).
     """
     keys = [key for key, _ in columns]
     path = directory / f"{name}.json"
@@ -119,7 +122,12 @@ def save_results(
             pairs = [pair for pair in earlier.get("paired", []) if pair not in pairs] + pairs
     for variant, rows in variants.items():
         mean, std = summarise(rows, keys)
-        table[variant] = {"seeds": rows, "mean": mean, "std": std, "measured": measured}
+        table[variant] = {
+            "seeds": rows,
+            "mean": mean,
+            "std": std,
+            "measured": (measured_by_variant or {}).get(variant, measured),
+        }
     result = {"name": name, "caption": caption, "settings": settings, "columns": columns, "variants": table}
     if pairs:
         result["paired"] = pairs

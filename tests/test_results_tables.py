@@ -178,3 +178,33 @@ def test_every_docs_table_is_rendered_quoted_reference_or_visibly_carried_over()
             shown = subprocess.run(["git", "show", metadata], cwd=ROOT, capture_output=True, text=True)
             assert shown.returncode == 0, f"{where}: no {metadata} in this clone's history"
             assert json.loads(shown.stdout)["version"] == carried["version"], f"{where}: {metadata} says otherwise"
+
+
+def test_jras_benchmark_collects_finished_runs_without_training(tmp_path, capsys):
+    """``--collect`` reads the runs done so far (each row with its own seeds and training minutes), names those
+    not done, and trains nothing."""
+    from benchmarks import jras_retrieval
+
+    runs = tmp_path / "out" / "runs" / "current" / "unet"
+    done = {("none", 0): 0.80, ("none", 1): 0.84, ("jras", 0): 0.83}
+    for (variant, seed), dice in done.items():
+        folder = runs / variant / f"seed{seed}"
+        folder.mkdir(parents=True)
+        result = {"frame_mean_dice": dice, "frame_mean_hd95": 3.0, "train_minutes": 2.5 + seed}
+        (folder / "result_current.json").write_text(json.dumps(result))
+        (folder / "validation_current.json").write_text(json.dumps({"validation_frame_mean_dice": dice}))
+    args = dict(out=str(tmp_path / "out"), n_patients=4, regimes="current", backbones="unet", seeds="0,1")
+    table = jras_retrieval.run(**args, variants="none,jras", results_dir=str(tmp_path), collect=True)
+
+    assert "not done yet (1 runs, left out of the table): current unet jras seed 1" in capsys.readouterr().out
+    assert sorted(table) == ["current|unet|jras", "current|unet|none"]
+    saved = json.loads((tmp_path / "jras_retrieval_hard.json").read_text())
+    none, jras = saved["variants"]["current unet none"], saved["variants"]["current unet jras"]
+    assert none["mean"]["frame_mean_dice"] == pytest.approx(0.82)
+    assert none["measured"]["seeds"] == [0, 1] and none["measured"]["wall_minutes"] == pytest.approx(6.0)
+    assert jras["measured"]["seeds"] == [0] and jras["measured"]["wall_minutes"] == pytest.approx(2.5)
+    assert paired_differences(saved)[("current unet jras", "current unet none")]["n"] == 1
+    assert not list((tmp_path / "out").rglob("trained.json")) and not list((tmp_path / "out").rglob("*.pt"))
+
+    with pytest.raises(SystemExit, match="--collect: no finished run under"):
+        jras_retrieval.run(**args, variants="oracle", results_dir=str(tmp_path), collect=True)
