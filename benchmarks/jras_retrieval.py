@@ -145,7 +145,7 @@ def run(
     data_b = _dataset(root / "data", "B", 1, n_patients, difficulty) if "shift" in regime_names else None
     splits = {"current": None, "few": [few_fraction, 0.1, round(0.9 - few_fraction, 6)]}
     results: dict[tuple[str, str, str], list[dict]] = {}
-    not_done: list[str] = []
+    not_done: dict[str, list[int]] = {}  # "regime backbone variant" -> its seeds not done yet
     for regime in regime_names:
         trained_in = "current" if regime == "shift" else regime  # shift tests the current models on scanner B
         for backbone in backbone_names:
@@ -167,7 +167,7 @@ def run(
                     result_file = run_dir / f"result_{regime}.json"
                     validation_file = run_dir / f"validation_{regime}.json"
                     if collect and not (result_file.is_file() and validation_file.is_file()):
-                        not_done.append(f"{regime} {backbone} {variant} seed {seed}")
+                        not_done.setdefault(f"{regime} {backbone} {variant}", []).append(seed)
                         continue
                     budget = few_epochs if trained_in == "few" else epochs
                     if variant == "two_stage":  # stage 1: the no_seg_grad run's retriever (trained if missing)
@@ -201,7 +201,9 @@ def run(
                         flush=True,
                     )
     if not_done:
-        print(f"not done yet ({len(not_done)} runs, left out of the table): " + "; ".join(not_done), flush=True)
+        runs = "; ".join(f"{row} seeds {','.join(map(str, seeds))}" for row, seeds in not_done.items())
+        count = sum(map(len, not_done.values()))
+        print(f"not done yet ({count} runs, left out of the table): {runs}", flush=True)
     if not results:
         raise SystemExit(f"--collect: no finished run under {root / 'runs'} for these settings")
     _print_table(results, (epochs, few_epochs), seeds, difficulty, n_patients, few_fraction, overrides, device)

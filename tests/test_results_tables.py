@@ -196,7 +196,7 @@ def test_jras_benchmark_collects_finished_runs_without_training(tmp_path, capsys
     args = dict(out=str(tmp_path / "out"), n_patients=4, regimes="current", backbones="unet", seeds="0,1")
     table = jras_retrieval.run(**args, variants="none,jras", results_dir=str(tmp_path), collect=True)
 
-    assert "not done yet (1 runs, left out of the table): current unet jras seed 1" in capsys.readouterr().out
+    assert "not done yet (1 runs, left out of the table): current unet jras seeds 1\n" in capsys.readouterr().out
     assert sorted(table) == ["current|unet|jras", "current|unet|none"]
     saved = json.loads((tmp_path / "jras_retrieval_hard.json").read_text())
     none, jras = saved["variants"]["current unet none"], saved["variants"]["current unet jras"]
