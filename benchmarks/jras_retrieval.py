@@ -32,7 +32,10 @@ interrupted benchmark resumes where it stopped. Each run is also evaluated on th
 regime's data (``validation_<regime>.json``: the ``val ...`` columns): settings are chosen on those, never on the
 test patients. ``--collect`` trains and evaluates nothing: it reads the runs finished so far (a benchmark split
 over several processes or sessions), lists those not done yet and writes the table of the rest, each row with its
-own seeds and training minutes. Extra ``--key value`` options are config overrides (e.g. ``--image_size 64``).
+own seeds and training minutes. The validation curves of the backbone alone (``none``: validation mean Dice at
+each validation epoch of its training, from the run's TensorBoard events) go to a second table,
+``jras_retrieval_<difficulty>_curves``: has the baseline converged in the epochs given? Extra ``--key value`` options
+are config overrides (e.g. ``--image_size 64``).
 
 The table (a row per regime, backbone and variant, with the command, commit, bundle version and versions that
 measured it) goes to ``benchmarks/results/jras_retrieval_<difficulty>.json`` (``--results`` another folder), which
@@ -145,6 +148,7 @@ def run(
     data_b = _dataset(root / "data", "B", 1, n_patients, difficulty) if "shift" in regime_names else None
     splits = {"current": None, "few": [few_fraction, 0.1, round(0.9 - few_fraction, 6)]}
     results: dict[tuple[str, str, str], list[dict]] = {}
+    curves: dict[tuple[str, str, str], list[dict]] = {}
     not_done: dict[str, list[int]] = {}  # "regime backbone variant" -> its seeds not done yet
     for regime in regime_names:
         trained_in = "current" if regime == "shift" else regime  # shift tests the current models on scanner B
@@ -195,6 +199,10 @@ def run(
                         "seed": seed,
                     }
                     results.setdefault((regime, backbone, variant), []).append(result)
+                    if variant == "none" and regime != "shift":  # shift tests the current models: the same curve
+                        curve = _validation_curve(run_dir)
+                        if curve:
+                            curves.setdefault((trained_in, backbone, variant), []).append({**curve, "seed": seed})
                     print(
                         f"[{regime} {backbone} {variant} seed {seed}] "
                         + ", ".join(f"{t} {result.get(k, float('nan')):.3f}" for k, t in COLUMNS.items()),
@@ -246,6 +254,22 @@ def run(
         by_variant,
     )
     print(f"result: {path}")
+    if curves:
+        epochs_seen = sorted(
+            {int(k.rsplit("_", 1)[1]) for rows in curves.values() for r in rows for k in r if k != "seed"}
+        )
+        path = save_results(
+            f"jras_retrieval_{difficulty}_curves",
+            {" ".join(k): v for k, v in curves.items()},
+            [(f"val_dice_epoch_{e}", f"epoch {e}") for e in epochs_seen],
+            measured,
+            "The validator's mean Dice on the validation patients during the training of the backbone alone, at each "
+            f"validation epoch: has it converged in the epochs given ({epochs}; {few_epochs} in `few`)?",
+            settings,
+            Path(results_dir),
+            measured_by_variant={" ".join(k): by_variant[" ".join(k)] for k in curves} if by_variant else None,
+        )
+        print(f"result: {path}")
     return {"|".join(k): v for k, v in results.items()}
 
 
@@ -259,6 +283,20 @@ def _train(bundle: Path, run_dir: Path, overlays: tuple, common: dict, epochs: i
         run_workflow(bundle, "training", configs, {**common, "epochs": epochs}, logging_conf=False)
         marker.write_text(json.dumps({"epochs": epochs, "minutes": (time.perf_counter() - start) / 60}))
     return json.loads(marker.read_text())["minutes"]
+
+
+def _validation_curve(run_dir: Path) -> dict[str, float]:
+    """``val_dice_epoch_<N>``: the validation mean Dice the run's training logged at epoch N (its TensorBoard
+    events under ``eval/tensorboard``)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder = run_dir / "eval" / "tensorboard"
+    if not folder.is_dir():
+        return {}
+    events = EventAccumulator(str(folder)).Reload()
+    if "val_mean_dice" not in events.Tags()["scalars"]:
+        return {}
+    return {f"val_dice_epoch_{e.step}": float(e.value) for e in events.Scalars("val_mean_dice")}
 
 
 def _metrics(bundle: Path, overrides: dict, overlays: tuple, prefix: str = "") -> dict[str, float]:

@@ -183,6 +183,8 @@ def test_every_docs_table_is_rendered_quoted_reference_or_visibly_carried_over()
 def test_jras_benchmark_collects_finished_runs_without_training(tmp_path, capsys):
     """``--collect`` reads the runs done so far (each row with its own seeds and training minutes), names those
     not done, and trains nothing."""
+    from torch.utils.tensorboard import SummaryWriter
+
     from benchmarks import jras_retrieval
 
     runs = tmp_path / "out" / "runs" / "current" / "unet"
@@ -193,6 +195,10 @@ def test_jras_benchmark_collects_finished_runs_without_training(tmp_path, capsys
         result = {"frame_mean_dice": dice, "frame_mean_hd95": 3.0, "train_minutes": 2.5 + seed}
         (folder / "result_current.json").write_text(json.dumps(result))
         (folder / "validation_current.json").write_text(json.dumps({"validation_frame_mean_dice": dice}))
+        if variant == "none":  # the validation curve the training logged
+            with SummaryWriter(str(folder / "eval" / "tensorboard")) as writer:
+                for epoch, value in ((2, dice - 0.1), (4, dice)):
+                    writer.add_scalar("val_mean_dice", value, epoch)
     args = dict(out=str(tmp_path / "out"), n_patients=4, regimes="current", backbones="unet", seeds="0,1")
     table = jras_retrieval.run(**args, variants="none,jras", results_dir=str(tmp_path), collect=True)
 
@@ -204,6 +210,12 @@ def test_jras_benchmark_collects_finished_runs_without_training(tmp_path, capsys
     assert none["measured"]["seeds"] == [0, 1] and none["measured"]["wall_minutes"] == pytest.approx(6.0)
     assert jras["measured"]["seeds"] == [0] and jras["measured"]["wall_minutes"] == pytest.approx(2.5)
     assert paired_differences(saved)[("current unet jras", "current unet none")]["n"] == 1
+    curves = json.loads((tmp_path / "jras_retrieval_hard_curves.json").read_text())
+    assert list(curves["variants"]) == ["current unet none"] and [c[0] for c in curves["columns"]] == [
+        "val_dice_epoch_2",
+        "val_dice_epoch_4",
+    ]
+    assert curves["variants"]["current unet none"]["mean"]["val_dice_epoch_2"] == pytest.approx(0.72)
     assert not list((tmp_path / "out").rglob("trained.json")) and not list((tmp_path / "out").rglob("*.pt"))
 
     with pytest.raises(SystemExit, match="--collect: no finished run under"):
