@@ -15,7 +15,18 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_cli import BUNDLES, CPU, MLFLOW, lmseg, mlflow_runs, monai_bundle, run_bundle, tiny_args, tiny_network
+from bundle_cli import (
+    BUNDLES,
+    CPU,
+    MLFLOW,
+    lmseg,
+    mlflow_runs,
+    monai_bundle,
+    run_bundle,
+    small_record,
+    tiny_args,
+    tiny_network,
+)
 
 from lmseg_components.apps.bundle_checks import cli_overrides
 from lmseg_components.data import make_synthetic_acdc, read_acdc_frames, read_acdc_split
@@ -201,15 +212,38 @@ def test_verify_net_in_out_and_torchscript_export_of_both_networks(trained):
     assert embedding.shape == (2, 3 * 16 * 16) and torch.allclose(embedding.norm(dim=1), torch.ones(2), atol=1e-5)
 
 
-def test_retriever_overlay_swaps_in_the_projection_head_retriever():
+def test_the_image_encoder_retriever_is_rebuilt_from_the_run_record(tmp_path):
     """The default retriever embeds its own coarse masks (3 foreground classes x 16 x 16 cells);
-    ``configs/retriever_resnet.json`` (models of bundle 0.2.0, the benchmark's SimCLR row) swaps in the ResNet +
-    projection head, for training and inference alike."""
+    ``configs/retriever_resnet.json`` trains the paper's image encoder + projection head instead. A run records
+    which (``retriever_kind``), so ``inference.json`` alone rebuilds the retriever a run was trained with; the
+    overlay still loads a run whose record predates the kind (bundle 0.2.0 models)."""
     from lmseg_components.retrieval import MaskEmbeddingRetriever, Retriever
 
-    for base in ("train.json", "inference.json"):
-        default = load_bundle(BUNDLES / "jras_segmentation", [base]).get_parsed_content("retriever_def")
-        assert isinstance(default, MaskEmbeddingRetriever) and default.embed_dim == 3 * 16 * 16
-        parser = load_bundle(BUNDLES / "jras_segmentation", [base, "retriever_resnet.json"])
-        resnet = parser.get_parsed_content("retriever_def")
-        assert isinstance(resnet, Retriever) and resnet.embed_dim == 128
+    bundle = BUNDLES / "jras_segmentation"
+    default = load_bundle(bundle, ["train.json"]).get_parsed_content("retriever_def")
+    assert isinstance(default, MaskEmbeddingRetriever) and default.embed_dim == 3 * 16 * 16
+    train = load_bundle(bundle, ["train.json", "retriever_resnet.json"])
+    assert isinstance(train.get_parsed_content("retriever_def"), Retriever)
+
+    record = {k: train.get_parsed_content(k) for k in small_record("jras_segmentation")}
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "run_record.json").write_text(json.dumps(record))
+    inference = load_bundle(bundle, ["inference.json"], {"bundle_root": str(tmp_path)})
+    resnet = inference.get_parsed_content("retriever_def")
+    assert isinstance(resnet, Retriever) and resnet.embed_dim == 128
+
+    del record["retriever_kind"]  # a record of bundle 0.8 or older: the overlay says which retriever
+    (models / "run_record.json").write_text(json.dumps(record))
+    for overlays, kind in (([], MaskEmbeddingRetriever), (["retriever_resnet.json"], Retriever)):
+        inference = load_bundle(bundle, ["inference.json", *overlays], {"bundle_root": str(tmp_path)})
+        assert isinstance(inference.get_parsed_content("retriever_def"), kind)
+
+
+def test_an_unknown_retriever_kind_is_named():
+    from lmseg_components.retrieval import create_retriever
+
+    with pytest.raises(
+        ValueError, match=r"retriever_kind must be one of \['mask_embedding', 'image_encoder'\], got 'vit'"
+    ):
+        create_retriever("vit", in_channels=1, num_classes=4, pool_grid=4)

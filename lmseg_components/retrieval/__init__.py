@@ -13,10 +13,17 @@ from lmseg_components.retrieval.index import (
     load_index,
     rebuild_command,
 )
-from lmseg_components.retrieval.retriever import RETRIEVER_BACKBONES, MaskEmbeddingRetriever, Retriever
+from lmseg_components.retrieval.retriever import (
+    RETRIEVER_BACKBONES,
+    RETRIEVER_KINDS,
+    MaskEmbeddingRetriever,
+    Retriever,
+    create_retriever,
+)
 
 __all__ = [
     "RETRIEVER_BACKBONES",
+    "RETRIEVER_KINDS",
     "MaskEmbeddingRetriever",
     "Retriever",
     "RetrievalAugmentedSegmenter",
@@ -26,6 +33,7 @@ __all__ = [
     "StaleIndexError",
     "TorchIndex",
     "create_index",
+    "create_retriever",
     "load_index",
     "rebuild_command",
 ]

@@ -1,6 +1,6 @@
 """J-RAS retrievers: image -> L2-normalised embedding. :class:`Retriever` (a ResNet trunk plus a projection head,
 learned by contrast alone) and :class:`MaskEmbeddingRetriever` (the embedding is the image's own coarse predicted
-segmentation)."""
+segmentation); :func:`create_retriever` builds either by name, as a J-RAS run records it."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from monai.networks import nets
 from monai.networks.layers.factories import Pool
 from torch import nn
 
-__all__ = ["MaskEmbeddingRetriever", "Retriever", "RETRIEVER_BACKBONES"]
+__all__ = ["MaskEmbeddingRetriever", "Retriever", "RETRIEVER_BACKBONES", "RETRIEVER_KINDS", "create_retriever"]
 
 RETRIEVER_BACKBONES = ("resnet10", "resnet18", "resnet34")
+RETRIEVER_KINDS = ("mask_embedding", "image_encoder")
 
 
 class Retriever(nn.Module):
@@ -130,3 +131,31 @@ class MaskEmbeddingRetriever(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.embed(self.segment(image))
+
+
+def create_retriever(
+    kind: str,
+    in_channels: int,
+    num_classes: int,
+    pool_grid: int,
+    channels: Sequence[int] = (16, 32, 64, 128),
+    backbone: str = "resnet10",
+    embed_dim: int = 128,
+    widen_factor: float = 1.0,
+    spatial_dims: int = 2,
+) -> nn.Module:
+    """The retriever of ``kind``: ``"mask_embedding"`` (:class:`MaskEmbeddingRetriever` with ``channels``) or
+    ``"image_encoder"`` (:class:`Retriever`, the paper's image encoder with a projection head: ``backbone``,
+    ``embed_dim``, ``widen_factor``). The kind is a value of the run record, so inference rebuilds the retriever a
+    run was trained with from the record alone (the arguments of the other kind are not used).
+
+    Raises:
+        ValueError: an unknown ``kind`` (naming the choices).
+    """
+    if kind == "mask_embedding":
+        return MaskEmbeddingRetriever(in_channels, num_classes, spatial_dims, channels, pool_grid=pool_grid)
+    if kind == "image_encoder":
+        return Retriever(
+            in_channels, backbone, spatial_dims, embed_dim=embed_dim, widen_factor=widen_factor, pool_grid=pool_grid
+        )
+    raise ValueError(f"retriever_kind must be one of {list(RETRIEVER_KINDS)}, got {kind!r}.")
