@@ -27,7 +27,7 @@ from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expressi
 if __package__ in (None, ""):  # run as a script: the repository root holds the benchmarks package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.results import RESULTS_DIR, provenance, save_results  # noqa: E402
-from benchmarks.script import run_script  # noqa: E402
+from benchmarks.script import check_overrides, run_script  # noqa: E402
 
 
 def _per_class(path: Path) -> dict[str, list[float]]:
@@ -54,6 +54,7 @@ def run(
         device_config = device_expression(device)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
+    check_overrides(overrides, ["tgcnet_ct_organs"], ["train.json", SMALL_CONFIG, "evaluate.json"])
     root = Path(out).resolve()
     data = root / "data"
     if not (data / "dataset.json").is_file():

@@ -25,7 +25,7 @@ from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, load_bundle
 
 if __package__ in (None, ""):  # run as a script: the repository root holds the benchmarks package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.script import run_script  # noqa: E402
+from benchmarks.script import check_overrides, run_script  # noqa: E402
 
 BUNDLES = ("tirnet_lmis", "tgcnet_lmis", "tgcnet_ct_organs")
 
@@ -42,6 +42,7 @@ def _time(network, inputs, named) -> float:
 def run(bundles: str | tuple = BUNDLES, rounds: int = 20, warmup: int = 3, device: str = "cpu", **overrides):
     names = [bundles] if isinstance(bundles, str) and "," not in bundles else bundles
     names = names.split(",") if isinstance(names, str) else list(names)
+    check_overrides(overrides, names, ["inference.json", SMALL_CONFIG])
     device = torch.device(device)
     models = {}
     for name in names:

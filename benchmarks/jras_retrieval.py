@@ -30,15 +30,16 @@ rest mostly test, ``--few_epochs`` so that the small set still gets about a hund
 is the mean ± std over ``--seeds``; every run's result is kept as ``result_<regime>.json`` under ``--out``, so an
 interrupted benchmark resumes where it stopped. Each run is also evaluated on the validation patients of its
 regime's data (``validation_<regime>.json``: the ``val ...`` columns): settings are chosen on those, never on the
-test patients. ``--collect`` trains and evaluates nothing: it reads the runs finished so far (a benchmark split
-over several processes or sessions), lists those not done yet and writes the table of the rest, each row with its
-own seeds and training minutes. The validation curves of the backbone alone (``none``: validation mean Dice at
-each validation epoch of its training, from the run's TensorBoard events) go to a second table,
-``jras_retrieval_<difficulty>_curves``: has the baseline converged in the epochs given? Extra ``--key value`` options
-are config overrides (e.g. ``--image_size 64``).
+test patients. ``--collect`` makes, trains and evaluates nothing: it reads the runs finished so far (a benchmark
+split over several processes or sessions), lists those not done yet and writes the table of the rest, each row with
+its own seeds, training minutes and how its runs were measured (commit, bundle version, date: each run keeps its own
+in ``trained.json``); a run trained for other epochs than the command's ends it, naming the run. The validation
+curves of the backbone alone (``none``: validation mean Dice at each validation epoch of its training, from the
+run's TensorBoard events) go to a second table, ``jras_retrieval_<difficulty>_curves``: has the baseline converged
+in the epochs given? Extra ``--key value`` options are config overrides (e.g. ``--image_size 64``).
 
 The table (a row per regime, backbone and variant, with the command, commit, bundle version and versions that
-measured it) goes to ``benchmarks/results/jras_retrieval_<difficulty>.json`` (``--results`` another folder), which
+measured it) goes to ``benchmarks/results/jras_retrieval_<difficulty>.json`` (``--results_dir`` another folder), which
 the J-RAS docs render (``python benchmarks/results.py``); runs with the same settings fill one table.
 
     python benchmarks/jras_retrieval.py --out runs/jras_benchmark --epochs 10 --seeds 0,1,2
@@ -62,7 +63,7 @@ from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expressi
 if __package__ in (None, ""):  # run as a script: the repository root holds the benchmarks package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.results import RESULTS_DIR, provenance, save_results  # noqa: E402
-from benchmarks.script import comma_names, comma_seeds, run_script, sample_std  # noqa: E402
+from benchmarks.script import check_overrides, comma_names, comma_seeds, run_script, sample_std  # noqa: E402
 
 VARIANTS = {  # name -> (config overlays after train.json and small.json, overrides)
     "none": ((), {"use_retrieval": False}),
@@ -107,10 +108,11 @@ PAIRED = [  # (variant, baseline) of one regime and backbone, compared seed by s
 VALIDATION = "$@read_split(@dataset_dir, 'val', @split_fractions, @split_seed)"  # evaluate.json's datalist, 'val'
 
 
-def _dataset(root: Path, scanner: str, seed: int, n_patients: int, difficulty: str) -> Path:
+def _dataset(root: Path, scanner: str, seed: int, n_patients: int, difficulty: str, make: bool = True) -> Path:
+    """The synthetic set of ``scanner`` under ``root``, made first unless it is there (or ``make`` is off)."""
     folder = root / f"acdc_{difficulty}_{scanner}"
     marker = folder / "synthetic.json"
-    if not marker.is_file():
+    if make and not marker.is_file():
         summary = make_synthetic_acdc(folder, seed=seed, n_patients=n_patients, difficulty=difficulty, scanner=scanner)
         marker.write_text(json.dumps(summary, indent=1))
     return folder
@@ -143,12 +145,16 @@ def run(
     backbone_names = comma_names(backbones, ("unet", "segformer"), "backbones")
     if not 0 < few_fraction < 0.8:
         raise SystemExit(f"--few_fraction must be in (0, 0.8), got {few_fraction}")
+    configs = ["train.json", SMALL_CONFIG, "evaluate.json", "retriever_resnet.json"]
+    check_overrides(overrides, ["jras_segmentation"], configs)
     root, bundle = Path(out).resolve(), bundle_dir("jras_segmentation")
-    data_a = _dataset(root / "data", "A", 0, n_patients, difficulty)
-    data_b = _dataset(root / "data", "B", 1, n_patients, difficulty) if "shift" in regime_names else None
+    data_a = _dataset(root / "data", "A", 0, n_patients, difficulty, make=not collect)
+    shift = "shift" in regime_names
+    data_b = _dataset(root / "data", "B", 1, n_patients, difficulty, make=not collect) if shift else None
     splits = {"current": None, "few": [few_fraction, 0.1, round(0.9 - few_fraction, 6)]}
     results: dict[tuple[str, str, str], list[dict]] = {}
     curves: dict[tuple[str, str, str], list[dict]] = {}
+    measured_runs: dict[tuple[str, str, str], list[dict]] = {}  # with --collect: how each run was measured
     not_done: dict[str, list[int]] = {}  # "regime backbone variant" -> its seeds not done yet
     for regime in regime_names:
         trained_in = "current" if regime == "shift" else regime  # shift tests the current models on scanner B
@@ -174,15 +180,18 @@ def run(
                         not_done.setdefault(f"{regime} {backbone} {variant}", []).append(seed)
                         continue
                     budget = few_epochs if trained_in == "few" else epochs
-                    if variant == "two_stage":  # stage 1: the no_seg_grad run's retriever (trained if missing)
+                    if collect:
+                        recorded = _finished(run_dir, budget)
+                        measured_runs.setdefault((regime, backbone, variant), []).append(recorded)
+                    elif variant == "two_stage":  # stage 1: the no_seg_grad run's retriever (trained if missing)
                         stage_one = run_dir.parent.parent / "no_seg_grad" / f"seed{seed}"
                         first = {**common, "bundle_root": str(stage_one), **VARIANTS["no_seg_grad"][1]}
                         first.pop("freeze_retriever")
-                        _train(bundle, stage_one, (), first, budget)
+                        _train(bundle, stage_one, (), first, budget, device)
                         common["retriever_weights"] = str(stage_one / "models" / "model.pt")
                     tested = {**common, **({"dataset_dir": str(data_b)} if regime == "shift" else {})}
                     if not result_file.is_file():
-                        minutes = _train(bundle, run_dir, overlays, common, budget)
+                        minutes = _train(bundle, run_dir, overlays, common, budget, device)
                         result = _metrics(bundle, tested, overlays)
                         result_file.write_text(json.dumps({**result, "train_minutes": minutes}, indent=1))
                     if not validation_file.is_file():
@@ -200,7 +209,7 @@ def run(
                     }
                     results.setdefault((regime, backbone, variant), []).append(result)
                     if variant == "none" and regime != "shift":  # shift tests the current models: the same curve
-                        curve = _validation_curve(run_dir)
+                        curve = _validation_curve(run_dir, budget)
                         if curve:
                             curves.setdefault((trained_in, backbone, variant), []).append({**curve, "seed": seed})
                     print(
@@ -233,14 +242,14 @@ def run(
     cells = dict.fromkeys((regime, backbone) for regime, backbone, _ in results)
     paired = [(f"{r} {b} {v}", f"{r} {b} {w}") for r, b in cells for v, w in PAIRED]
     by_variant = None
-    if collect:  # each row as its runs were done: its own seeds, and the minutes its training took
+    if collect:  # each row as its runs were done: its own seeds, the minutes its training took, their provenance
         by_variant = {
-            name: {
-                **measured,
-                "seeds": [r["seed"] for r in runs],
-                "wall_minutes": round(sum(r.get("train_minutes", 0.0) for r in runs), 1),
+            " ".join(key): {
+                **_merged(measured_runs[key], measured),
+                "seeds": [run["seed"] for run in seed_rows],
+                "wall_minutes": round(sum(run.get("train_minutes", 0.0) for run in seed_rows), 1),
             }
-            for name, runs in rows.items()
+            for key, seed_rows in results.items()
         }
     path = save_results(
         f"jras_retrieval_{difficulty}",
@@ -251,17 +260,23 @@ def run(
         settings,
         Path(results_dir),
         paired,
-        by_variant,
+        measured_by_variant=by_variant,
     )
     print(f"result: {path}")
     if curves:
-        epochs_seen = sorted(
-            {int(k.rsplit("_", 1)[1]) for rows in curves.values() for r in rows for k in r if k != "seed"}
-        )
+        name = f"jras_retrieval_{difficulty}_curves"
+        epochs_seen = {
+            int(k.rsplit("_", 1)[1]) for seed_rows in curves.values() for r in seed_rows for k in r if k != "seed"
+        }
+        earlier = Path(results_dir) / f"{name}.json"
+        if earlier.is_file() and json.loads(earlier.read_text()).get("settings") == settings:
+            # another regime's rows stay in the table: its epochs stay columns (save_results keeps rows of equal
+            # settings and columns only)
+            epochs_seen |= {int(key.rsplit("_", 1)[1]) for key, _ in json.loads(earlier.read_text())["columns"]}
         path = save_results(
-            f"jras_retrieval_{difficulty}_curves",
+            name,
             {" ".join(k): v for k, v in curves.items()},
-            [(f"val_dice_epoch_{e}", f"epoch {e}") for e in epochs_seen],
+            [(f"val_dice_epoch_{e}", f"epoch {e}") for e in sorted(epochs_seen)],
             measured,
             "The validator's mean Dice on the validation patients during the training of the backbone alone, at each "
             f"validation epoch: has it converged in the epochs given ({epochs}; {few_epochs} in `few`)?",
@@ -273,21 +288,56 @@ def run(
     return {"|".join(k): v for k, v in results.items()}
 
 
-def _train(bundle: Path, run_dir: Path, overlays: tuple, common: dict, epochs: int) -> float:
-    """Train one variant once (``trained.json`` marks a finished run; an interrupted one resumes from its
-    checkpoint); the minutes its training took."""
+def _train(bundle: Path, run_dir: Path, overlays: tuple, common: dict, epochs: int, device: str) -> float:
+    """Train one variant once (``trained.json`` marks a finished run with its epochs, minutes and
+    :func:`~benchmarks.results.provenance`; an interrupted one resumes from its checkpoint); the minutes its
+    training took."""
     marker = run_dir / "trained.json"
     if not marker.is_file():
         start = time.perf_counter()
         configs = ["train.json", SMALL_CONFIG, *overlays]
         run_workflow(bundle, "training", configs, {**common, "epochs": epochs}, logging_conf=False)
-        marker.write_text(json.dumps({"epochs": epochs, "minutes": (time.perf_counter() - start) / 60}))
+        measured = provenance("jras_segmentation", device, [common["seed"]], start)
+        minutes = (time.perf_counter() - start) / 60
+        marker.write_text(json.dumps({"epochs": epochs, "minutes": minutes, "measured": measured}, indent=1))
     return json.loads(marker.read_text())["minutes"]
 
 
-def _validation_curve(run_dir: Path) -> dict[str, float]:
-    """``val_dice_epoch_<N>``: the validation mean Dice the run's training logged at epoch N (its TensorBoard
-    events under ``eval/tensorboard``)."""
+NOT_RECORDED = "not recorded"  # a run trained before trained.json kept its provenance
+PROVENANCE_KEYS = ("commit", "bundle_version", "torch", "monai", "python", "device")
+
+
+def _finished(run_dir: Path, epochs: int) -> dict:
+    """How the finished run in ``run_dir`` was measured (its ``trained.json``; ``not recorded`` fields for a run
+    older than that), after checking that it trained ``epochs`` epochs.
+
+    Raises:
+        SystemExit: the run trained for other epochs (naming its ``trained.json``).
+    """
+    marker = run_dir / "trained.json"
+    trained = json.loads(marker.read_text()) if marker.is_file() else {}
+    if trained.get("epochs", epochs) != epochs:
+        raise SystemExit(f"{marker}: trained {trained['epochs']} epochs, not the {epochs} of this command")
+    recorded = trained.get("measured", {})
+    return {key: recorded.get(key, NOT_RECORDED) for key in (*PROVENANCE_KEYS, "date")}
+
+
+def _merged(runs: list[dict], collected: dict) -> dict:
+    """One row's provenance from those of its runs: each field's distinct values joined (``a, b``), the dates as
+    a range; command, bundle and device of the collecting invocation."""
+    merged = dict(collected)
+    for key in PROVENANCE_KEYS:
+        merged[key] = ", ".join(sorted({str(run[key]) for run in runs}))
+    dates = sorted({run["date"] for run in runs} - {NOT_RECORDED})
+    span = [dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"] if dates else []
+    merged["date"] = ", ".join(span + [NOT_RECORDED] * any(run["date"] == NOT_RECORDED for run in runs))
+    return merged
+
+
+def _validation_curve(run_dir: Path, epochs: int) -> dict[str, float]:
+    """``val_dice_epoch_<N>``: the validation mean Dice the run's training logged at epoch N <= ``epochs`` (its
+    TensorBoard events under ``eval/tensorboard``). A resumed run logs again from its checkpoint's epoch: the value
+    logged last for an epoch is the one kept."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     folder = run_dir / "eval" / "tensorboard"
@@ -296,7 +346,7 @@ def _validation_curve(run_dir: Path) -> dict[str, float]:
     events = EventAccumulator(str(folder)).Reload()
     if "val_mean_dice" not in events.Tags()["scalars"]:
         return {}
-    return {f"val_dice_epoch_{e.step}": float(e.value) for e in events.Scalars("val_mean_dice")}
+    return {f"val_dice_epoch_{e.step}": float(e.value) for e in events.Scalars("val_mean_dice") if e.step <= epochs}
 
 
 def _metrics(bundle: Path, overrides: dict, overlays: tuple, prefix: str = "") -> dict[str, float]:

@@ -191,7 +191,8 @@ def render(result: dict, current_version: str | None = None) -> str:
         ]
         for (variant, baseline), d in differences.items():
             p = "—" if np.isnan(d["p"]) else f"{d['p']:.3f}"
-            lines.append(f"| `{variant}` − `{baseline}` | {d['mean']:+.3f} ± {d['std']:.3f} | {d['n']} | {p} |")
+            spread = "" if d["n"] == 1 else f" ± {d['std']:.3f}"  # one seed: no spread to show
+            lines.append(f"| `{variant}` − `{baseline}` | {d['mean']:+.3f}{spread} | {d['n']} | {p} |")
     return "\n".join(lines) + "\n"
 
 

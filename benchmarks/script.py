@@ -1,20 +1,24 @@
-"""What every benchmark script shares: its command line (options as config overrides, ``--help``, comma-separated
-lists) and the sample standard deviation of its seeds."""
+"""What every benchmark script shares: its command line (options as config overrides, checked against the bundle's
+configs; ``--help``; comma-separated lists) and the sample standard deviation of its seeds."""
 
 from __future__ import annotations
 
+import difflib
 import inspect
-from collections.abc import Callable, Iterable
+import json
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
 from lmseg_components.console import print_text
+from lmseg_components.workflows import bundle_dir
 
-__all__ = ["comma_names", "comma_seeds", "run_script", "sample_std"]
+__all__ = ["check_overrides", "comma_names", "comma_seeds", "run_script", "sample_std"]
 
 
 def run_script(run: Callable[..., object], doc: str | None, command: list[str] | None = None) -> None:
-    """The fire entry of a benchmark script whose ``run`` takes config overrides as ``**kwargs``.
+    """The fire entry of a benchmark script: ``run``'s options, and for a ``run`` with ``**kwargs`` config
+    overrides (which the script checks with :func:`check_overrides`).
 
     Fire hands ``--help`` / ``-h`` to such a function as the override ``help=True``, which started a two-hour
     benchmark; here they print ``doc`` instead. Positional words are refused before any data is made or model
@@ -40,13 +44,36 @@ def run_script(run: Callable[..., object], doc: str | None, command: list[str] |
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
             unknown = sorted(kwargs.keys() - parameters.keys())
             if unknown:
-                options = ", ".join(f"--{name}" for name in parameters)
+                options = ", ".join(
+                    f"--{name}" for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL
+                )
                 raise SystemExit(
                     f"unknown option(s) {', '.join('--' + u for u in unknown)}; this script takes {options}"
                 )
         run(**kwargs)
 
     fire.Fire(script, command=command)
+
+
+def check_overrides(overrides: Mapping, bundles: Iterable[str], configs: Iterable[str]) -> None:
+    """End the script with one line when an override is no id of the ``configs`` of any of ``bundles`` (a typo
+    such as ``--colect`` would otherwise become a new config id and a run of hours start without it). An override
+    ``a#b`` is checked by its first part.
+    """
+    known: set[str] = set()
+    for bundle in bundles:
+        for name in configs:
+            path = bundle_dir(bundle) / "configs" / name
+            if path.is_file():
+                known |= set(json.loads(path.read_text()))
+    unknown = sorted(key for key in overrides if key.split("#", 1)[0] not in known)
+    if unknown:
+        close = {k: difflib.get_close_matches(k.split("#", 1)[0], known, n=1) for k in unknown}
+        hints = "; ".join(f"--{k}" + (f" (did you mean --{close[k][0]}?)" if close[k] else "") for k in unknown)
+        raise SystemExit(
+            f"unknown option(s) {hints}: neither an option of this script (--help) nor an id of "
+            f"{', '.join(sorted(set(bundles)))}'s {', '.join(configs)}"
+        )
 
 
 def comma_names(value: str | tuple | list | None, allowed: Iterable[str], what: str) -> list[str]:

@@ -51,7 +51,7 @@ from lmseg_components.metrics import presence_auroc
 if __package__ in (None, ""):  # run as a script: the repository root holds the benchmarks package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.results import RESULTS_DIR, paired_difference, provenance, save_results  # noqa: E402
-from benchmarks.script import comma_names, comma_seeds, run_script, sample_std  # noqa: E402
+from benchmarks.script import check_overrides, comma_names, comma_seeds, run_script, sample_std  # noqa: E402
 from lmseg_components.workflows import (  # noqa: E402
     SMALL_CONFIG,
     bundle_dir,
@@ -142,6 +142,7 @@ def run(
         raise SystemExit(f"unknown bundle {bundle!r}; choose from {list(VARIANTS)}")
     table = VARIANTS[bundle]
     names = comma_names(variants, table, "variants")
+    check_overrides(overrides, [bundle], ["train.json", SMALL_CONFIG, "evaluate.json"])
     root = Path(out).resolve()
     data = root / "data"
     if not (data / "synthetic.json").is_file():

@@ -38,7 +38,7 @@ from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expressi
 
 if __package__ in (None, ""):  # run as a script: the repository root holds the benchmarks package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.script import run_script  # noqa: E402
+from benchmarks.script import check_overrides, run_script  # noqa: E402
 
 BUNDLES = ("tirnet_lmis", "tgcnet_lmis", "tgcnet_ct_organs", "jras_segmentation")
 SETTINGS = {"small": ["train.json", SMALL_CONFIG], "paper": ["train.json"]}
@@ -209,6 +209,7 @@ def run(
         device_config = device_expression(device)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
+    check_overrides(overrides, names, ["train.json", SMALL_CONFIG])
     root, dev = Path(out).resolve(), torch.device(device)
     _print_header(dev, warmup, iterations, num_workers, overrides)
     rows = []

@@ -180,43 +180,73 @@ def test_every_docs_table_is_rendered_quoted_reference_or_visibly_carried_over()
             assert json.loads(shown.stdout)["version"] == carried["version"], f"{where}: {metadata} says otherwise"
 
 
+def _finished_run(folder, regime: str, dice: float, validation: bool = True, trained: dict | None = None) -> None:
+    folder.mkdir(parents=True)
+    result = {"frame_mean_dice": dice, "frame_mean_hd95": 3.0, "train_minutes": 2.5}
+    (folder / f"result_{regime}.json").write_text(json.dumps(result))
+    if validation:
+        (folder / f"validation_{regime}.json").write_text(json.dumps({"validation_frame_mean_dice": dice}))
+    if trained is not None:
+        (folder / "trained.json").write_text(json.dumps(trained))
+
+
 def test_jras_benchmark_collects_finished_runs_without_training(tmp_path, capsys):
-    """``--collect`` reads the runs done so far (each row with its own seeds and training minutes), names those
-    not done, and trains nothing."""
+    """``--collect`` reads the runs done so far (each row with its own seeds, training minutes and provenance),
+    names those not done, and makes, trains and evaluates nothing (not the stage-one run of ``two_stage``)."""
     from torch.utils.tensorboard import SummaryWriter
 
     from benchmarks import jras_retrieval
 
     runs = tmp_path / "out" / "runs" / "current" / "unet"
-    done = {("none", 0): 0.80, ("none", 1): 0.84, ("jras", 0): 0.83}
-    for (variant, seed), dice in done.items():
-        folder = runs / variant / f"seed{seed}"
-        folder.mkdir(parents=True)
-        result = {"frame_mean_dice": dice, "frame_mean_hd95": 3.0, "train_minutes": 2.5 + seed}
-        (folder / "result_current.json").write_text(json.dumps(result))
-        (folder / "validation_current.json").write_text(json.dumps({"validation_frame_mean_dice": dice}))
-        if variant == "none":  # the validation curve the training logged
-            with SummaryWriter(str(folder / "eval" / "tensorboard")) as writer:
-                for epoch, value in ((2, dice - 0.1), (4, dice)):
-                    writer.add_scalar("val_mean_dice", value, epoch)
-    args = dict(out=str(tmp_path / "out"), n_patients=4, regimes="current", backbones="unet", seeds="0,1")
-    table = jras_retrieval.run(**args, variants="none,jras", results_dir=str(tmp_path), collect=True)
+    measured = {"commit": "0123abcd", "bundle_version": "0.9.0", "date": "2026-12-07", "torch": "2.14.1"}
+    measured |= {"monai": "1.6.1", "python": "3.11.2", "device": "cpu"}
+    _finished_run(runs / "none" / "seed0", "current", 0.80, trained={"epochs": 4, "measured": measured})
+    _finished_run(runs / "none" / "seed1", "current", 0.84)  # trained before runs kept their provenance
+    _finished_run(runs / "jras" / "seed0", "current", 0.83, trained={"epochs": 4})
+    _finished_run(runs / "jras" / "seed1", "current", 0.85, validation=False)  # not evaluated on validation yet
+    _finished_run(runs / "two_stage" / "seed0", "current", 0.81)  # its stage-one run (no_seg_grad) is missing
+    board = runs / "none" / "seed0" / "eval" / "tensorboard"
+    for suffix, logged in ((".1", ((2, 0.5), (4, 0.6))), (".2", ((4, 0.8), (6, 0.9)))):  # resumed at epoch 4
+        with SummaryWriter(str(board), filename_suffix=suffix) as writer:
+            for epoch, value in logged:
+                writer.add_scalar("val_mean_dice", value, epoch)
+    args = dict(out=str(tmp_path / "out"), n_patients=4, regimes="current", backbones="unet", seeds="0,1", epochs=4)
+    table = jras_retrieval.run(**args, variants="none,two_stage,jras", results_dir=str(tmp_path), collect=True)
 
-    assert "not done yet (1 runs, left out of the table): current unet jras seeds 1\n" in capsys.readouterr().out
-    assert sorted(table) == ["current|unet|jras", "current|unet|none"]
+    out = capsys.readouterr().out
+    assert (
+        "not done yet (2 runs, left out of the table): current unet two_stage seeds 1; current unet jras seeds 1\n"
+        in out
+    )
+    assert sorted(table) == ["current|unet|jras", "current|unet|none", "current|unet|two_stage"]
     saved = json.loads((tmp_path / "jras_retrieval_hard.json").read_text())
     none, jras = saved["variants"]["current unet none"], saved["variants"]["current unet jras"]
     assert none["mean"]["frame_mean_dice"] == pytest.approx(0.82)
-    assert none["measured"]["seeds"] == [0, 1] and none["measured"]["wall_minutes"] == pytest.approx(6.0)
-    assert jras["measured"]["seeds"] == [0] and jras["measured"]["wall_minutes"] == pytest.approx(2.5)
+    assert none["measured"]["seeds"] == [0, 1] and none["measured"]["wall_minutes"] == pytest.approx(5.0)
+    assert none["measured"]["commit"] == "0123abcd, not recorded"
+    assert none["measured"]["date"] == "2026-12-07, not recorded"
+    assert none["measured"]["bundle_version"] == "0.9.0, not recorded"  # rendered as not today's version
+    assert jras["measured"]["seeds"] == [0] and jras["measured"]["commit"] == "not recorded"
     assert paired_differences(saved)[("current unet jras", "current unet none")]["n"] == 1
     curves = json.loads((tmp_path / "jras_retrieval_hard_curves.json").read_text())
-    assert list(curves["variants"]) == ["current unet none"] and [c[0] for c in curves["columns"]] == [
-        "val_dice_epoch_2",
-        "val_dice_epoch_4",
-    ]
-    assert curves["variants"]["current unet none"]["mean"]["val_dice_epoch_2"] == pytest.approx(0.72)
-    assert not list((tmp_path / "out").rglob("trained.json")) and not list((tmp_path / "out").rglob("*.pt"))
+    assert list(curves["variants"]) == ["current unet none"]
+    assert [c[0] for c in curves["columns"]] == ["val_dice_epoch_2", "val_dice_epoch_4"]  # epoch 6: past its 4
+    assert curves["variants"]["current unet none"]["mean"]["val_dice_epoch_4"] == pytest.approx(0.8)  # logged last
+    made = [p.relative_to(tmp_path) for p in (tmp_path / "out").rglob("*") if p.suffix in (".pt", ".nii", ".gz")]
+    assert not (tmp_path / "out" / "data").exists() and not (runs / "no_seg_grad").exists() and not made
 
     with pytest.raises(SystemExit, match="--collect: no finished run under"):
         jras_retrieval.run(**args, variants="oracle", results_dir=str(tmp_path), collect=True)
+    with pytest.raises(SystemExit, match=r"none/seed0/trained.json: trained 4 epochs, not the 10 of this command"):
+        jras_retrieval.run(**{**args, "epochs": 10}, variants="none", results_dir=str(tmp_path), collect=True)
+
+
+def test_benchmark_overrides_must_be_bundle_config_ids(tmp_path):
+    """A typo of an option (``--colect``) would become a new config id, and hours of training start without it."""
+    from benchmarks import jras_retrieval
+
+    with pytest.raises(SystemExit, match=r"unknown option\(s\) --colect \(did you mean --collect\?\)|--colect"):
+        jras_retrieval.run(out=str(tmp_path), colect=True)
+    with pytest.raises(SystemExit, match=r"--val_intervall \(did you mean --val_interval\?\): neither an option"):
+        jras_retrieval.run(out=str(tmp_path), val_intervall=4)
+    assert not any(tmp_path.iterdir())  # refused before making data
