@@ -226,12 +226,14 @@ def test_the_image_encoder_retriever_is_rebuilt_from_the_run_record(tmp_path):
     assert isinstance(train.get_parsed_content("retriever_def"), Retriever)
 
     record = {k: train.get_parsed_content(k) for k in small_record("jras_segmentation")}
+    record |= {"retriever_backbone": "resnet18", "retriever_embed_dim": 64}  # not the defaults: read, not assumed
     models = tmp_path / "models"
     models.mkdir()
     (models / "run_record.json").write_text(json.dumps(record))
     inference = load_bundle(bundle, ["inference.json"], {"bundle_root": str(tmp_path)})
     resnet = inference.get_parsed_content("retriever_def")
-    assert isinstance(resnet, Retriever) and resnet.embed_dim == 128
+    assert isinstance(resnet, Retriever) and resnet.embed_dim == 64
+    assert len(resnet.trunk.layer1) == 2  # resnet18's two blocks per layer (resnet10: one)
 
     del record["retriever_kind"]  # a record of bundle 0.8 or older: the overlay says which retriever
     (models / "run_record.json").write_text(json.dumps(record))
