@@ -19,6 +19,8 @@ number of updates:
   (``configs/retriever_resnet.json``), trained with the same mask-agreement targets and segmentation feedback;
 - ``scanner_views``, ``scanner_views_strong``: J-RAS whose retriever views also get a scanner-like contrast curve
   and bias field (``contrastive_view_gamma`` 0.5 / 1.0, ``contrastive_view_bias`` 0.3 / 0.5);
+- ``capacity_scanner_views_strong``: the capacity control of ``scanner_views_strong`` (its retriever, trained with
+  the same views, gives its coarse mask and no guides): does a gain of the scanner-like views come from retrieval?
 - ``candidates_64``: J-RAS with twice the gallery candidates per contrastive step (``contrastive_candidates``);
 - ``oracle``: guides chosen by the query's own mask (``guide_source: oracle``) — the upper bound of any retriever:
   do guides help this segmenter at all?
@@ -78,6 +80,10 @@ VARIANTS = {  # name -> (config overlays after train.json and small.json, overri
     "image_encoder": (("retriever_resnet.json",), {}),
     "scanner_views": ((), {"contrastive_view_gamma": 0.5, "contrastive_view_bias": 0.3}),
     "scanner_views_strong": ((), {"contrastive_view_gamma": 1.0, "contrastive_view_bias": 0.5}),
+    "capacity_scanner_views_strong": (
+        (),
+        {"guide_source": "retriever_mask", "contrastive_view_gamma": 1.0, "contrastive_view_bias": 0.5},
+    ),
     "candidates_64": ((), {"contrastive_candidates": 64}),
     "oracle": ((), {"guide_source": "oracle"}),
 }
@@ -103,6 +109,7 @@ PAIRED = [  # (variant, baseline) of one regime and backbone, compared seed by s
     ("image_encoder", "jras"),
     ("scanner_views", "jras"),
     ("scanner_views_strong", "jras"),
+    ("scanner_views_strong", "capacity_scanner_views_strong"),
     ("candidates_64", "jras"),
 ]
 VALIDATION = "$@read_split(@dataset_dir, 'val', @split_fractions, @split_seed)"  # evaluate.json's datalist, 'val'
