@@ -6,7 +6,9 @@ they are, ``worktree``):
   ``evaluate.json``, ``multi_gpu_train.json``, ``busi.json``, ...; ``inference.json`` with its overlays);
 - ``train vs inference``: values ``train.json`` and ``inference.json`` both write;
 - ``restated hyperparameters``: top-level plain values (numbers, names, flags) that the run record holds and that
-  ``inference.json`` writes again instead of reading them from the trained run.
+  ``inference.json`` writes again instead of reading them from the trained run;
+- ``same top-level ids``: the top-level ids ``train.json`` and ``inference.json`` both write with the same value
+  (any value; #32 counted these, 20-39 per bundle when it was filed).
 
 A "value" of the first three columns is a string of at least 24 characters that is not a plain ``@id`` reference
 (a reference is how a value is written once), or a whole list or component; of the repeats only the largest
@@ -34,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MIN_LENGTH = 24
 REFERENCE = re.compile(r"^@[\w#]+$")
 WORKTREE = "worktree"
-COLUMNS = ("same file", "overlays", "train vs inference", "restated hyperparameters")
+COLUMNS = ("same file", "overlays", "train vs inference", "restated hyperparameters", "same top-level ids")
 
 
 def _git(*args: str) -> str:
@@ -96,6 +98,7 @@ def count(configs: dict[str, dict]) -> dict[str, int]:
         "overlays": len(_largest(overlays)),
         "train vs inference": len(_largest(set(found.get("train.json", [])) & set(found.get("inference.json", [])))),
         "restated hyperparameters": len(restated),
+        "same top-level ids": sum(1 for k, v in inference.items() if k in train and v == train[k]),
     }
 
 

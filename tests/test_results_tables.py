@@ -250,3 +250,34 @@ def test_benchmark_overrides_must_be_bundle_config_ids(tmp_path):
     with pytest.raises(SystemExit, match=r"--val_intervall \(did you mean --val_interval\?\): neither an option"):
         jras_retrieval.run(out=str(tmp_path), val_intervall=4)
     assert not any(tmp_path.iterdir())  # refused before making data
+
+
+def test_config_repeats_counts_values_written_twice():
+    """The four kinds of repeat of benchmarks/config_repeats.py on a hand-made pair of configs."""
+    from benchmarks.config_repeats import count
+
+    load = {"_target_": "LoadImaged", "keys": ["image", "label"]}
+    train = {
+        "image_size": 64,  # recorded and restated by inference: a restated hyperparameter, a same top-level id
+        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",  # same top-level id
+        "network": "@network_def",  # a plain reference: how a value is written once, never counted
+        "num_workers": 4,  # both write it, with other values: no repeat
+        "train": {
+            "transforms": [load, load],  # the same component twice in one file
+            "checkpoint": {"run_record": {"image_size": "@image_size"}},
+        },
+    }
+    inference = {
+        "image_size": 64,
+        "device": train["device"],
+        "network": "@network_def",
+        "num_workers": 0,
+        "preprocessing": [load],
+    }
+    assert count({"train.json": train, "inference.json": inference}) == {
+        "same file": 1,  # load, in train.json
+        "overlays": 0,
+        "train vs inference": 2,  # the device expression and load (its keys list inside it is not counted again)
+        "restated hyperparameters": 1,  # image_size
+        "same top-level ids": 3,  # image_size, device, network
+    }
