@@ -67,6 +67,7 @@ if __package__ in (None, ""):  # run as a script: the repository root holds the 
 from benchmarks.results import RESULTS_DIR, provenance, save_results  # noqa: E402
 from benchmarks.script import check_overrides, comma_names, comma_seeds, run_script, sample_std  # noqa: E402
 
+STRONG_VIEWS = {"contrastive_view_gamma": 1.0, "contrastive_view_bias": 0.5}  # scanner_views_strong and its control
 VARIANTS = {  # name -> (config overlays after train.json and small.json, overrides)
     "none": ((), {"use_retrieval": False}),
     "capacity": ((), {"guide_source": "retriever_mask"}),
@@ -79,11 +80,8 @@ VARIANTS = {  # name -> (config overlays after train.json and small.json, overri
     "jras": ((), {}),
     "image_encoder": (("retriever_resnet.json",), {}),
     "scanner_views": ((), {"contrastive_view_gamma": 0.5, "contrastive_view_bias": 0.3}),
-    "scanner_views_strong": ((), {"contrastive_view_gamma": 1.0, "contrastive_view_bias": 0.5}),
-    "capacity_scanner_views_strong": (
-        (),
-        {"guide_source": "retriever_mask", "contrastive_view_gamma": 1.0, "contrastive_view_bias": 0.5},
-    ),
+    "scanner_views_strong": ((), STRONG_VIEWS),
+    "capacity_scanner_views_strong": ((), {"guide_source": "retriever_mask", **STRONG_VIEWS}),
     "candidates_64": ((), {"contrastive_candidates": 64}),
     "oracle": ((), {"guide_source": "oracle"}),
 }
@@ -275,11 +273,12 @@ def run(
         epochs_seen = {
             int(k.rsplit("_", 1)[1]) for seed_rows in curves.values() for r in seed_rows for k in r if k != "seed"
         }
-        earlier = Path(results_dir) / f"{name}.json"
-        if earlier.is_file() and json.loads(earlier.read_text()).get("settings") == settings:
+        path = Path(results_dir) / f"{name}.json"
+        earlier = json.loads(path.read_text()) if path.is_file() else {}
+        if earlier.get("settings") == settings:
             # another regime's rows stay in the table: its epochs stay columns (save_results keeps rows of equal
             # settings and columns only)
-            epochs_seen |= {int(key.rsplit("_", 1)[1]) for key, _ in json.loads(earlier.read_text())["columns"]}
+            epochs_seen |= {int(key.rsplit("_", 1)[1]) for key, _ in earlier["columns"]}
         path = save_results(
             name,
             {" ".join(k): v for k, v in curves.items()},
