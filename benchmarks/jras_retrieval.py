@@ -33,9 +33,10 @@ is the mean ± std over ``--seeds``; every run's result is kept as ``result_<reg
 interrupted benchmark resumes where it stopped. Each run is also evaluated on the validation patients of its
 regime's data (``validation_<regime>.json``: the ``val ...`` columns): settings are chosen on those, never on the
 test patients. ``--collect`` makes, trains and evaluates nothing: it reads the runs finished so far (a benchmark
-split over several processes or sessions), lists those not done yet and writes the table of the rest, each row with
-its own seeds, training minutes and how its runs were measured (commit, bundle version, date: each run keeps its own
-in ``trained.json``); a run trained for other epochs than the command's ends it, naming the run. The validation
+split over several processes or sessions), lists those not done yet and the rows the results file keeps as done
+elsewhere (another run folder or machine), and writes the table of the rest, each row with its own seeds, training
+minutes and how its runs were measured (commit, bundle version, date: each run keeps its own in ``trained.json``); a
+run trained for other epochs than the command's ends it, naming the run. The validation
 curves of the backbone alone (``none``: validation mean Dice at each validation epoch of its training, from the
 run's TensorBoard events) go to a second table, ``jras_retrieval_<difficulty>_curves``: has the baseline converged
 in the epochs given? Extra ``--key value`` options are config overrides (e.g. ``--image_size 64``).
@@ -222,10 +223,23 @@ def run(
                         + ", ".join(f"{t} {result.get(k, float('nan')):.3f}" for k, t in COLUMNS.items()),
                         flush=True,
                     )
+    settings = {
+        "epochs": [epochs, few_epochs],
+        "data": [difficulty, n_patients, few_fraction],
+        "overrides": overrides,
+    }
+    columns = list({**COLUMNS, **JUDGED}.items())
+    path = Path(results_dir) / f"jras_retrieval_{difficulty}.json"
     if not_done:
-        runs = "; ".join(f"{row} seeds {','.join(map(str, seeds))}" for row, seeds in not_done.items())
-        count = sum(map(len, not_done.values()))
-        print(f"not done yet ({count} runs, left out of the table): {runs}", flush=True)
+        kept = _kept_rows(path, settings, columns, not_done.keys() - {" ".join(k) for k in results})
+        if kept:  # save_results keeps the rows of equal settings it is not given
+            rows = "; ".join(f"{row} seeds {','.join(map(str, kept[row]))}" for row in kept)
+            print(f"kept from {path.name}, done elsewhere ({len(kept)} rows): {rows}", flush=True)
+        left = {row: seeds for row, seeds in not_done.items() if row not in kept}
+        if left:
+            runs = "; ".join(f"{row} seeds {','.join(map(str, seeds))}" for row, seeds in left.items())
+            count = sum(map(len, left.values()))
+            print(f"not done yet ({count} runs, left out of the table): {runs}", flush=True)
     if not results:
         raise SystemExit(f"--collect: no finished run under {root / 'runs'} for these settings")
     _print_table(results, (epochs, few_epochs), seeds, difficulty, n_patients, few_fraction, overrides, device)
@@ -236,12 +250,6 @@ def run(
         "each row's own guides, and the hit rates of an oracle and a random retriever on the same queries; the "
         "`val` columns: the validation patients of the same data (where settings are chosen)."
     )
-    settings = {
-        "epochs": [epochs, few_epochs],
-        "data": [difficulty, n_patients, few_fraction],
-        "overrides": overrides,
-    }
-    columns = list({**COLUMNS, **JUDGED}.items())
     rows = {" ".join(k): v for k, v in results.items()}
     measured = provenance("jras_segmentation", device, comma_seeds(seeds), started)
     cells = dict.fromkeys((regime, backbone) for regime, backbone, _ in results)
@@ -292,6 +300,18 @@ def run(
         )
         print(f"result: {path}")
     return {"|".join(k): v for k, v in results.items()}
+
+
+def _kept_rows(path: Path, settings: dict, columns: list, names: set[str]) -> dict[str, list[int]]:
+    """Of the rows ``names``, those the results file ``path`` holds for the same settings and columns (done in
+    another run folder or on another machine), with their seeds."""
+    if not (names and path.is_file()):
+        return {}
+    earlier = json.loads(path.read_text())
+    if earlier.get("settings") != settings or earlier.get("columns") != [list(c) for c in columns]:
+        return {}
+    held = earlier["variants"]
+    return {row: [r["seed"] for r in held[row]["seeds"]] for row in sorted(names) if row in held}
 
 
 def _train(bundle: Path, run_dir: Path, overlays: tuple, common: dict, epochs: int, device: str) -> float:

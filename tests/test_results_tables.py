@@ -235,6 +235,14 @@ def test_jras_benchmark_collects_finished_runs_without_training(tmp_path, capsys
     made = [p.relative_to(tmp_path) for p in (tmp_path / "out").rglob("*") if p.suffix in (".pt", ".nii", ".gz")]
     assert not (tmp_path / "out" / "data").exists() and not (runs / "no_seg_grad").exists() and not made
 
+    shutil.rmtree(runs / "two_stage")  # done in another run folder: its row stays as the results file has it
+    jras_retrieval.run(**args, variants="none,two_stage,jras", results_dir=str(tmp_path), collect=True)
+    out = capsys.readouterr().out
+    assert "kept from jras_retrieval_hard.json, done elsewhere (1 rows): current unet two_stage seeds 0\n" in out
+    assert "not done yet (1 runs, left out of the table): current unet jras seeds 1\n" in out
+    saved = json.loads((tmp_path / "jras_retrieval_hard.json").read_text())
+    assert saved["variants"]["current unet two_stage"]["mean"]["frame_mean_dice"] == pytest.approx(0.81)
+
     with pytest.raises(SystemExit, match="--collect: no finished run under"):
         jras_retrieval.run(**args, variants="oracle", results_dir=str(tmp_path), collect=True)
     with pytest.raises(SystemExit, match=r"none/seed0/trained.json: trained 4 epochs, not the 10 of this command"):
