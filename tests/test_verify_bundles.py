@@ -90,6 +90,31 @@ def test_config_consistency_names_each_value_inference_sets_differently(bundles,
     assert verify_bundles(bundles, CHECK_SETTINGS, ["config_consistency"]) == 0
 
 
-def test_unknown_check_name():
-    with pytest.raises(ValueError, match="unknown checks"):
-        verify_bundles(checks=["lint"])
+def test_bad_options_are_named_in_one_line(tmp_path):
+    from tests.bundle_cli import lmseg
+
+    for args, message in (
+        (["--checks", "lint"], "error: --checks: unknown ['lint']; choose from files,metadata,"),
+        (["--bundles_dir", str(tmp_path / "none")], f"error: --bundles_dir {tmp_path / 'none'}: no such folder"),
+        (["--settings_file", str(tmp_path / "s.json")], f"error: --settings_file {tmp_path / 's.json'}: no such file"),
+    ):
+        run = lmseg("verify-bundles", *args)
+        assert run.returncode == 1 and run.stderr.startswith(message) and "Traceback" not in run.stderr, run.stderr
+
+
+def test_checks_keep_their_console_output_off_the_table(bundles):
+    """MONAI's input summaries, the bundle's logging config and library warnings go to a log, not the console; a
+    failed check shows the last lines of its own output under its reason."""
+    from tests.bundle_cli import lmseg
+
+    run = lmseg("verify-bundles", "--bundles_dir", str(bundles), "--checks", "files,properties")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.splitlines()[0] == "checking tirnet_lmis ..."
+    assert "tirnet_lmis  PASS   PASS" in run.stdout
+    assert "Setting logging properties" not in run.stdout + run.stderr  # ConfigWorkflow's, in the properties check
+
+    (bundles / "tirnet_lmis" / "configs" / "train.json").write_text('{"trainer": "$undefined_name + 1"}\n')
+    run = lmseg("verify-bundles", "--bundles_dir", str(bundles), "--checks", "properties")
+    assert run.returncode == 1
+    failed = run.stdout.split("FAIL tirnet_lmis / properties: ", 1)[1]
+    assert "Setting logging properties" in failed.split("\n    | ", 1)[1]  # the check's own output, under it

@@ -13,11 +13,15 @@ kind and tiny overrides come from ``lmseg_components/resources/bundle_checks.jso
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from lmseg_components.errors import UserInputError
 from lmseg_components.locations import BUNDLES_DIR, PACKAGE_DIR
 
 __all__ = ["CHECKS", "CHECK_SETTINGS", "check_bundle", "cli_overrides", "verify_bundles"]
@@ -37,6 +41,9 @@ REQUIRED_FILES = (
 SCHEMA = PACKAGE_DIR / "resources" / "bundle_metadata_schema.json"
 # per bundle: its synthetic data and the tiny overrides the checks (and the tests) run it with
 CHECK_SETTINGS = PACKAGE_DIR / "resources" / "bundle_checks.json"
+
+
+FAILED_LOG_LINES = 8  # of a failed check's own console output, shown under its reason
 
 
 class CheckFailed(Exception):
@@ -345,15 +352,42 @@ def check_bundle(
         "infer_keys": set(inference),
     }
     results = {}
+    log = root / "checks.log"
     for name in checks or CHECKS:
         check = CHECKS[name]
+        start = log.stat().st_size if log.is_file() else 0
         try:
-            results[name] = (True, check(bundle, ctx))
+            with _console_to(log):
+                results[name] = (True, check(bundle, ctx))
         except CheckFailed as e:
             results[name] = (False, str(e))
         except Exception as e:  # a crashing check is a failed check, reported in the table
             results[name] = (False, f"{type(e).__name__}: {e}")
+        if not results[name][0]:
+            printed = log.read_bytes()[start:].decode(errors="replace").strip().splitlines()[-FAILED_LOG_LINES:]
+            results[name] = (False, "\n".join([results[name][1], *(f"    | {line}" for line in printed)]))
     return results
+
+
+@contextlib.contextmanager
+def _console_to(path: Path) -> Iterator[None]:
+    """Send what a check prints to ``path``, at the file descriptors: MONAI's input summaries (whole example
+    tensors), the bundles' logging configs, open_clip's model notices and library warnings would bury the table; a
+    failed check shows the last lines of its own."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 def verify_bundles(
@@ -370,9 +404,15 @@ def verify_bundles(
     """
     unknown = sorted(set(checks or ()) - set(CHECKS))
     if unknown:
-        raise ValueError(f"unknown checks {unknown}; choose from {list(CHECKS)}")
+        raise UserInputError(f"--checks: unknown {unknown}; choose from {','.join(CHECKS)}")
     bundles_dir = Path(bundles_dir) if bundles_dir else BUNDLES_DIR
     settings_file = Path(settings_file) if settings_file else CHECK_SETTINGS
+    for option, path, is_there in (
+        ("--bundles_dir", bundles_dir, Path.is_dir),
+        ("--settings_file", settings_file, Path.is_file),
+    ):
+        if not is_there(path):
+            raise UserInputError(f"{option} {path}: no such {'folder' if option == '--bundles_dir' else 'file'}")
     settings = json.loads(settings_file.read_text())
     bundles = sorted(p for p in bundles_dir.iterdir() if (p / "configs").is_dir())
     if not bundles:
