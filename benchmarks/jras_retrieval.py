@@ -65,7 +65,7 @@ from lmseg_components.workflows import SMALL_CONFIG, bundle_dir, device_expressi
 
 if __package__ in (None, ""):  # run as a script: the repository root holds the benchmarks package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.results import RESULTS_DIR, provenance, save_results  # noqa: E402
+from benchmarks.results import RESULTS_DIR, kept_table, provenance, save_results  # noqa: E402
 from benchmarks.script import check_overrides, comma_names, comma_seeds, run_script, sample_std  # noqa: E402
 
 STRONG_VIEWS = {"contrastive_view_gamma": 1.0, "contrastive_view_bias": 0.5}  # scanner_views_strong and its control
@@ -231,15 +231,15 @@ def run(
     columns = list({**COLUMNS, **JUDGED}.items())
     path = Path(results_dir) / f"jras_retrieval_{difficulty}.json"
     if not_done:
-        kept = _kept_rows(path, settings, columns, not_done.keys() - {" ".join(k) for k in results})
-        if kept:  # save_results keeps the rows of equal settings it is not given
-            rows = "; ".join(f"{row} seeds {','.join(map(str, kept[row]))}" for row in kept)
-            print(f"kept from {path.name}, done elsewhere ({len(kept)} rows): {rows}", flush=True)
+        held = (kept_table(path, settings, columns) or {}).get("variants", {})
+        absent = not_done.keys() - {" ".join(k) for k in results}  # save_results keeps such rows of equal settings
+        kept = {row: [r["seed"] for r in held[row]["seeds"]] for row in sorted(absent) if row in held}
+        if kept:
+            print(f"kept from {path.name}, done elsewhere ({len(kept)} rows): {_seed_lists(kept)}", flush=True)
         left = {row: seeds for row, seeds in not_done.items() if row not in kept}
         if left:
-            runs = "; ".join(f"{row} seeds {','.join(map(str, seeds))}" for row, seeds in left.items())
             count = sum(map(len, left.values()))
-            print(f"not done yet ({count} runs, left out of the table): {runs}", flush=True)
+            print(f"not done yet ({count} runs, left out of the table): {_seed_lists(left)}", flush=True)
     if not results:
         raise SystemExit(f"--collect: no finished run under {root / 'runs'} for these settings")
     _print_table(results, (epochs, few_epochs), seeds, difficulty, n_patients, few_fraction, overrides, device)
@@ -302,16 +302,9 @@ def run(
     return {"|".join(k): v for k, v in results.items()}
 
 
-def _kept_rows(path: Path, settings: dict, columns: list, names: set[str]) -> dict[str, list[int]]:
-    """Of the rows ``names``, those the results file ``path`` holds for the same settings and columns (done in
-    another run folder or on another machine), with their seeds."""
-    if not (names and path.is_file()):
-        return {}
-    earlier = json.loads(path.read_text())
-    if earlier.get("settings") != settings or earlier.get("columns") != [list(c) for c in columns]:
-        return {}
-    held = earlier["variants"]
-    return {row: [r["seed"] for r in held[row]["seeds"]] for row in sorted(names) if row in held}
+def _seed_lists(rows: dict[str, list[int]]) -> str:
+    """``{"current unet jras": [1, 2]}`` -> ``current unet jras seeds 1,2`` (rows joined by "; ")."""
+    return "; ".join(f"{row} seeds {','.join(map(str, seeds))}" for row, seeds in rows.items())
 
 
 def _train(bundle: Path, run_dir: Path, overlays: tuple, common: dict, epochs: int, device: str) -> float:

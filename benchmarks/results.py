@@ -115,11 +115,10 @@ def save_results(
     path = directory / f"{name}.json"
     columns = [list(c) for c in columns]
     table, pairs = {}, [list(pair) for pair in paired]
-    if path.is_file():
-        earlier = json.loads(path.read_text())
-        if earlier.get("settings") == settings and earlier.get("columns") == columns:
-            table = earlier["variants"]
-            pairs = [pair for pair in earlier.get("paired", []) if pair not in pairs] + pairs
+    earlier = kept_table(path, settings, columns)
+    if earlier:
+        table = earlier["variants"]
+        pairs = [pair for pair in earlier.get("paired", []) if pair not in pairs] + pairs
     for variant, rows in variants.items():
         mean, std = summarise(rows, keys)
         table[variant] = {
@@ -134,6 +133,17 @@ def save_results(
     directory.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     return path
+
+
+def kept_table(path: Path, settings: dict, columns: Sequence[Sequence[str]]) -> dict | None:
+    """The results file ``path`` as :func:`save_results` wrote it, if it was measured with the same ``settings`` and
+    ``columns`` (its rows stay when a run adds others); None otherwise or when there is none."""
+    if not path.is_file():
+        return None
+    earlier = json.loads(path.read_text())
+    if earlier.get("settings") != settings or earlier.get("columns") != [list(c) for c in columns]:
+        return None
+    return earlier
 
 
 def _measured(runs: dict[str, dict], current_version: str) -> str:

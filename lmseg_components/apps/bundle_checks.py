@@ -407,12 +407,12 @@ def verify_bundles(
         raise UserInputError(f"--checks: unknown {unknown}; choose from {','.join(CHECKS)}")
     bundles_dir = Path(bundles_dir) if bundles_dir else BUNDLES_DIR
     settings_file = Path(settings_file) if settings_file else CHECK_SETTINGS
-    for option, path, is_there in (
-        ("--bundles_dir", bundles_dir, Path.is_dir),
-        ("--settings_file", settings_file, Path.is_file),
+    for option, path, is_there, kind in (
+        ("--bundles_dir", bundles_dir, Path.is_dir, "folder"),
+        ("--settings_file", settings_file, Path.is_file, "file"),
     ):
         if not is_there(path):
-            raise UserInputError(f"{option} {path}: no such {'folder' if option == '--bundles_dir' else 'file'}")
+            raise UserInputError(f"{option} {path}: no such {kind}")
     settings = json.loads(settings_file.read_text())
     bundles = sorted(p for p in bundles_dir.iterdir() if (p / "configs").is_dir())
     if not bundles:
